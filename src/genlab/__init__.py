@@ -1,0 +1,24 @@
+"""genlab: train, sample, evaluate and explain VAEs, GANs and diffusion models.
+
+The public API (the CLI's verbs, as functions)::
+
+    import genlab
+    cfg = genlab.make_config("vae", "reference", dataset="digits", epochs=5)
+    run_dir = genlab.train(cfg)                  # -> runs/<name>/
+    run = genlab.load_run(run_dir)               # .config, .model ready for inference
+    images = genlab.sample(run_dir, n=64)        # float in [-1, 1], (N, C, H, W)
+    metrics = genlab.evaluate(run_dir)           # also written to run_dir/metrics.json
+    genlab.plot(run_dir, "reconstructions")      # run_dir/figures/reconstructions.png
+"""
+
+from genlab.checkpoint import load_run
+from genlab.config import make_config
+from genlab.evaluate import evaluate
+from genlab.experiments import demo, sweep, train
+from genlab.figures import plot
+from genlab.inference import sample, save_samples
+from genlab.report import report
+
+__all__ = ["demo", "evaluate", "load_run", "make_config", "plot", "report", "sample",
+           "save_samples", "sweep", "train"]
+__version__ = "0.1.0"

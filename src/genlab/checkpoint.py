@@ -182,6 +182,13 @@ class Run:
         return self.config.family  # type: ignore[attr-defined]
 
 
+def pick_device(device: str = "auto") -> torch.device:
+    """'auto' -> CUDA when torch sees a GPU, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
     """Rebuild the networks of a run folder from its config and load the latest weights."""
     run_dir = Path(run_dir)

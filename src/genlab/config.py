@@ -136,6 +136,8 @@ class DDPMConfig(BaseConfig):
     """random horizontal flips"""
     single_image: str | None = None
     """train on copies of one image: a file path or a dataset index"""
+    res_blocks: int = 1
+    """'resnet' UNet: residual blocks per resolution on the down path (one more on the way up)"""
 
 
 CONFIGS: dict[str, type[BaseConfig]] = {"vae": VAEConfig, "gan": GANConfig, "ddpm": DDPMConfig}

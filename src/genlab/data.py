@@ -76,6 +76,15 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
 
 
+def bernoulli_targets(images: torch.Tensor, binarize: bool, seed: int = 0) -> torch.Tensor:
+    """uint8 images -> Bernoulli targets in [0, 1] for a VAE likelihood: the grey levels, or one
+    fixed binarisation drawn with ``seed`` (every evaluation then scores the same binary set)."""
+    x01 = (to_float(images) + 1) / 2
+    if binarize:
+        x01 = torch.bernoulli(x01, generator=torch.Generator().manual_seed(seed))
+    return x01
+
+
 def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
                   world_size: int = 1) -> list[torch.Tensor]:
     """Index batches of one epoch: a permutation seeded by (seed, epoch), sharded across ranks.

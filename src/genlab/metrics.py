@@ -58,3 +58,38 @@ def psnr(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.T
     """Peak signal-to-noise ratio per image, in dB: 10 log10(range^2 / MSE)."""
     mse = (x.float() - ref.float()).pow(2).flatten(1).mean(1)
     return 10 * torch.log10(data_range**2 / mse.clamp_min(1e-20))
+
+
+# --- GAN: image fidelity of the denoiser ---------------------------------------------------------
+
+
+def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0, win_size: int = 11,
+         sigma: float = 1.5) -> torch.Tensor:
+    """Structural similarity per image (Wang et al. 2004, eq. 13), averaged over channels.
+
+    Local means, variances and covariance come from a ``win_size`` Gaussian window (sigma 1.5,
+    normalised over the window) applied without padding, so only windows that lie inside the
+    image count: the same value as ``skimage.metrics.structural_similarity(gaussian_weights=True,
+    use_sample_covariance=False)``. K1 = 0.01, K2 = 0.03. ``x`` and ``ref`` are (B, C, H, W).
+    """
+    if min(x.shape[-2:]) < win_size:
+        raise ValueError(f"ssim window {win_size} is larger than the {x.shape[-2]}x{x.shape[-1]} "
+                         "image; pass a smaller odd win_size")
+    x, ref = x.double(), ref.double()
+    b, c, h, w = x.shape
+    coords = torch.arange(win_size, dtype=torch.float64) - (win_size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    window = torch.outer(g, g)
+    window = (window / window.sum()).to(x.device)[None, None]   # (1, 1, k, k)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(t.reshape(b * c, 1, h, w), window)
+
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_x, mu_y = blur(x), blur(ref)
+    var_x = blur(x * x) - mu_x**2
+    var_y = blur(ref * ref) - mu_y**2
+    cov = blur(x * ref) - mu_x * mu_y
+    luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
+    s = luminance * (2 * cov + c2) / (var_x + var_y + c2)
+    return s.reshape(b, c, -1).mean(-1).mean(-1).float()

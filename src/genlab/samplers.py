@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from genlab.diffusion import NoiseSchedule
+from genlab.errors import ConfigError
+
 
 @torch.no_grad()
 def sample_vae(net: nn.Module, n: int, gen: torch.Generator | None = None,
@@ -15,3 +18,151 @@ def sample_vae(net: nn.Module, n: int, gen: torch.Generator | None = None,
         z = torch.randn((n, net.latent_dim), generator=gen, device=device)
     probs = torch.sigmoid(net.decode(z.to(device)).float())  # (n, C, H, W) in [0, 1]
     return probs * 2 - 1
+
+
+# --- GAN -----------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def denoise(net: nn.Module, noisy: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Run a denoising generator on images of any size; returns x0_hat in [-1, 1].
+
+    ``noisy`` is (B, C, H, W) in [-1, 1]. The generator is fully convolutional but needs sides
+    that are multiples of ``net.stride``: each image is padded by reflection on the bottom and
+    right up to the next multiple, denoised, and cropped back. A grey-trained network denoises
+    an RGB image one channel at a time. Works in batches of ``batch_size`` images.
+    """
+    param = next(net.parameters())
+    b, c, h, w = noisy.shape
+    channels = net.in_channels
+    if c != channels:
+        if channels != 1:
+            raise ValueError(f"the network denoises {channels}-channel images; got {c} channels")
+        noisy = noisy.reshape(b * c, 1, h, w)                 # 1. one grey image per channel
+    stride = net.stride
+    pad_h, pad_w = -h % stride, -w % stride
+    mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    out = []
+    for chunk in noisy.split(batch_size):
+        x = chunk.to(device=param.device, dtype=torch.float32)
+        if pad_h or pad_w:                                     # 2. pad to the network's stride
+            x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        x0_hat = net(x).float()[:, :, :h, :w]                 # 3. denoise, crop back
+        out.append(x0_hat.clamp(-1, 1).to(noisy.device))
+    return torch.cat(out).reshape(b, c, h, w)
+
+
+@torch.no_grad()
+def sample_gan(net: nn.Module, n: int, gen: torch.Generator | None = None,
+               z: torch.Tensor | None = None) -> torch.Tensor:
+    """DCGAN sampling: x = G(z) with z ~ N(0, I) (or the given z); images in [-1, 1]."""
+    device = next(net.parameters()).device
+    if z is None:
+        z = torch.randn((n, net.latent_dim), generator=gen, device=device)
+    return net(z.to(device)).float().clamp(-1, 1)
+
+
+# --- DDPM ----------------------------------------------------------------------------------------
+
+
+def check_conditioning(net: nn.Module, y: torch.Tensor | None, guidance: float | None) -> None:
+    """Refuse labels or a guidance scale that the network cannot use, with a one-line reason."""
+    num_classes = getattr(net, "num_classes", 0)
+    if num_classes == 0:
+        if y is not None:
+            raise ConfigError("class labels were given, but this run is unconditional "
+                              "(train with --class-conditional true to sample by class)")
+        if guidance is not None:
+            raise ConfigError("a guidance scale needs a class-conditional run; this run is "
+                              "unconditional")
+        return
+    if guidance is not None and y is None:
+        raise ConfigError("a guidance scale needs class labels to guide towards (--class K)")
+    if y is not None and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        bad = int(y.min()) if int(y.min()) < 0 else int(y.max())
+        raise ConfigError(f"class label {bad} is outside the trained range 0..{num_classes - 1}")
+
+
+def ddim_timesteps(num_steps: int, steps: int) -> list[int]:
+    """``steps`` timesteps from T-1 down to 0, evenly spaced (the 'trailing' spacing, which starts
+    from pure noise); with steps = T these are all timesteps."""
+    if not 1 <= steps <= num_steps:
+        raise ConfigError(f"DDIM steps must be between 1 and the run's T = {num_steps}, "
+                          f"got {steps}")
+    return torch.linspace(num_steps - 1, 0, steps, dtype=torch.float64).round().long().tolist()
+
+
+def guided_eps(net: nn.Module, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None,
+               guidance: float | None) -> torch.Tensor:
+    """eps_hat(x_t, t, y); with a guidance scale w, classifier-free guidance (Ho & Salimans
+    2022): eps_uncond + w (eps_cond - eps_uncond), so w = 1 is the plain conditional model."""
+    if y is None or guidance is None or guidance == 1.0:
+        return net(x_t, t, y).float()
+    null = torch.full_like(y, net.null_label)
+    both = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null])).float()
+    eps_cond, eps_uncond = both.chunk(2)
+    return eps_uncond + guidance * (eps_cond - eps_uncond)
+
+
+@torch.no_grad()
+def sample_ddpm(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...],
+                y: torch.Tensor | None = None, guidance: float | None = None,
+                gen: torch.Generator | None = None, variance: str = "posterior",
+                clip_x0: bool = True, snapshots: dict[int, torch.Tensor] | None = None,
+                snapshot_every: int = 100) -> torch.Tensor:
+    """Ancestral sampling (Ho et al. 2020, Algorithm 2). Returns images in [-1, 1].
+
+    ``clip_x0`` clips the predicted x_0 to [-1, 1] and takes the posterior mean from it (eq. 7),
+    as improved-diffusion does; without clipping this equals eq. 11's mean from eps. ``snapshots``,
+    when given, receives x_t (on the CPU) keyed by the paper's t: T (the initial noise), every
+    multiple of ``snapshot_every``, and 0 (the result).
+    """
+    check_conditioning(net, y, guidance)
+    device = next(net.parameters()).device
+    sigma = schedule.sigma(variance)
+    x = torch.randn(shape, generator=gen, device=device)  # x_T
+    if snapshots is not None:
+        snapshots[schedule.num_steps] = x.cpu()
+    for t in reversed(range(schedule.num_steps)):
+        t_batch = torch.full((shape[0],), t, device=device, dtype=torch.long)
+        eps = guided_eps(net, x, t_batch, y, guidance)  # 1. predict the noise in x_t
+        if clip_x0:  # 2. mean of p(x_{t-1} | x_t), from the clipped x_0 or from eps
+            mu = schedule.posterior_mean_x0(x, t, schedule.predict_x0(x, t, eps).clamp(-1, 1))
+        else:
+            mu = schedule.posterior_mean(x, t, eps)
+        x = mu
+        if t > 0:  # 3. add noise, except at the last step
+            x = x + float(sigma[t]) * torch.randn(shape, generator=gen, device=device)
+        if snapshots is not None and (t % snapshot_every == 0):
+            snapshots[t] = x.clamp(-1, 1).cpu()
+    return x.clamp(-1, 1)
+
+
+@torch.no_grad()
+def sample_ddim(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...], steps: int = 50,
+                eta: float = 0.0, y: torch.Tensor | None = None, guidance: float | None = None,
+                gen: torch.Generator | None = None, clip_x0: bool = True) -> torch.Tensor:
+    """DDIM sampling (Song et al. 2021, eq. 12) on ``steps`` timesteps; eta = 0 is deterministic,
+    eta = 1 with all T steps is ancestral DDPM with the posterior variance. Images in [-1, 1]."""
+    check_conditioning(net, y, guidance)
+    if eta < 0:
+        raise ConfigError(f"DDIM eta must be >= 0, got {eta}")
+    device = next(net.parameters()).device
+    timesteps = ddim_timesteps(schedule.num_steps, steps)
+    alpha_bar = schedule.alpha_bar.double().tolist()
+    x = torch.randn(shape, generator=gen, device=device)  # x_T
+    for i, t in enumerate(timesteps):
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+        ab, ab_prev = alpha_bar[t], (alpha_bar[t_prev] if t_prev >= 0 else 1.0)
+        t_batch = torch.full((shape[0],), t, device=device, dtype=torch.long)
+        eps = guided_eps(net, x, t_batch, y, guidance)  # 1. predict the noise in x_t
+        x0 = schedule.predict_x0(x, t, eps)  # 2. predicted x_0 (and the eps it implies)
+        if clip_x0:
+            x0 = x0.clamp(-1, 1)
+            eps = (x - ab**0.5 * x0) / (1 - ab) ** 0.5
+        # 3. sigma_t(eta) = eta sqrt((1 - a_prev) / (1 - a_t)) sqrt(1 - a_t / a_prev), eq. 16
+        sigma = eta * ((1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)) ** 0.5
+        x = ab_prev**0.5 * x0 + max(1 - ab_prev - sigma**2, 0.0) ** 0.5 * eps
+        if t_prev >= 0 and sigma > 0:  # 4. fresh noise, except at the last step
+            x = x + sigma * torch.randn(shape, generator=gen, device=device)
+    return x.clamp(-1, 1)

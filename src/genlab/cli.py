@@ -1,0 +1,203 @@
+"""The ``genlab`` command: each subcommand parses flags and calls one API function.
+
+Training flags are generated from the config dataclasses (``latent_dim`` -> ``--latent-dim``), with
+the field's docstring, default and allowed values as help. Errors in the input print one line and
+exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Any
+
+from genlab.config import CONFIGS, PRESETS, choices, field_docs
+
+SKIP_FIELDS = {"family"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _parse_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_config_flags(parser: argparse.ArgumentParser, family: str) -> None:
+    """One flag per config field; absent flags stay absent (argparse.SUPPRESS), so that only what
+    the user typed overrides the preset."""
+    cls = CONFIGS[family]
+    docs = field_docs(cls)
+    hints = typing.get_type_hints(cls)
+    group = parser.add_argument_group(f"{family} config (defaults: the 'default' preset)")
+    default_preset = PRESETS[family]["default"]
+    ref_preset = PRESETS[family]["reference"]
+    for f in fields(cls):
+        if f.name in SKIP_FIELDS:
+            continue
+        default = default_preset.get(f.name, f.default if f.default is not MISSING else None)
+        ref = ref_preset.get(f.name, f.default)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        help_text = f"{docs.get(f.name, '')} (default: {shown}"
+        if ref != default:
+            help_text += f"; reference: {','.join(map(str, ref)) if isinstance(ref, tuple) else ref}"
+        help_text += ")"
+        hint = hints[f.name]
+        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text,
+                                  "dest": f.name}
+        allowed = choices(cls, f.name)
+        args = typing.get_args(hint)
+        if allowed is not None:
+            kwargs["choices"] = allowed
+        elif hint is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(hint) is tuple:
+            kwargs["type"] = _parse_tuple
+            kwargs["metavar"] = "N,N,..."
+        elif hint in (int, float, str):
+            kwargs["type"] = hint
+        elif type(None) in args:
+            kwargs["type"] = next(a for a in args if a is not type(None))
+        group.add_argument(_flag(f.name), **kwargs)
+
+
+def _overrides(ns: argparse.Namespace, family: str) -> dict[str, Any]:
+    names = {f.name for f in fields(CONFIGS[family])}
+    return {k: v for k, v in vars(ns).items() if k in names and k not in SKIP_FIELDS}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genlab", description="Train, sample, evaluate and explain VAEs, GANs and DDPMs.")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = sub.add_parser("train", help="train a model (or --resume a run)",
+                       description="Train a model; `genlab train --resume RUN_DIR` continues one.")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    fam = p.add_subparsers(dest="family", metavar="FAMILY")
+    for family in CONFIGS:
+        fp = fam.add_parser(family, help=f"train a {family}")
+        fp.add_argument("--preset", choices=sorted(PRESETS[family]), default="default",
+                        help="named settings: 'reference' (the notebook's) or 'default' "
+                             "(corrected); flags override it (default: default)")
+        fp.add_argument("--resume", metavar="RUN_DIR", dest="resume_family",
+                        help="continue this run; only --epochs/--steps may change")
+        add_config_flags(fp, family)
+
+    p = sub.add_parser("sweep", help="one run per latent size + the comparison figure")
+    fam = p.add_subparsers(dest="family", metavar="FAMILY", required=True)
+    fp = fam.add_parser("vae", help="sweep the VAE's latent size")
+    fp.add_argument("--latent-dims", type=_parse_tuple, default=(2, 4, 16), metavar="N,N,...",
+                    help="latent sizes to train (default: 2,4,16)")
+    fp.add_argument("--preset", choices=sorted(PRESETS["vae"]), default="default",
+                    help="named settings (default: default)")
+    add_config_flags(fp, "vae")
+
+    p = sub.add_parser("evaluate", help="score a run; writes RUN_DIR/metrics.json")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--split", default="test", choices=["train", "test", "val"],
+                   help="split to score (default: test)")
+    p.add_argument("--seed", type=int, default=0, help="seed of all sampling (default: 0)")
+    p.add_argument("--k", type=int, default=None,
+                   help="VAE: importance samples of the IWAE bound (default: 100)")
+    p.add_argument("--num-images", type=int, default=None,
+                   help="score only the first N images of the split (default: all)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+
+    p = sub.add_parser("sample", help="draw images from a run: a gallery and one PNG each")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("-n", type=int, default=64, help="number of images (default: 64)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--nrow", type=int, default=None, help="gallery columns (default: sqrt(n))")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+
+    p = sub.add_parser("plot", help="draw one figure of a run")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("kind", help="vae: reconstructions, latent, tsne, samples, manifold, curves")
+    p.add_argument("--out", type=Path, default=None,
+                   help="PNG path (default: RUN_DIR/figures/KIND.png)")
+    p.add_argument("--split", default=None, choices=["train", "test", "val"],
+                   help="data split for data-based figures (default: test)")
+    p.add_argument("--num-images", type=int, default=None,
+                   help="t-SNE: embed only the first N images (default: all)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+
+    p = sub.add_parser("report", help="one HTML page comparing run folders")
+    p.add_argument("run_dirs", type=Path, nargs="+")
+    p.add_argument("--out", type=Path, default=Path("report.html"),
+                   help="HTML file (default: report.html)")
+
+    p = sub.add_parser("demo", help="the short experiments on the embedded digits, with a report")
+    p.add_argument("--out", type=Path, default=Path("runs/demo"),
+                   help="output folder (default: runs/demo)")
+    return parser
+
+
+def run(ns: argparse.Namespace) -> int:
+    import genlab
+    from genlab.errors import ConfigError
+
+    if ns.verb == "train":
+        resume = ns.resume or getattr(ns, "resume_family", None)
+        if ns.family is None:
+            if resume is None:
+                raise ConfigError(
+                    "say what to train: `genlab train {vae,gan,ddpm} ...` or "
+                    "`genlab train --resume RUN_DIR`")
+            run_dir = genlab.train(resume=resume)
+        elif resume is not None:
+            run_dir = genlab.train(resume=resume, **_overrides(ns, ns.family))
+        else:
+            cfg = genlab.make_config(ns.family, ns.preset, **_overrides(ns, ns.family))
+            run_dir = genlab.train(cfg)
+        print(f"run folder: {run_dir}")
+    elif ns.verb == "sweep":
+        cfg = genlab.make_config("vae", ns.preset, **_overrides(ns, "vae"))
+        run_dirs, fig = genlab.sweep(ns.latent_dims, cfg)
+        for d in run_dirs:
+            print(f"run folder: {d}")
+        print(f"comparison figure: {fig}")
+    elif ns.verb == "evaluate":
+        metrics = genlab.evaluate(ns.run_dir, split=ns.split, seed=ns.seed, device=ns.device,
+                                  k=ns.k, num_images=ns.num_images)
+        for key, value in metrics.items():
+            print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+        print(f"written: {ns.run_dir / 'metrics.json'}")
+    elif ns.verb == "sample":
+        images = genlab.sample(ns.run_dir, n=ns.n, seed=ns.seed, device=ns.device)
+        gallery = genlab.save_samples(images, ns.out, nrow=ns.nrow)
+        print(f"{len(images)} images in {ns.out}; gallery: {gallery}")
+    elif ns.verb == "plot":
+        path = genlab.plot(ns.run_dir, ns.kind, out=ns.out, device=ns.device, split=ns.split,
+                           num_images=ns.num_images)
+        print(f"figure: {path}")
+    elif ns.verb == "report":
+        print(f"report: {genlab.report(ns.run_dirs, ns.out)}")
+    elif ns.verb == "demo":
+        page = genlab.demo(ns.out)
+        print(f"figures and metrics: {ns.out}\nreport: {page}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from genlab.errors import GenlabError
+
+    ns = build_parser().parse_args(argv)
+    try:
+        return run(ns)
+    except GenlabError as err:
+        red, reset = ("\033[31m", "\033[0m") if sys.stderr.isatty() else ("", "")
+        print(f"{red}genlab: error: {err}{reset}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

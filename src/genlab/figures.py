@@ -1,0 +1,182 @@
+"""``plot(run_dir, kind)``: the figures that explain a run, written into run_dir/figures/<kind>.png.
+
+Each family registers its figure kinds in FIGURES; ``default_kinds`` says which apply to a run
+(the 2-D latent scatter needs z = 2, t-SNE is for z > 2).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from genlab import checkpoint, data, plots
+from genlab.checkpoint import Run, pick_device
+from genlab.errors import ConfigError
+from genlab.samplers import sample_vae
+
+
+def display_examples(split_data: data.ImageData, count: int = 10) -> torch.Tensor:
+    """Indices of fixed examples to show: the first image of each class, then the next ones."""
+    labels = split_data.labels
+    firsts = [int((labels == c).nonzero()[0]) for c in range(len(split_data.classes))
+              if (labels == c).any()]
+    rest = [i for i in range(len(labels)) if i not in set(firsts)]
+    return torch.tensor((firsts + rest)[:count])
+
+
+@torch.no_grad()
+def encode_means(net: torch.nn.Module, x01: torch.Tensor, batch_size: int = 2000) -> np.ndarray:
+    device = next(net.parameters()).device
+    return torch.cat([net.encode(b.to(device))[0].float().cpu()
+                      for b in x01.split(batch_size)]).numpy()
+
+
+@torch.no_grad()
+def vae_reconstruct(net: torch.nn.Module, x01: torch.Tensor) -> torch.Tensor:
+    """Bernoulli means decoded from the posterior means, as uint8 images."""
+    device = next(net.parameters()).device
+    logits, _, _ = net(x01.to(device))
+    return data.to_uint8(torch.sigmoid(logits.float()).cpu() * 2 - 1)
+
+
+def _load_split(run: Run, split: str) -> data.ImageData:
+    cfg = run.config
+    return data.load(cfg.dataset, split, cfg.data_dir, cfg.download)
+
+
+# --- VAE -----------------------------------------------------------------------------------------
+
+
+def _vae_reconstructions(run: Run, out: Path, split: str = "test", **_: Any) -> Path:
+    split_data = _load_split(run, split)
+    idx = display_examples(split_data)
+    x01 = data.bernoulli_targets(split_data.images, run.config.binarize)[idx]
+    rows = [("original", data.to_uint8(x01 * 2 - 1)),
+            (f"z = {run.config.latent_dim}", vae_reconstruct(run.model, x01))]  # type: ignore[attr-defined]
+    return plots.save_rows(rows, out, title=f"originals vs reconstructions ({split} split)")
+
+
+def _vae_latent(run: Run, out: Path, split: str = "test", **_: Any) -> Path:
+    if run.config.latent_dim != 2:  # type: ignore[attr-defined]
+        raise ConfigError(f"the latent scatter needs latent_dim 2, this run has "
+                          f"{run.config.latent_dim}; use the 'tsne' figure")  # type: ignore[attr-defined]
+    split_data = _load_split(run, split)
+    mu = encode_means(run.model, data.bernoulli_targets(split_data.images, run.config.binarize))
+    return plots.save_scatter(mu, split_data.labels.numpy(), out,
+                              f"latent means of the {split} split ({len(mu)} images)",
+                              "z[0] (posterior mean)", "z[1] (posterior mean)", split_data.classes)
+
+
+def tsne_embed(points: np.ndarray, seed: int = 0, n_jobs: int = 2) -> np.ndarray:
+    """2-D t-SNE of ``points`` with openTSNE (FFT-accelerated), scikit-learn as fallback."""
+    try:
+        from openTSNE import TSNE
+    except ImportError:
+        from sklearn.manifold import TSNE as SkTSNE
+
+        return SkTSNE(n_components=2, random_state=seed, init="pca").fit_transform(points)
+    return np.asarray(TSNE(n_jobs=n_jobs, random_state=seed, negative_gradient_method="fft",
+                           verbose=False).fit(points.astype(np.float32)))
+
+
+def _vae_tsne(run: Run, out: Path, split: str = "test", num_images: int | None = None,
+              **_: Any) -> Path:
+    split_data = _load_split(run, split)
+    x01 = data.bernoulli_targets(split_data.images, run.config.binarize)
+    labels = split_data.labels.numpy()
+    if num_images:
+        x01, labels = x01[:num_images], labels[:num_images]
+    mu = encode_means(run.model, x01)
+    start = time.perf_counter()
+    emb = tsne_embed(mu)
+    seconds = time.perf_counter() - start
+    z = run.config.latent_dim  # type: ignore[attr-defined]
+    return plots.save_scatter(emb, labels, out,
+                              f"t-SNE of {z}-d latent means, {split} split ({len(mu)} images, "
+                              f"{seconds:.0f} s)", "t-SNE 1", "t-SNE 2", split_data.classes)
+
+
+def _vae_samples(run: Run, out: Path, seed: int = 0, **_: Any) -> Path:
+    gen = torch.Generator(device=next(run.model.parameters()).device).manual_seed(seed)
+    images = sample_vae(run.model, 64, gen)
+    return plots.save_grid(data.to_uint8(images), out, nrow=8)
+
+
+def _vae_manifold(run: Run, out: Path, size: int = 15, **_: Any) -> Path:
+    """Decoded means over a grid of z at evenly spaced quantiles of N(0, 1) (Kingma & Welling,
+    fig. 4), so that the grid covers the prior's mass rather than a fixed box."""
+    if run.config.latent_dim != 2:  # type: ignore[attr-defined]
+        raise ConfigError("the manifold figure needs latent_dim 2")
+    q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, size))
+    # Row r shows z[1] = q[size-1-r] (top is high), column c shows z[0] = q[c].
+    z = torch.stack([q.repeat(size), q.flip(0).repeat_interleave(size)], dim=1)
+    images = sample_vae(run.model, z.shape[0], z=z)
+    return plots.save_grid(data.to_uint8(images), out, nrow=size)
+
+
+def _curves(run: Run, out: Path, **_: Any) -> Path:
+    log = checkpoint.read_log(run.run_dir)
+    if not log:
+        raise ConfigError(f"{run.run_dir}/log.jsonl is empty; nothing to plot")
+    keys = [k for k in log[-1] if k not in ("step", "epoch", "lr", "images_per_s")]
+    series = {k: ([r["step"] for r in log if k in r], [r[k] for r in log if k in r]) for k in keys}
+    panels = [[k] for k in keys if k != "loss"] or [["loss"]]
+    return plots.save_curves(series, out, f"training curves: {run.run_dir.name}", panels=panels)
+
+
+FIGURES: dict[str, dict[str, Callable[..., Path]]] = {
+    "vae": {
+        "reconstructions": _vae_reconstructions,
+        "latent": _vae_latent,
+        "tsne": _vae_tsne,
+        "samples": _vae_samples,
+        "manifold": _vae_manifold,
+        "curves": _curves,
+    },
+}
+
+
+def default_kinds(run: Run) -> list[str]:
+    """The figure kinds that apply to a run."""
+    if run.family == "vae":
+        two = run.config.latent_dim == 2  # type: ignore[attr-defined]
+        return ["reconstructions", "samples", "curves", *(["latent", "manifold"] if two
+                                                          else ["tsne"])]
+    return list(FIGURES[run.family])
+
+
+def plot(run_dir: str | Path, kind: str, out: str | Path | None = None, device: str = "auto",
+         run: Run | None = None, **options: Any) -> Path:
+    """Draw one figure of a run; returns the PNG's path (default run_dir/figures/<kind>.png)."""
+    run = run or checkpoint.load_run(run_dir, pick_device(device))
+    kinds = FIGURES[run.family]
+    if kind not in kinds:
+        raise ConfigError(f"unknown figure {kind!r} for a {run.family} run; expected one of "
+                          f"{sorted(kinds)}")
+    path = Path(out) if out else run.run_dir / "figures" / f"{kind}.png"
+    return kinds[kind](run, path, **{k: v for k, v in options.items() if v is not None})
+
+
+def plot_all(run_dir: str | Path, device: str = "auto", **options: Any) -> list[Path]:
+    run = checkpoint.load_run(run_dir, pick_device(device))
+    return [plot(run_dir, kind, run=run, **options) for kind in default_kinds(run)]
+
+
+def sweep_reconstructions(run_dirs: Sequence[str | Path], out: str | Path,
+                          split: str = "test") -> Path:
+    """The 'comparison of reconstructions' figure: originals, then one row per run (latent size),
+    all on the same test images."""
+    runs = [checkpoint.load_run(d, pick_device()) for d in run_dirs]
+    split_data = _load_split(runs[0], split)
+    idx = display_examples(split_data)
+    x01 = data.bernoulli_targets(split_data.images, runs[0].config.binarize)[idx]
+    rows = [("original", data.to_uint8(x01 * 2 - 1))]
+    for run in runs:
+        rows.append((f"z = {run.config.latent_dim}", vae_reconstruct(run.model, x01)))  # type: ignore[attr-defined]
+    return plots.save_rows(rows, Path(out),
+                           title=f"reconstructions by latent size ({runs[0].config.dataset}, {split})")

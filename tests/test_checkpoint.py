@@ -1,0 +1,124 @@
+"""Run folders, atomic checkpoints, exact resume after a kill, refusal of conflicting configs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from genlab import checkpoint, config
+import importlib
+
+train_mod = importlib.import_module("genlab.train")  # the module (genlab.train is the API function)
+from genlab.errors import ConfigError, RunError, TrainingDiverged
+
+
+def tiny_cfg(tmp_path, name="run", **kw):
+    values = dict(dataset="digits", steps=30, batch_size=32, log_every=1, checkpoint_every=10,
+                  hidden=(16,), latent_dim=2, run_dir=str(tmp_path / name), seed=3)
+    values.update(kw)
+    return config.make_config("vae", "reference", **values)
+
+
+def kill_at(monkeypatch, family, at_step):
+    original = train_mod.FAMILIES[family]
+
+    def step(s, x, y, step):
+        if step == at_step:
+            raise KeyboardInterrupt("simulated kill")
+        return original.step(s, x, y, step)
+
+    monkeypatch.setitem(train_mod.FAMILIES, family, original._replace(step=step))
+
+
+def losses(run_dir):
+    return [(r["step"], r["loss"], r["kl"]) for r in checkpoint.read_log(run_dir)]
+
+
+def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
+    straight = train_mod.train(tiny_cfg(tmp_path, "straight"), progress=False)
+    with monkeypatch.context() as m:
+        kill_at(m, "vae", 23)
+        with pytest.raises(KeyboardInterrupt):
+            train_mod.train(tiny_cfg(tmp_path, "killed"), progress=False)
+    killed = tmp_path / "killed"
+    assert checkpoint.latest_checkpoint(killed)["step"] == 20
+    assert len(checkpoint.read_log(killed)) == 23  # lines past the checkpoint get dropped
+    train_mod.train(resume=killed, progress=False)
+    assert losses(killed) == losses(straight)
+    w1, _ = checkpoint.load_checkpoint(straight)
+    w2, _ = checkpoint.load_checkpoint(killed)
+    assert all(torch.equal(w1["model"][k], w2["model"][k]) for k in w1["model"])
+
+
+def test_resume_with_binarize_and_extension(tmp_path, monkeypatch):
+    """Dynamic binarisation draws from the run's generator: its state must resume too."""
+    straight = train_mod.train(tiny_cfg(tmp_path, "a", binarize=True, steps=20), progress=False)
+    with monkeypatch.context() as m:
+        kill_at(m, "vae", 15)
+        with pytest.raises(KeyboardInterrupt):
+            train_mod.train(tiny_cfg(tmp_path, "b", binarize=True, steps=20), progress=False)
+    train_mod.train(resume=tmp_path / "b", progress=False)
+    assert losses(tmp_path / "b") == losses(straight)
+    # extending a finished run is allowed: steps may change
+    train_mod.train(resume=tmp_path / "b", steps=25, progress=False)
+    assert checkpoint.latest_checkpoint(tmp_path / "b")["step"] == 25
+
+
+def test_resume_refuses_conflicting_config(tmp_path):
+    run = train_mod.train(tiny_cfg(tmp_path, steps=10), progress=False)
+    with pytest.raises(ConfigError, match=r"lr \(saved 0.001, given 0.1\), latent_dim \(saved 2, given 4\)"):
+        train_mod.train(resume=run, latent_dim=4, lr=0.1, progress=False)
+
+
+def test_new_run_refuses_existing_folder(tmp_path):
+    train_mod.train(tiny_cfg(tmp_path, steps=10), progress=False)
+    with pytest.raises(RunError, match="already holds a run; resume it"):
+        train_mod.train(tiny_cfg(tmp_path, steps=10), progress=False)
+
+
+def test_config_json_is_written_first_and_checkpoint_is_safe(tmp_path, monkeypatch):
+    run = train_mod.train(tiny_cfg(tmp_path, steps=10), progress=False)
+    assert json.loads((run / "config.json").read_text())["latent_dim"] == 2
+    latest = checkpoint.latest_checkpoint(run)
+    # a crash while writing the next checkpoint leaves the previous one current and loadable
+    import genlab.checkpoint as ck
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ck, "save_file", broken)
+    loaded = checkpoint.load_run(run)
+    with pytest.raises(OSError, match="disk full"):
+        checkpoint.save_checkpoint(run, 99, loaded.modules, {}, loaded.config)
+    assert checkpoint.latest_checkpoint(run) == latest
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert checkpoint.load_run(run).step == 10
+
+
+def test_state_file_loads_with_weights_only(tmp_path):
+    run = train_mod.train(tiny_cfg(tmp_path, steps=10), progress=False)
+    latest = checkpoint.latest_checkpoint(run)
+    state = torch.load(run / "checkpoints" / latest["state"], weights_only=True)
+    assert state["step"] == 10 and "optimizers" in state
+    assert (run / "checkpoints" / latest["weights"]).suffix == ".safetensors"
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_checkpoint(tmp_path, monkeypatch):
+    original = train_mod.FAMILIES["vae"]
+
+    def step(s, x, y, step):
+        if step == 14:
+            x = x * float("nan")
+        return original.step(s, x, y, step)
+
+    monkeypatch.setitem(train_mod.FAMILIES, "vae", original._replace(step=step))
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at step 14.*checkpoint \(step 10\)"):
+        train_mod.train(tiny_cfg(tmp_path), progress=False)
+    assert checkpoint.load_run(tmp_path / "run").step == 10
+
+
+def test_not_a_run_folder(tmp_path):
+    with pytest.raises(RunError, match="not a genlab run folder"):
+        checkpoint.load_run(tmp_path)
