@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
 import torch
 
 from genlab import checkpoint, config
-import importlib
 
 train_mod = importlib.import_module("genlab.train")  # the module (genlab.train is the API function)
 from genlab.errors import ConfigError, RunError, TrainingDiverged

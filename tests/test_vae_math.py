@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from genlab.metrics import psnr, vae_bounds
-from genlab.models.vae import ConvVAE, MLPVAE
+from genlab.models.vae import MLPVAE, ConvVAE
 from genlab.objectives import gaussian_kl, vae_loss
 
 

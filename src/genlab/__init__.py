@@ -16,9 +16,9 @@ from genlab.config import make_config
 from genlab.evaluate import evaluate
 from genlab.experiments import demo, sweep, train
 from genlab.figures import plot
-from genlab.inference import sample, save_samples
+from genlab.inference import denoise_files, sample, save_samples
 from genlab.report import report
 
-__all__ = ["demo", "evaluate", "load_run", "make_config", "plot", "report", "sample",
-           "save_samples", "sweep", "train"]
+__all__ = ["demo", "denoise_files", "evaluate", "load_run", "make_config", "plot", "report",
+           "sample", "save_samples", "sweep", "train"]
 __version__ = "0.1.0"

@@ -110,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-images", type=int, default=None,
                    help="score only the first N images of the split (default: all)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    # DDPM
+    p.add_argument("--num-samples", type=int, default=None,
+                   help="DDPM: DDIM samples scored by FID/KID (default: 1000)")
+    p.add_argument("--ddpm-samples", type=int, default=None,
+                   help="DDPM: ancestral DDPM-T samples scored, T network calls each; 0 skips "
+                        "them (default: 100)")
+    p.add_argument("--ddim-steps", type=int, default=None,
+                   help="DDPM: steps of the DDIM sampler that is scored (default: 50)")
+    p.add_argument("--feature-steps", type=int, default=None,
+                   help="DDPM: training steps of the cached feature classifier (default: 1500)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="DDPM, class-conditional runs: classifier-free guidance scale")
 
     p = sub.add_parser("sample", help="draw images from a run: a gallery and one PNG each")
     p.add_argument("run_dir", type=Path)
@@ -118,6 +130,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--nrow", type=int, default=None, help="gallery columns (default: sqrt(n))")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    # DDPM
+    p.add_argument("--sampler", choices=["ddim", "ddpm"], default=None,
+                   help="DDPM: 'ddim' (--steps, --eta) or ancestral 'ddpm' with all T steps "
+                        "(default: ddim)")
+    p.add_argument("--steps", type=int, default=None, help="DDPM: DDIM steps (default: 50)")
+    p.add_argument("--eta", type=float, default=None,
+                   help="DDPM: DDIM noise, 0 deterministic .. 1 DDPM-like (default: 0)")
+    p.add_argument("--class", type=int, default=None, dest="label", metavar="K",
+                   help="DDPM, class-conditional runs: draw class K (default: classes in turn)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="DDPM, class-conditional runs: classifier-free guidance scale w "
+                        "(1: plain conditional; default: none)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="DDPM: images per sampling batch (default: 256)")
 
     p = sub.add_parser("plot", help="draw one figure of a run")
     p.add_argument("run_dir", type=Path)
@@ -138,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the short experiments on the embedded digits, with a report")
     p.add_argument("--out", type=Path, default=Path("runs/demo"),
                    help="output folder (default: runs/demo)")
+    add_denoise_parser(sub)
     return parser
 
 
@@ -167,12 +194,16 @@ def run(ns: argparse.Namespace) -> int:
         print(f"comparison figure: {fig}")
     elif ns.verb == "evaluate":
         metrics = genlab.evaluate(ns.run_dir, split=ns.split, seed=ns.seed, device=ns.device,
-                                  k=ns.k, num_images=ns.num_images)
+                                  k=ns.k, num_images=ns.num_images, num_samples=ns.num_samples,
+                                  ddpm_samples=ns.ddpm_samples, ddim_steps=ns.ddim_steps,
+                                  feature_steps=ns.feature_steps, guidance=ns.guidance)
         for key, value in metrics.items():
             print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
         print(f"written: {ns.run_dir / 'metrics.json'}")
     elif ns.verb == "sample":
-        images = genlab.sample(ns.run_dir, n=ns.n, seed=ns.seed, device=ns.device)
+        images = genlab.sample(ns.run_dir, n=ns.n, seed=ns.seed, device=ns.device,
+                               sampler=ns.sampler, steps=ns.steps, eta=ns.eta, label=ns.label,
+                               guidance=ns.guidance, batch_size=ns.batch_size)
         gallery = genlab.save_samples(images, ns.out, nrow=ns.nrow)
         print(f"{len(images)} images in {ns.out}; gallery: {gallery}")
     elif ns.verb == "plot":
@@ -184,7 +215,48 @@ def run(ns: argparse.Namespace) -> int:
     elif ns.verb == "demo":
         page = genlab.demo(ns.out)
         print(f"figures and metrics: {ns.out}\nreport: {page}")
+    elif ns.verb == "denoise":
+        run_denoise(ns)
     return 0
+
+
+# --- GAN: the denoise verb ----------------------------------------------------------------------
+
+
+def add_denoise_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "denoise", help="denoise image files with a trained GAN denoiser",
+        description="Denoise PNG/JPEG files of any size, grey or RGB (per channel), 8- or "
+                    "16-bit, with a run trained by `genlab train gan --mode denoise`; writes "
+                    "OUT/<name>.png.")
+    p.add_argument("run_dir", type=Path, help="the denoiser's run folder")
+    p.add_argument("inputs", type=Path, nargs="+", metavar="IMAGE", help="noisy image file(s)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--clean", type=Path, nargs="+", metavar="REF", default=None,
+                   help="clean reference(s), one per input in the same order: prints PSNR/SSIM")
+    p.add_argument("--add-noise", action="store_true",
+                   help="corrupt each input with the run's noise model first and score against "
+                        "the original (also writes <name>_noisy.png)")
+    p.add_argument("--peak", type=float, default=None,
+                   help="with --add-noise: Poisson photons at white (default: the run's)")
+    p.add_argument("--sigma", type=float, default=None,
+                   help="with --add-noise: Gaussian sigma in grey levels (default: the run's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of --add-noise (default: 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+
+
+def run_denoise(ns: argparse.Namespace) -> None:
+    import genlab
+
+    records = genlab.denoise_files(ns.run_dir, ns.inputs, ns.out, clean=ns.clean,
+                            add_noise=ns.add_noise, peak=ns.peak, sigma=ns.sigma, seed=ns.seed,
+                            device=ns.device)
+    for r in records:
+        line = f"{r['input']} ({r['size']}, {r['bits']}-bit) -> {r['output']}"
+        if "psnr_denoised" in r:
+            line += (f"  PSNR {r['psnr_noisy']:.2f} -> {r['psnr_denoised']:.2f} dB, "
+                     f"SSIM {r['ssim_noisy']:.3f} -> {r['ssim_denoised']:.3f}")
+        print(line)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -106,6 +106,10 @@ class GANConfig(BaseConfig):
     """'generate' mode: size of the noise vector"""
     lr_d: float = 1e-4
     """Adam learning rate of the discriminator"""
+    beta1: float = 0.5
+    """Adam beta1 of both optimizers (0.5 as in pix2pix and DCGAN; the notebook's Keras: 0.9)"""
+    max_d_wins: int = 2000
+    """stop as diverged after this many consecutive steps with D(x) > 0.99 and D(G(.)) < 0.01"""
 
 
 @dataclass(frozen=True)
@@ -152,8 +156,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                         lr=1e-3, batch_size=128, epochs=20, lr_schedule="cosine"),
     },
     "gan": {
+        # The notebook's nets and Keras Adam(1e-4) (beta1 = 0.9), trained as a conditional GAN.
         "reference": dict(mode="denoise", arch="reference", disc="reference", dataset="fer2013",
-                          lr=1e-4, lr_d=1e-4, batch_size=64, epochs=50, peak=255.0),
+                          lr=1e-4, lr_d=1e-4, beta1=0.9, batch_size=64, epochs=50, peak=255.0),
         "default": dict(mode="denoise", arch="unet", disc="patch", dataset="fer2013", lr=2e-4,
                         lr_d=2e-4, batch_size=64, epochs=50, peak=255.0),
     },

@@ -10,12 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from genlab import checkpoint, data, plots
 from genlab.checkpoint import Run, pick_device
-from genlab.errors import ConfigError
-from genlab.samplers import sample_vae
+from genlab.diffusion import NoiseSchedule
+from genlab.errors import ConfigError, DataError, RunError
+from genlab.samplers import class_cycle, denoise, generate_ddpm, sample_gan, sample_vae
 
 
 def _sample_vae(run: Run, n: int, gen: torch.Generator, **options: Any) -> torch.Tensor:
@@ -25,7 +27,149 @@ def _sample_vae(run: Run, n: int, gen: torch.Generator, **options: Any) -> torch
     return sample_vae(run.model, n, gen)
 
 
-SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"vae": _sample_vae}
+# --- GAN -----------------------------------------------------------------------------------------
+
+
+def _sample_gan(run: Run, n: int, gen: torch.Generator, **options: Any) -> torch.Tensor:
+    unused = sorted(k for k, v in options.items() if v is not None)
+    if unused:
+        raise ConfigError(f"sampling a GAN takes no {', '.join(unused)} option")
+    if run.config.mode != "generate":  # type: ignore[attr-defined]
+        raise RunError(f"{run.run_dir} is a denoiser (mode 'denoise'): it has nothing to sample; "
+                       f"use `genlab denoise {run.run_dir} IMAGE ... --out DIR`")
+    return sample_gan(run.model, n, gen)
+
+
+def load_denoiser(run_dir: str | Path | Run, device: str = "auto") -> Run:
+    """A run whose model is a denoiser (a GAN in 'denoise' mode), else a one-line RunError."""
+    run = run_dir if isinstance(run_dir, Run) else checkpoint.load_run(run_dir, pick_device(device))
+    mode = getattr(run.config, "mode", None)
+    if run.family != "gan" or mode != "denoise":
+        what = f"a {run.family} run" + (f" in mode {mode!r}" if mode else "")
+        raise RunError(f"{run.run_dir} is {what}, not a denoiser; train one with "
+                       "`genlab train gan --mode denoise`")
+    return run
+
+
+def _to_unit(arr: np.ndarray) -> tuple[torch.Tensor, int]:
+    """(H, W, C) uint8 or uint16 -> (C, H, W) float in [-1, 1], and the white level (255, 65535)."""
+    white = 65535 if arr.dtype == np.uint16 else 255
+    x = torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1) / white
+    return x * 2 - 1, white
+
+
+def _from_unit(x: torch.Tensor, white: int) -> np.ndarray:
+    """(C, H, W) in [-1, 1] -> (H, W, C) uint8 or uint16 at the given white level."""
+    arr = ((x.clamp(-1, 1) + 1) / 2 * white).round().permute(1, 2, 0).numpy()
+    return arr.astype(np.uint16 if white == 65535 else np.uint8)
+
+
+def _write_png(arr: np.ndarray, path: Path) -> Path:
+    """PNG at the input's depth: 16-bit grey stays 16-bit; RGB is written as 8 bits (PIL cannot
+    write 48-bit RGB)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if arr.dtype == np.uint16 and arr.shape[2] == 1:
+        Image.fromarray(arr[:, :, 0]).save(path)
+        return path
+    if arr.dtype == np.uint16:
+        arr = (arr.astype(np.float64) / 257.0).round().astype(np.uint8)
+    return plots.save_image(arr, path)
+
+
+def denoise_files(run_dir: str | Path | Run, inputs: list[str | Path], out_dir: str | Path,
+                  clean: list[str | Path] | None = None, add_noise: bool = False,
+                  peak: float | None = None, sigma: float | None = None, seed: int = 0,
+                  device: str = "auto") -> list[dict[str, Any]]:
+    """Denoise image files of any size, grey or RGB (per channel), 8- or 16-bit, into
+    ``out_dir``/<name>.png; returns one record per image (paths, size, and PSNR/SSIM in dB
+    against ``clean`` references, given in the same order as ``inputs``).
+
+    ``add_noise`` first corrupts each input with the run's noise model (``peak``/``sigma``
+    override its level) and scores against the original: a quick way to try the denoiser on
+    clean pictures.
+    """
+    from genlab.corruption import corrupt
+    from genlab.metrics import psnr, ssim, ssim_window
+
+    run = load_denoiser(run_dir, device)
+    cfg = run.config
+    if clean is not None and len(clean) != len(inputs):
+        raise ConfigError(f"{len(clean)} --clean reference(s) for {len(inputs)} input(s); give "
+                          "one per input, in the same order")
+    if add_noise and clean is not None:
+        raise ConfigError("--add-noise scores against the input itself; drop --clean")
+    if not add_noise and (peak is not None or sigma is not None):
+        raise ConfigError("--peak and --sigma set the noise that --add-noise adds; the inputs are "
+                          "denoised as they are without it")
+    peak = cfg.peak if peak is None else peak  # type: ignore[attr-defined]
+    sigma = cfg.sigma if sigma is None else sigma  # type: ignore[attr-defined]
+    out_dir = Path(out_dir)
+    gen = torch.Generator().manual_seed(seed)
+    min_side = run.model.receptive_field
+    records = []
+    for i, path in enumerate(inputs):
+        path = Path(path)
+        arr = data.read_image(path)                                   # (H, W, C)
+        h, w = arr.shape[:2]
+        if min(h, w) < min_side:
+            raise DataError(f"{path}: image is {w}x{h}; this denoiser needs at least "
+                            f"{min_side}x{min_side} pixels (its receptive field)")
+        x, white = _to_unit(arr)
+        reference = None
+        if clean is not None:
+            ref_arr = data.read_image(clean[i])
+            if ref_arr.shape != arr.shape:
+                raise DataError(f"{clean[i]}: shape {ref_arr.shape} differs from {path}'s "
+                                f"{arr.shape} (H, W, C)")
+            reference = _to_unit(ref_arr)[0]
+        record: dict[str, Any] = {"input": str(path), "size": f"{w}x{h}x{arr.shape[2]}",
+                                  "bits": 16 if white == 65535 else 8}
+        if add_noise:
+            reference = x
+            grey = (x + 1) * 127.5                                    # noise in 8-bit grey levels
+            x = corrupt(grey, cfg.noise, peak, sigma, gen) / 127.5 - 1  # type: ignore[attr-defined]
+            noisy_path = _write_png(_from_unit(x, white), out_dir / f"{path.stem}_noisy.png")
+            record["noisy"] = str(noisy_path)
+        x0_hat = denoise(run.model, x[None])[0].cpu()
+        record["output"] = str(_write_png(_from_unit(x0_hat, white), out_dir / f"{path.stem}.png"))
+        if reference is not None:
+            win = ssim_window(reference.shape)
+            for name, est in (("noisy", x), ("denoised", x0_hat)):
+                record[f"psnr_{name}"] = float(psnr(est[None], reference[None], 2.0))
+                record[f"ssim_{name}"] = float(ssim(est[None], reference[None], 2.0, win))
+        records.append(record)
+    return records
+
+
+# --- DDPM ----------------------------------------------------------------------------------------
+
+
+def _sample_ddpm(run: Run, n: int, gen: torch.Generator, sampler: str | None = None,
+                 steps: int | None = None, eta: float | None = None, label: int | None = None,
+                 guidance: float | None = None, batch_size: int | None = None) -> torch.Tensor:
+    """DDIM (default: 50 steps, eta 0) or ancestral DDPM with all T steps, from the EMA weights.
+    A conditional run draws class ``label``, or the classes in turn when none is given."""
+    cfg = run.config
+    sampler = sampler or "ddim"
+    if sampler == "ddpm" and (steps is not None or eta is not None):
+        raise ConfigError("--steps and --eta apply to the ddim sampler; ddpm uses all T = "
+                          f"{cfg.num_steps} steps")  # type: ignore[attr-defined]
+    net = run.model
+    device = next(net.parameters()).device
+    if label is not None:
+        y = torch.full((n,), label, dtype=torch.long, device=device)
+    else:
+        y = class_cycle(net, n)
+    schedule = NoiseSchedule(cfg.schedule, cfg.num_steps, device)  # type: ignore[attr-defined]
+    steps = steps if steps is not None else min(50, cfg.num_steps)  # type: ignore[attr-defined]
+    return generate_ddpm(net, schedule, n, tuple(run.data_info["image_shape"]), sampler, steps,
+                         eta or 0.0, y, guidance, gen, batch_size or 256, cfg.precision)
+
+
+SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"vae": _sample_vae, "gan": _sample_gan,
+                                                    "ddpm": _sample_ddpm}
 
 
 def sample(run_dir: str | Path | Run, n: int = 64, seed: int = 0, device: str = "auto",

@@ -93,3 +93,46 @@ def ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0, win_size: 
     luminance = (2 * mu_x * mu_y + c1) / (mu_x**2 + mu_y**2 + c1)
     s = luminance * (2 * cov + c2) / (var_x + var_y + c2)
     return s.reshape(b, c, -1).mean(-1).mean(-1).float()
+
+
+def ssim_window(image_shape: tuple[int, ...]) -> int:
+    """11 (Wang et al.), or the largest odd window that fits a smaller image (7 for 8x8 digits)."""
+    side = min(image_shape[-2:])
+    return 11 if side >= 11 else side - (1 - side % 2)
+
+
+# --- sample quality in a feature network: FID / KID (used by DDPM, reusable by the GAN) ---------
+
+
+@torch.no_grad()
+def fid_kid(features: nn.Module, real: torch.Tensor, fake: torch.Tensor, batch_size: int = 500,
+            kid_subsets: int = 50, kid_subset_size: int = 1000, seed: int = 0
+            ) -> dict[str, float]:
+    """Frechet distance (Heusel et al. 2017) and kernel distance (Binkowski et al. 2018) between
+    two image sets in the features of ``features``, computed by torchmetrics.
+
+    ``features`` maps float (B, C, H, W) images in [-1, 1] to (B, D) and has an integer
+    ``num_features`` (``models.classifier.Features``; Inception-v3 in the standard FID). ``real``
+    and ``fake`` are float in [-1, 1]. FID is biased upwards for small sets (compare only at equal
+    set sizes); KID is unbiased, and its std is over ``kid_subsets`` random subsets.
+    """
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    features.eval()
+    subset = min(kid_subset_size, len(real), len(fake))
+    fid = FrechetInceptionDistance(feature=features, normalize=True)
+    kid = KernelInceptionDistance(feature=features, normalize=True, subsets=kid_subsets,
+                                  subset_size=subset)
+    device = next(features.parameters()).device
+    fid.to(device)
+    kid.to(device)
+    for images, is_real in ((real, True), (fake, False)):
+        for batch in images.split(batch_size):
+            batch = batch.to(device).float()
+            fid.update(batch, real=is_real)
+            kid.update(batch, real=is_real)
+    torch.manual_seed(seed)  # KID draws its subsets with the global generator
+    kid_mean, kid_std = kid.compute()
+    return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std),
+            "num_real": len(real), "num_fake": len(fake), "kid_subset_size": subset}

@@ -22,12 +22,14 @@ import torch
 from torch import nn
 
 from genlab import checkpoint, data
-from genlab.config import BaseConfig, VAEConfig, diff, to_dict
+from genlab.config import BaseConfig, DDPMConfig, GANConfig, VAEConfig, diff, to_dict
+from genlab.corruption import corrupt
+from genlab.diffusion import NoiseSchedule
 from genlab.errors import ConfigError, RunError, TrainingDiverged
 from genlab.models import MODELS
-from genlab.objectives import vae_loss
+from genlab.objectives import ddpm_loss, gan_d_loss, gan_g_loss, vae_loss
 from genlab.plots import save_grid
-from genlab.samplers import sample_vae
+from genlab.samplers import denoise, sample_ddim, sample_gan, sample_vae
 
 # Fields that may change when a run is resumed: they extend it or move it, not change its maths.
 RESUMABLE_CHANGES = ("epochs", "steps", "device", "num_threads", "log_every", "checkpoint_every",
@@ -48,6 +50,12 @@ class TrainState:
     extra: dict[str, Any] = field(default_factory=dict)  # small per-family state, checkpointed
 
 
+def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
+    """Adam with the fused kernel (one op per step instead of ~10 per tensor: 1.4x faster for the
+    MLP VAE on CPU, and the standard choice on CUDA)."""
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
+
+
 def check_finite(loss: torch.Tensor, step: int, what: str = "loss") -> None:
     """Stop before a non-finite loss reaches the weights."""
     if not torch.isfinite(loss).item():
@@ -58,7 +66,7 @@ def check_finite(loss: torch.Tensor, step: int, what: str = "loss") -> None:
 
 
 def _vae_setup(cfg: VAEConfig, modules: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
-    return {"model": torch.optim.Adam(modules["model"].parameters(), lr=cfg.lr)}
+    return {"model": adam(modules["model"].parameters(), cfg.lr)}
 
 
 def _vae_step(s: TrainState, x: torch.Tensor, y: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
@@ -81,13 +89,198 @@ def _vae_preview(s: TrainState, n: int, gen: torch.Generator) -> torch.Tensor:
     return sample_vae(s.accelerator.unwrap_model(s.modules["model"]), n, gen)
 
 
+# --- GAN -----------------------------------------------------------------------------------------
+
+D_WINS = (0.99, 0.01)  # D(x) above and D(G(.)) below these: the discriminator wins outright
+
+
+def _gan_setup(cfg: GANConfig, modules: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
+    betas = (cfg.beta1, 0.999)
+    opts = {"model": adam(modules["model"].parameters(), cfg.lr, betas)}
+    if "disc" in modules:
+        opts["disc"] = adam(modules["disc"].parameters(), cfg.lr_d, betas)
+    return opts
+
+
+def _gan_noisy(cfg: GANConfig, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A fresh noisy version of a clean batch, drawn with the run's generator, rounded to whole
+    grey levels as a stored 8-bit image would be, in [-1, 1]."""
+    return data.to_float(corrupt(data.to_uint8(x), cfg.noise, cfg.peak, cfg.sigma, gen).round_())
+
+
+def _gan_step(s: TrainState, x: torch.Tensor, y: torch.Tensor, step: int
+              ) -> dict[str, torch.Tensor]:
+    """One discriminator update, then one generator update (pix2pix / DCGAN)."""
+    cfg: GANConfig = s.cfg
+    net, disc = s.modules["model"], s.modules.get("disc")
+    if cfg.mode == "denoise":
+        cond, x0 = _gan_noisy(cfg, x, s.gen), x                # (B, C, H, W) noisy, clean
+        inputs = cond
+        s.info.setdefault("gan_preview_x0", x[:8].detach().clone())
+    else:
+        cond, x0 = None, None
+        inputs = torch.randn((x.shape[0], cfg.latent_dim), generator=s.gen, device=x.device)
+    with s.accelerator.autocast():
+        x_fake = net(inputs)
+    logs: dict[str, torch.Tensor] = {}
+    if disc is not None:
+        # 1. discriminator: real pairs against generated ones (x_fake is detached inside)
+        with s.accelerator.autocast():
+            d_loss, d_logs = gan_d_loss(disc, x, x_fake, cond)
+        check_finite(d_loss, step, "discriminator loss")
+        s.optimizers["disc"].zero_grad(set_to_none=True)
+        s.accelerator.backward(d_loss)
+        s.optimizers["disc"].step()
+        logs.update(d_logs)
+        d_real, d_fake = d_logs["d_real"].item(), d_logs["d_fake"].item()
+        wins = d_real > D_WINS[0] and d_fake < D_WINS[1]
+        s.extra["d_wins"] = s.extra.get("d_wins", 0) + 1 if wins else 0
+        if cfg.max_d_wins and s.extra["d_wins"] >= cfg.max_d_wins:
+            raise TrainingDiverged(
+                f"the discriminator has won outright (D(x) > {D_WINS[0]}, D(G(.)) < {D_WINS[1]}) "
+                f"for {s.extra['d_wins']} consecutive steps at step {step} (D(x) = {d_real:.3f}, "
+                f"D(G(.)) = {d_fake:.3g}); lower --lr-d, raise --l1-weight or --max-d-wins")
+    # 2. generator: fool the updated discriminator, stay close to the clean image (L1)
+    if disc is not None:
+        disc.requires_grad_(False)  # no gradient into D's weights from the generator's loss
+    try:
+        with s.accelerator.autocast(), _no_sync(s, disc):
+            g_loss, g_logs = gan_g_loss(disc, x0, x_fake, cond, cfg.l1_weight, cfg.adv_weight)
+    finally:
+        if disc is not None:
+            disc.requires_grad_(True)
+    check_finite(g_loss, step, "generator loss")
+    s.optimizers["model"].zero_grad(set_to_none=True)
+    s.accelerator.backward(g_loss)
+    s.optimizers["model"].step()
+    logs.update(g_logs)
+    return logs
+
+
+def _no_sync(s: TrainState, module: nn.Module | None):
+    """DDP must not wait for gradients of a module whose weights take none in this backward."""
+    from contextlib import nullcontext
+
+    return s.accelerator.no_sync(module) if module is not None else nullcontext()
+
+
+def _gan_preview(s: TrainState, n: int, gen: torch.Generator) -> torch.Tensor:
+    """'generate': n samples. 'denoise': rows clean / noisy / denoised of 8 training images
+    (the first batch the run drew, kept in ``s.info``), noise drawn with the preview generator."""
+    net = s.accelerator.unwrap_model(s.modules["model"])
+    if s.cfg.mode == "generate":
+        return sample_gan(net, n, gen)
+    x0 = s.info["gan_preview_x0"]
+    noisy = _gan_noisy(s.cfg, x0, gen)
+    return torch.cat([x0, noisy, denoise(net, noisy)])
+
+
+# --- DDPM ----------------------------------------------------------------------------------------
+
+PREVIEW_DDIM_STEPS = 50
+
+
+def _ddpm_setup(cfg: DDPMConfig, modules: dict[str, nn.Module]) -> dict[str, torch.optim.Optimizer]:
+    return {"model": adam(modules["model"].parameters(), cfg.lr)}
+
+
+def _ddpm_schedule(s: TrainState) -> NoiseSchedule:
+    if "ddpm_schedule" not in s.info:
+        s.info["ddpm_schedule"] = NoiseSchedule(s.cfg.schedule, s.cfg.num_steps,
+                                                s.accelerator.device)
+    return s.info["ddpm_schedule"]
+
+
+def _single_image(s: TrainState) -> torch.Tensor:
+    """The one training image of single-image mode, (1, C, H, W) in [-1, 1]: a dataset index
+    into the training split, or an image file of the dataset's shape."""
+    if "ddpm_single" in s.info:
+        return s.info["ddpm_single"]
+    cfg: DDPMConfig = s.cfg
+    spec = str(cfg.single_image)
+    if spec.isdigit():
+        split = data.load(cfg.dataset, "train", cfg.data_dir, cfg.download)
+        if int(spec) >= len(split):
+            raise ConfigError(f"single_image index {spec} is outside the {cfg.dataset} train "
+                              f"split (0..{len(split) - 1})")
+        image = split.images[int(spec)]
+    else:
+        arr = data.read_image(spec)
+        if arr.dtype != "uint8":  # 16-bit files: keep the top 8 bits
+            arr = (arr >> 8).astype("uint8")
+        image = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    shape = tuple(s.info["image_shape"])
+    if tuple(image.shape) != shape:
+        raise ConfigError(
+            f"single image {spec} is {tuple(image.shape)} (C, H, W) but the model is built for "
+            f"the {cfg.dataset} images, {shape}; put the image in a folder and pass "
+            f"--dataset folder:DIR, or resize it")
+    s.info["ddpm_single"] = data.to_float(image[None].to(s.accelerator.device))
+    return s.info["ddpm_single"]
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for parameters; buffers (BatchNorm statistics)
+    are copied."""
+    ema_params, params = list(ema.parameters()), list(model.parameters())
+    torch._foreach_lerp_(ema_params, params, 1.0 - decay)
+    for e, b in zip(ema.buffers(), model.buffers()):
+        e.copy_(b)
+
+
+def _ddpm_step(s: TrainState, x: torch.Tensor, y: torch.Tensor, step: int
+               ) -> dict[str, torch.Tensor]:
+    """One epsilon-prediction step (Ho et al. 2020, Algorithm 1), then the EMA update."""
+    cfg: DDPMConfig = s.cfg
+    net = s.modules["model"]
+    if cfg.single_image is not None:  # the notebook's first experiment: copies of one image
+        x = _single_image(s).expand_as(x)
+    if cfg.hflip:
+        flip = torch.rand(x.shape[0], generator=s.gen, device=x.device) < 0.5
+        x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    labels = None
+    if cfg.class_conditional:
+        # label dropout: train the unconditional model too, for classifier-free guidance
+        drop = torch.rand(y.shape[0], generator=s.gen, device=y.device) < cfg.label_dropout
+        null = s.accelerator.unwrap_model(net).null_label
+        labels = torch.where(drop, torch.full_like(y, null), y)
+    with s.accelerator.autocast():
+        loss, logs = ddpm_loss(net, _ddpm_schedule(s), x, labels, s.gen)
+    check_finite(loss, step)
+    opt = s.optimizers["model"]
+    opt.zero_grad(set_to_none=True)
+    s.accelerator.backward(loss)
+    if cfg.grad_clip > 0:
+        logs["grad_norm"] = s.accelerator.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+    opt.step()
+    # EMA with warm-up: early on the average would mostly remember the random initialisation
+    decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+    ema_update(s.modules["ema"], s.accelerator.unwrap_model(net), decay)
+    return logs
+
+
+def _ddpm_preview(s: TrainState, n: int, gen: torch.Generator) -> torch.Tensor:
+    """n DDIM samples from the EMA network; conditional runs cycle through the classes."""
+    ema = s.modules["ema"]
+    shape = (n, *s.info["image_shape"])
+    y = None
+    if s.cfg.class_conditional:
+        y = torch.arange(n, device=s.accelerator.device) % ema.num_classes
+    steps = min(PREVIEW_DDIM_STEPS, s.cfg.num_steps)
+    with s.accelerator.autocast():
+        return sample_ddim(ema, _ddpm_schedule(s), shape, steps=steps, y=y, gen=gen)
+
+
 class Family(NamedTuple):
     setup: Callable[..., dict[str, torch.optim.Optimizer]]  # (cfg, modules) -> optimizers
     step: Callable[[TrainState, torch.Tensor, torch.Tensor, int], dict[str, torch.Tensor]]
     preview: Callable[[TrainState, int, torch.Generator], torch.Tensor]  # -> images in [-1, 1]
 
 
-FAMILIES: dict[str, Family] = {"vae": Family(_vae_setup, _vae_step, _vae_preview)}
+FAMILIES: dict[str, Family] = {"vae": Family(_vae_setup, _vae_step, _vae_preview),
+                               "gan": Family(_gan_setup, _gan_step, _gan_preview),
+                               "ddpm": Family(_ddpm_setup, _ddpm_step, _ddpm_preview)}
 
 
 # --- the loop ------------------------------------------------------------------------------------

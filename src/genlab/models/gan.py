@@ -143,6 +143,8 @@ class PatchDiscriminator(nn.Module):
     """PatchGAN (Isola et al. 2017): a grid of logits, one per overlapping patch, on the
     (candidate, noisy) pair; 4x4 convs, strides 2, 2, 1, 1 (a 34x34 patch per logit)."""
 
+    min_size = 12  # 12 -> 6 -> 3 -> 2 -> 1 logit
+
     def __init__(self, in_channels: int, width: int = 64) -> None:
         super().__init__()
         w = width
@@ -241,6 +243,10 @@ def build(cfg: GANConfig, image_shape: tuple[int, int, int], num_classes: int
     if cfg.adv_weight > 0:
         if cfg.disc == "reference":
             modules["disc"] = ReferenceDiscriminator(2 * c, (h, w))
+        elif min(h, w) < PatchDiscriminator.min_size:
+            raise ConfigError(f"the PatchGAN discriminator needs images of at least "
+                              f"{PatchDiscriminator.min_size}x{PatchDiscriminator.min_size}; got "
+                              f"{h}x{w} (use --disc reference)")
         else:
             modules["disc"] = PatchDiscriminator(2 * c, cfg.width)
     return modules
