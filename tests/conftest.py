@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny files in each real dataset format, and the real sample data when present."""
+"""Shared fixtures: tiny files in each real dataset format, and the real sample data when
+present."""
 
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from genlab import checkpoint, config
+from genlab.errors import ConfigError, RunError, TrainingDiverged
 
 train_mod = importlib.import_module("genlab.train")  # the module (genlab.train is the API function)
-from genlab.errors import ConfigError, RunError, TrainingDiverged
 
 
 def tiny_cfg(tmp_path, name="run", **kw):
@@ -68,7 +68,8 @@ def test_resume_with_binarize_and_extension(tmp_path, monkeypatch):
 
 def test_resume_refuses_conflicting_config(tmp_path):
     run = train_mod.train(tiny_cfg(tmp_path, steps=10), progress=False)
-    with pytest.raises(ConfigError, match=r"lr \(saved 0.001, given 0.1\), latent_dim \(saved 2, given 4\)"):
+    with pytest.raises(ConfigError, match=r"lr \(saved 0.001, given 0.1\), "
+                                          r"latent_dim \(saved 2, given 4\)"):
         train_mod.train(resume=run, latent_dim=4, lr=0.1, progress=False)
 
 

@@ -78,7 +78,8 @@ def test_fer_kaggle_icml_header_with_spaces(tmp_path):
 @pytest.mark.parametrize(
     ("rows", "header", "match"),
     [
-        ([(0, np.zeros(2304, int), "Training")], "emotion,Usage", r"missing column\(s\) \['pixels'\]"),
+        ([(0, np.zeros(2304, int), "Training")], "emotion,Usage",
+         r"missing column\(s\) \['pixels'\]"),
         ([(0, np.zeros(2304, int), "Training"), (1, np.zeros(2300, int), "Training")],
          "emotion,pixels,Usage", r"line 3: 2300 pixels is not a square"),
         ([(0, "1 2 x 4", "Training")], "emotion,pixels,Usage", r"line 2: non-integer"),

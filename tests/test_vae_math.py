@@ -69,7 +69,8 @@ def test_beta_weights_the_kl():
 
 def test_shapes_and_ranges():
     mlp = MLPVAE((1, 28, 28), 2)
-    assert [m.in_features for m in mlp.modules() if isinstance(m, nn.Linear)] == [784, 256, 256, 2, 256]
+    in_features = [m.in_features for m in mlp.modules() if isinstance(m, nn.Linear)]
+    assert in_features == [784, 256, 256, 2, 256]
     logits, mu, logvar = mlp(torch.rand(3, 1, 28, 28))
     assert logits.shape == (3, 1, 28, 28) and mu.shape == logvar.shape == (3, 2)
     conv = ConvVAE((3, 32, 32), 8, (8, 16))

@@ -27,7 +27,9 @@ def _parse_tuple(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
 
 
 def add_config_flags(parser: argparse.ArgumentParser, family: str) -> None:
@@ -47,7 +49,8 @@ def add_config_flags(parser: argparse.ArgumentParser, family: str) -> None:
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         help_text = f"{docs.get(f.name, '')} (default: {shown}"
         if ref != default:
-            help_text += f"; reference: {','.join(map(str, ref)) if isinstance(ref, tuple) else ref}"
+            ref_shown = ",".join(map(str, ref)) if isinstance(ref, tuple) else ref
+            help_text += f"; reference: {ref_shown}"
         help_text += ")"
         hint = hints[f.name]
         kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text,

@@ -27,7 +27,7 @@ class BaseConfig:
     dataset: str = "digits"
     """dataset name: digits, mnist, fashion-mnist, cifar10, fer2013 or folder:PATH"""
     data_dir: str | None = None
-    """folder holding the dataset files (default: ~/.cache/genlab/data); torchvision downloads there"""
+    """folder holding dataset files (default: ~/.cache/genlab/data); torchvision downloads there"""
     download: bool = True
     """download torchvision datasets that are missing from data_dir"""
     run_dir: str | None = None

@@ -215,7 +215,8 @@ def read_fer_csv(path: Path, split: str) -> ImageData:
             if side is None:
                 side = s
             elif s != side:
-                raise DataError(f"{path} line {line}: {s}x{s} image; earlier rows are {side}x{side}")
+                raise DataError(f"{path} line {line}: {s}x{s} image; "
+                                f"earlier rows are {side}x{side}")
             if pixels.min() < 0 or pixels.max() > 255:
                 raise DataError(f"{path} line {line}: pixel values must be 0..255, found "
                                 f"{pixels.min()}..{pixels.max()}")

@@ -1,4 +1,5 @@
-"""``evaluate(run_dir) -> metrics``: scores a run on its dataset's held-out split, writes metrics.json.
+"""``evaluate(run_dir) -> metrics``: scores a run on its dataset's held-out split, writes
+metrics.json.
 
 Each family's evaluator takes the loaded run and the evaluation split and returns a flat-ish dict of
 numbers plus what they depend on (sample counts, seeds), so that a number is never reported without

@@ -33,7 +33,8 @@ def sweep(latent_dims: Sequence[int] = (2, 4, 16), config: BaseConfig | None = N
     base = config or make_config("vae")
     if base.family != "vae":  # type: ignore[attr-defined]
         raise ConfigError("the latent sweep is defined for the vae family")
-    out = Path(out or base.run_dir or f"runs/sweep-vae-{base.dataset}-{time.strftime('%Y%m%d-%H%M%S')}")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(out or base.run_dir or f"runs/sweep-vae-{base.dataset}-{stamp}")
     run_dirs = []
     for d in latent_dims:
         cfg = replace(base, latent_dim=int(d), run_dir=str(out / f"z{d}"), **overrides)

@@ -348,4 +348,5 @@ def sweep_reconstructions(run_dirs: Sequence[str | Path], out: str | Path,
     for run in runs:
         rows.append((f"z = {run.config.latent_dim}", vae_reconstruct(run.model, x01)))  # type: ignore[attr-defined]
     return plots.save_rows(rows, Path(out),
-                           title=f"reconstructions by latent size ({runs[0].config.dataset}, {split})")
+                           title=f"reconstructions by latent size "
+                                 f"({runs[0].config.dataset}, {split})")

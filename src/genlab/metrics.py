@@ -21,7 +21,8 @@ def _log_normal(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torc
 
 @torch.no_grad()
 def vae_bounds(net: nn.Module, x01: torch.Tensor, k: int = 100,
-               gen: torch.Generator | None = None, batch_size: int = 256) -> dict[str, torch.Tensor]:
+               gen: torch.Generator | None = None,
+               batch_size: int = 256) -> dict[str, torch.Tensor]:
     """Per-image ELBO terms and the importance-weighted bound (Burda et al. 2016, eq. 8).
 
     With k samples z_j ~ q(z|x): log p(x) >= logsumexp_j [log p(x|z_j) + log p(z_j)

@@ -62,7 +62,8 @@ def _figure(width: float, height: float):
 
 
 def save_rows(rows: Sequence[tuple[str, torch.Tensor]], path: Path, title: str = "") -> Path:
-    """One labelled row of images per entry: e.g. originals, then reconstructions per latent size."""
+    """One labelled row of images per entry: e.g. originals, then reconstructions per latent
+    size."""
     n = max(imgs.shape[0] for _, imgs in rows)
     plt, fig = _figure(1.0 * n + 1.6, 1.0 * len(rows) + (0.5 if title else 0.1))
     axes = fig.subplots(len(rows), n, squeeze=False)
@@ -108,7 +109,8 @@ def save_scatter(points: np.ndarray, labels: np.ndarray, path: Path, title: str,
 def save_curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path,
                 title: str, xlabel: str = "step", panels: Sequence[Sequence[str]] | None = None,
                 log_y: bool = False) -> Path:
-    """Line plots: ``series`` maps name -> (x, y); ``panels`` groups names into side-by-side axes."""
+    """Line plots: ``series`` maps name -> (x, y); ``panels`` groups names into side-by-side
+    axes."""
     panels = panels or [list(series)]
     plt, fig = _figure(5.0 * len(panels), 3.8)
     for i, names in enumerate(panels):

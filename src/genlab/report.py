@@ -79,7 +79,8 @@ def report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "genlab
         parts.append(f"<p>run folder: <code>{html.escape(str(d))}</code> &middot; "
                      f"<a href='{html.escape(os.path.relpath(d / 'config.json', base))}'>"
                      f"config.json</a>"
-                     + (f" &middot; <a href='{html.escape(os.path.relpath(d / 'metrics.json', base))}'>"
+                     + (" &middot; <a href="
+                        f"'{html.escape(os.path.relpath(d / 'metrics.json', base))}'>"
                         "metrics.json</a>" if metrics else " &middot; not evaluated yet")
                      + "</p>")
         if metrics:

@@ -1,4 +1,5 @@
-"""The training loop: ``train(cfg) -> run_dir``. One explicit loop, one small step function per family.
+"""The training loop: ``train(cfg) -> run_dir``. One explicit loop, one small step function per
+family.
 
 Accelerate wraps the loop (device placement, DDP across processes, bf16 autocast); it does not
 replace it. Batches are drawn from the in-memory uint8 split by a permutation that depends only on
@@ -69,12 +70,14 @@ def _vae_setup(cfg: VAEConfig, modules: dict[str, nn.Module]) -> dict[str, torch
     return {"model": adam(modules["model"].parameters(), cfg.lr)}
 
 
-def _vae_step(s: TrainState, x: torch.Tensor, y: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+def _vae_step(s: TrainState, x: torch.Tensor, y: torch.Tensor,
+              step: int) -> dict[str, torch.Tensor]:
     cfg: VAEConfig = s.cfg
     x01 = (x + 1) / 2  # Bernoulli means in [0, 1]
     if cfg.binarize:  # dynamic binarisation: a fresh binary image every time x is drawn
         x01 = torch.bernoulli(x01, generator=s.gen)
-    beta = cfg.beta * min(1.0, (step + 1) / cfg.kl_warmup_steps) if cfg.kl_warmup_steps else cfg.beta
+    beta = (cfg.beta * min(1.0, (step + 1) / cfg.kl_warmup_steps) if cfg.kl_warmup_steps
+            else cfg.beta)
     with s.accelerator.autocast():
         loss, logs = vae_loss(s.modules["model"], x01, beta, s.gen)
     check_finite(loss, step)
@@ -322,7 +325,8 @@ def resolve_resume(run_dir: Path, cfg: BaseConfig | None, overrides: dict[str, A
 
 def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
           progress: bool = True, **overrides: Any) -> Path:
-    """Train a model; returns the run folder. ``resume`` continues a run from its last checkpoint."""
+    """Train a model; returns the run folder. ``resume`` continues a run from its last
+    checkpoint."""
     if resume is not None:
         run_dir = Path(resume)
         cfg = resolve_resume(run_dir, cfg, overrides)
@@ -360,9 +364,10 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
     modules = MODELS[cfg.family](cfg, train_data.image_shape, len(train_data.classes))  # type: ignore[attr-defined]
     optimizers = family.setup(cfg, modules)
     trained = [name for name in modules if name in optimizers]
-    for name, module in modules.items():
+    for module in modules.values():
         module.to(device)
-    prepared = accelerator.prepare(*[modules[n] for n in trained], *[optimizers[n] for n in trained])
+    prepared = accelerator.prepare(*[modules[n] for n in trained],
+                                   *[optimizers[n] for n in trained])
     prepared = prepared if isinstance(prepared, tuple) else (prepared,)
     for i, name in enumerate(trained):
         modules[name], optimizers[name] = prepared[i], prepared[len(trained) + i]
@@ -419,7 +424,8 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
                 if accelerator.is_main_process:
                     checkpoint.append_log(run_dir, record)
                 if bar is not None:
-                    bar.set_postfix(epoch=f"{done / per_epoch:.2f}", loss=f"{record.get('loss', 0):.4g}",
+                    bar.set_postfix(epoch=f"{done / per_epoch:.2f}",
+                                    loss=f"{record.get('loss', 0):.4g}",
                                     img_s=f"{record['images_per_s']:.0f}")
                 sums, count, tick = {}, 0, time.perf_counter()
             if done % cfg.checkpoint_every == 0 or done == total:

@@ -102,7 +102,8 @@ class ConvVAE(nn.Module):
         return self.decode(z), mu, logvar
 
 
-def build(cfg: VAEConfig, image_shape: tuple[int, int, int], num_classes: int) -> dict[str, nn.Module]:
+def build(cfg: VAEConfig, image_shape: tuple[int, int, int],
+          num_classes: int) -> dict[str, nn.Module]:
     """The modules a VAE run trains and saves: {'model': ...}."""
     cls = {"mlp": MLPVAE, "conv": ConvVAE}[cfg.arch]
     return {"model": cls(image_shape, cfg.latent_dim, cfg.hidden, cfg.activation)}
