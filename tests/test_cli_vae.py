@@ -112,3 +112,18 @@ def test_resume_from_the_cli(tmp_path):
     r = genlab("train", "vae", "--resume", str(run), "--beta", "0.5", cwd=tmp_path,
                subprocess_run=True)
     assert r.returncode == 2 and "beta (saved 1.0, given 0.5)" in r.stderr
+
+
+def test_conv_vae_on_an_rgb_image_folder(tiny_folder, tmp_path):
+    run = tmp_path / "conv"
+    r = genlab("train", "vae", "--dataset", f"folder:{tiny_folder}", "--arch", "conv",
+               "--hidden", "4,8", "--latent-dim", "3", "--steps", "4", "--batch-size", "4",
+               "--run-dir", str(run), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    metrics = json.loads(json.dumps(__import__("genlab").evaluate(run, k=10)))
+    assert metrics["num_images"] == 4 and metrics["nll_iwae_nats"] > 0
+    assert (run / "figures" / "tsne.png").exists()
+    r = genlab("train", "vae", "--dataset", f"folder:{tiny_folder}", "--arch", "conv",
+               "--hidden", "4,8,16,32", "--steps", "1", "--run-dir", str(tmp_path / "c2"),
+               cwd=tmp_path)
+    assert r.returncode == 2 and "divisible by 16; got 8x8" in r.stderr

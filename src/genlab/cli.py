@@ -165,8 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HTML file (default: report.html)")
 
     p = sub.add_parser("demo", help="the short experiments on the embedded digits, with a report")
-    p.add_argument("--out", type=Path, default=Path("runs/demo"),
-                   help="output folder (default: runs/demo)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: runs/demo, or runs/demo-<time> if taken)")
     add_denoise_parser(sub)
     return parser
 
@@ -217,7 +217,7 @@ def run(ns: argparse.Namespace) -> int:
         print(f"report: {genlab.report(ns.run_dirs, ns.out)}")
     elif ns.verb == "demo":
         page = genlab.demo(ns.out)
-        print(f"figures and metrics: {ns.out}\nreport: {page}")
+        print(f"figures and metrics: {page.parent}\nreport: {page}")
     elif ns.verb == "denoise":
         run_denoise(ns)
     return 0

@@ -44,6 +44,8 @@ class BaseConfig:
     """Adam learning rate"""
     precision: Literal["fp32", "bf16"] = "fp32"
     """'fp32', or 'bf16' autocast (faster on CPUs with AMX/AVX512-BF16 and on recent GPUs)"""
+    channels_last: bool = False
+    """keep conv activations in channels-last memory format (faster convolutions on CPU and GPU)"""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """'auto' picks CUDA when available"""
     log_every: int = 50

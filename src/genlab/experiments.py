@@ -87,9 +87,14 @@ DEMO_PARTS: list[Callable[[Path], tuple[list[Path], list[tuple[str, Path]]]]] = 
                                                                                _demo_ddpm]
 
 
-def demo(out: str | Path = "runs/demo") -> Path:
+def demo(out: str | Path | None = None) -> Path:
     """Run every family's short experiment on the embedded digits (no files, no network) and
-    write out/report.html linking every figure and metric."""
+    write out/report.html linking every figure and metric. Without ``out``: runs/demo, or
+    runs/demo-<time> when an earlier demo is there."""
+    if out is None:
+        out = Path("runs/demo")
+        if out.exists():
+            out = Path(f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} already exists and is not empty; pass another --out")

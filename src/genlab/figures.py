@@ -90,7 +90,9 @@ def tsne_embed(points: np.ndarray, seed: int = 0, n_jobs: int = 2) -> np.ndarray
         from sklearn.manifold import TSNE as SkTSNE
 
         return SkTSNE(n_components=2, random_state=seed, init="pca").fit_transform(points)
-    return np.asarray(TSNE(n_jobs=n_jobs, random_state=seed, negative_gradient_method="fft",
+    # Barnes-Hut is faster below ~10k points; the FFT interpolation scales linearly beyond.
+    method = "bh" if len(points) < 10_000 else "fft"
+    return np.asarray(TSNE(n_jobs=n_jobs, random_state=seed, negative_gradient_method=method,
                            verbose=False).fit(points.astype(np.float32)))
 
 
@@ -133,7 +135,7 @@ def _curves(run: Run, out: Path, **_: Any) -> Path:
     log = checkpoint.read_log(run.run_dir)
     if not log:
         raise ConfigError(f"{run.run_dir}/log.jsonl is empty; nothing to plot")
-    keys = [k for k in log[-1] if k not in ("step", "epoch", "lr", "images_per_s")]
+    keys = [k for k in log[-1] if k not in ("step", "epoch", "lr", "images_per_s", "train_seconds")]
     series = {k: ([r["step"] for r in log if k in r], [r[k] for r in log if k in r]) for k in keys}
     panels = [[k] for k in keys if k != "loss"] or [["loss"]]
     return plots.save_curves(series, out, f"training curves: {run.run_dir.name}", panels=panels)

@@ -364,8 +364,9 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
     modules = MODELS[cfg.family](cfg, train_data.image_shape, len(train_data.classes))  # type: ignore[attr-defined]
     optimizers = family.setup(cfg, modules)
     trained = [name for name in modules if name in optimizers]
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     for module in modules.values():
-        module.to(device)
+        module.to(device=device, memory_format=memory_format)
     prepared = accelerator.prepare(*[modules[n] for n in trained],
                                    *[optimizers[n] for n in trained])
     prepared = prepared if isinstance(prepared, tuple) else (prepared,)
@@ -390,9 +391,13 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
         start = int(saved["step"])
         if accelerator.is_main_process:
             checkpoint.truncate_log(run_dir, start)
+        trained_seconds = next((r["train_seconds"] for r in reversed(checkpoint.read_log(run_dir))
+                                if "train_seconds" in r), 0.0)
         if start >= total:
             return run_dir
 
+    else:
+        trained_seconds = 0.0
     images, labels = train_data.images.to(device), train_data.labels.to(device)
     bar = _progress(progress and accelerator.is_main_process, total, start, run_dir)
     sums: dict[str, float] = {}
@@ -404,6 +409,7 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
                 batches = data.epoch_batches(n, cfg.batch_size, cfg.seed, epoch, rank, world)
             idx = batches[i].to(device)
             x, y = data.to_float(images[idx]), labels[idx]  # (B, C, H, W) in [-1, 1]
+            x = x.contiguous(memory_format=memory_format)
             lr_scale = lr_factor(cfg, step, total)
             for opt in optimizers.values():
                 for group in opt.param_groups:
@@ -417,10 +423,12 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
             done = step + 1
             if done % cfg.log_every == 0 or done == total:
                 elapsed = time.perf_counter() - tick
+                trained_seconds += elapsed
                 record = {"step": done, "epoch": round(done / per_epoch, 4),
                           **{k: v / count for k, v in sums.items()},
                           "lr": cfg.lr * lr_scale,
-                          "images_per_s": round(count * cfg.batch_size * world / elapsed, 1)}
+                          "images_per_s": round(count * cfg.batch_size * world / elapsed, 1),
+                          "train_seconds": round(trained_seconds, 2)}
                 if accelerator.is_main_process:
                     checkpoint.append_log(run_dir, record)
                 if bar is not None:
