@@ -19,6 +19,16 @@ def _seed_and_threads():
     yield
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a shared 2-core machine, OpenMP threads that wait on each other cost
+    more than they bring to tiny tensors."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def shared_data(sub: str) -> Path:
     path = SHARED_DATA / sub
     if not path.exists():

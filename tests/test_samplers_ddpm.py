@@ -11,15 +11,7 @@ from genlab.errors import ConfigError
 from genlab.objectives import ddpm_loss
 from genlab.samplers import ddim_timesteps, guided_eps, sample_ddim, sample_ddpm
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine, OpenMP threads that wait on each other cost
-    more than they bring to these tiny tensors."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class AffineEps(nn.Module):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from genlab.config import CONFIGS, PRESETS, choices, field_docs
+from genlab.figures import FIGURES
 
 SKIP_FIELDS = {"family"}
 
@@ -150,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot", help="draw one figure of a run")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("kind", help="vae: reconstructions, latent, tsne, samples, manifold, curves")
+    p.add_argument("kind", help="; ".join(f"{family}: {', '.join(kinds)}"
+                                          for family, kinds in FIGURES.items()))
     p.add_argument("--out", type=Path, default=None,
                    help="PNG path (default: RUN_DIR/figures/KIND.png)")
     p.add_argument("--split", default=None, choices=["train", "test", "val"],
