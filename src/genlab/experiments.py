@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ def train(config: BaseConfig | None = None, resume: str | Path | None = None,
           plot: bool = True, progress: bool = True, **overrides: Any) -> Path:
     """Train (or resume) a run, then draw its figures; returns the run folder."""
     run_dir = train_loop(config, resume=resume, progress=progress, **overrides)
-    if plot:
+    if plot and os.environ.get("RANK", "0") == "0":  # one process draws, under torchrun/accelerate
         figures.plot_all(run_dir)
     return run_dir
 
