@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,19 +36,26 @@ from genlab.models import MODELS
 KEEP_CHECKPOINTS = 2
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to ``path`` via a temporary file in the same folder and an atomic rename."""
+def write_file_atomic(path: Path, write: Callable[[str], None]) -> None:
+    """Let ``write`` fill a temporary file in the same folder, fsync it, then rename it to
+    ``path`` atomically; on any failure the temporary file goes and ``path`` is untouched."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to ``path`` via a temporary file in the same folder and an atomic rename."""
+    write_file_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -112,26 +120,10 @@ def save_checkpoint(run_dir: Path, step: int, modules: dict[str, nn.Module],
     tensors = {f"{name}.{k}": v.detach().cpu().contiguous()
                for name, m in modules.items() for k, v in m.state_dict().items()}
     metadata = {"config": json.dumps(to_dict(cfg)), "step": str(step)}
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / f"{stem}.safetensors")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({"step": step, **state}, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / f"{stem}.state.pt")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file_atomic(folder / f"{stem}.safetensors",
+                      lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    write_file_atomic(folder / f"{stem}.state.pt",
+                      lambda tmp: torch.save({"step": step, **state}, tmp))
     write_json(folder / "latest.json", {"step": step, "weights": f"{stem}.safetensors",
                                         "state": f"{stem}.state.pt"})
     # Older checkpoints go only after latest.json points at the new one.

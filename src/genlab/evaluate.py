@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -225,11 +224,9 @@ def _train_feature_network(train_data: data.ImageData, test_data: data.ImageData
     info = {**recipe, "test_accuracy": accuracy, "num_train": n, "num_test": len(test_data),
             "image_shape": list(train_data.image_shape), "classes": list(train_data.classes),
             "train_seconds": round(time.perf_counter() - start, 1)}
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
-    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp)
-    os.replace(tmp, folder / "weights.safetensors")
+    weights = {k: v.contiguous() for k, v in net.state_dict().items()}
+    checkpoint.write_file_atomic(folder / "weights.safetensors",
+                                 lambda tmp: save_file(weights, tmp))
     checkpoint.write_json(folder / "info.json", info)  # written last: marks the cache complete
     return info
 
