@@ -18,10 +18,11 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import torch
 
-NETS = ("reference", "resnet", "resnet-wide", "diffusers")
+NETS = ("reference", "resnet", "resnet-wide", "diffusers", "diffusers-small")
 
 
 def build(name: str, shape: tuple[int, int, int]) -> torch.nn.Module:
@@ -38,8 +39,14 @@ def build(name: str, shape: tuple[int, int, int]) -> torch.nn.Module:
     class Wrapped(torch.nn.Module):  # (x, t) -> eps, as genlab's networks
         def __init__(self) -> None:
             super().__init__()
-            self.net = UNet2DModel(sample_size=shape[1], in_channels=shape[0],
-                                   out_channels=shape[0])
+            if name == "diffusers-small":  # the FLOPs of genlab's default: the quality baseline's
+                sys.path.insert(0, str(Path(__file__).parent))
+                from baseline_diffusers_ddpm import build_unet
+
+                self.net = build_unet(shape)
+            else:  # diffusers' default UNet2DModel
+                self.net = UNet2DModel(sample_size=shape[1], in_channels=shape[0],
+                                       out_channels=shape[0])
 
         def forward(self, x, t, y=None):
             return self.net(x, t).sample
@@ -48,7 +55,7 @@ def build(name: str, shape: tuple[int, int, int]) -> torch.nn.Module:
 
 
 def measure(name: str, mode: str, shape: tuple[int, int, int], batch: int, iters: int,
-            sample_batch: int, num_steps: int) -> dict:
+            sample_batch: int, num_steps: int, device: str = "cpu") -> dict:
     """One network, one precision ('fp32' or 'bf16' = bf16 autocast + channels_last)."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -59,25 +66,35 @@ def measure(name: str, mode: str, shape: tuple[int, int, int], batch: int, iters
     torch.manual_seed(0)
     net = build(name, shape)
     fmt = torch.channels_last if mode == "bf16" else torch.contiguous_format
-    net = net.to(memory_format=fmt)
-    schedule = NoiseSchedule("cosine", num_steps)
-    x = torch.rand(batch, *shape).mul(2).sub(1).contiguous(memory_format=fmt)
+    dev = torch.device(device)
+    net = net.to(dev, memory_format=fmt)
+    schedule = NoiseSchedule("cosine", num_steps, dev)
+    x = torch.rand(batch, *shape, device=dev).mul(2).sub(1).contiguous(memory_format=fmt)
+
+    def sync() -> None:
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     with FlopCounterMode(display=False) as counter:
         ddpm_loss(net, schedule, x[:2])[0].backward()
     flops = counter.get_total_flops() / 2
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mode == "bf16"):
             loss, _ = ddpm_loss(net, schedule, x)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
     step()  # warm-up
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    sync()
     start = time.perf_counter()
     for _ in range(iters):
         step()
+    sync()
     seconds = (time.perf_counter() - start) / iters
     result = {"net": name, "mode": mode, "params_m": sum(p.numel() for p in net.parameters()) / 1e6,
               "train_gflop_per_image": flops / 1e9, "train_images_per_s": batch / seconds,
@@ -85,14 +102,18 @@ def measure(name: str, mode: str, shape: tuple[int, int, int], batch: int, iters
     if sample_batch:
         net.eval()
         for sampler in ("ddim50", "ddpm"):
+            sync()
             start = time.perf_counter()
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mode == "bf16"):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mode == "bf16"):
                 if sampler == "ddpm":
                     sample_ddpm(net, schedule, (sample_batch, *shape))
                 else:
                     sample_ddim(net, schedule, (sample_batch, *shape), steps=50)
+            sync()
             result[f"{sampler}_s_per_image"] = (time.perf_counter() - start) / sample_batch
     result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    if dev.type == "cuda":  # the GPU's peak during the timed training steps, in the same column
+        result["peak_rss_gb"] = torch.cuda.max_memory_allocated() / 1e9
     return result
 
 
@@ -106,31 +127,34 @@ def main() -> None:
     parser.add_argument("--sample-batch", type=int, default=0,
                         help="also time DDPM-T and DDIM-50 sampling on this batch (default: off)")
     parser.add_argument("--num-steps", type=int, default=300, help="T for sampling (default: 300)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     shape = tuple(int(v) for v in args.shape.split(","))
     if args.one:
         name, mode = args.one.split(":")
         print(json.dumps(measure(name, mode, shape, args.batch, args.iters, args.sample_batch,
-                                 args.num_steps)))
+                                 args.num_steps, args.device)))
         return
     try:
         import diffusers  # noqa: F401
         have_diffusers = True
     except ImportError:
         have_diffusers = False
-    print(f"shape {shape}, batch {args.batch}, torch threads {torch.get_num_threads()}")
+    print(f"shape {shape}, batch {args.batch}, device {args.device}, "
+          f"torch threads {torch.get_num_threads()} (peak GB: RSS on CPU, allocated on CUDA)")
     header = (f"{'net':12s} {'mode':5s} {'params':>8s} {'GFLOP/img':>9s} {'img/s':>7s} "
               f"{'GFLOP/s':>8s} {'peak GB':>7s} {'DDIM50 s/img':>12s} {'DDPM-T s/img':>12s}")
     print(header)
     for name in args.nets.split(","):
-        if name == "diffusers" and not have_diffusers:
+        if name.startswith("diffusers") and not have_diffusers:
             print(f"{name:12s} skipped: diffusers is not installed (pip install -e .[bench])")
             continue
         for mode in args.modes.split(","):
             cmd = [sys.executable, __file__, "--one", f"{name}:{mode}", "--shape", args.shape,
                    "--batch", str(args.batch), "--iters", str(args.iters),
-                   "--sample-batch", str(args.sample_batch), "--num-steps", str(args.num_steps)]
+                   "--sample-batch", str(args.sample_batch), "--num-steps", str(args.num_steps),
+                   "--device", args.device]
             out = subprocess.run(cmd, capture_output=True, text=True)
             if out.returncode:
                 print(f"{name:12s} {mode:5s} failed: {out.stderr.strip().splitlines()[-1]}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import time
 
 import pytest
 import torch
@@ -123,3 +124,33 @@ def test_nan_loss_stops_naming_the_step_and_keeps_checkpoint(tmp_path, monkeypat
 def test_not_a_run_folder(tmp_path):
     with pytest.raises(RunError, match="not a genlab run folder"):
         checkpoint.load_run(tmp_path)
+
+
+def test_time_budget_stops_with_a_checkpoint_and_resumes_exactly(tmp_path, monkeypatch):
+    straight = train_mod.train(tiny_cfg(tmp_path, "straight", log_every=5), progress=False)
+
+    class Clock:  # every reading of the loop's clock advances it by one second
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            Clock.now += 1.0
+            return Clock.now
+
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+    monkeypatch.setattr(train_mod, "time", Clock())
+    budget = tiny_cfg(tmp_path, "budget", log_every=5, max_minutes=0.1)  # 6 "seconds"
+    run_dir = train_mod.train(budget, progress=False)
+    stopped = checkpoint.read_log(run_dir)[-1]
+    assert 1 <= stopped["step"] < 30 and stopped["train_seconds"] >= 6
+    assert checkpoint.latest_checkpoint(run_dir)["step"] == stopped["step"]
+    train_mod.train(resume=run_dir, progress=False)  # the budget is spent: nothing more
+    assert checkpoint.latest_checkpoint(run_dir)["step"] == stopped["step"]
+    train_mod.train(resume=run_dir, progress=False, max_minutes=0.0)  # lifted: to the end
+    a, b = checkpoint.load_checkpoint(straight)[0], checkpoint.load_checkpoint(run_dir)[0]
+    for name in a:
+        for key in a[name]:
+            torch.testing.assert_close(a[name][key], b[name][key], rtol=0, atol=0)
+    steps = [r["step"] for r in checkpoint.read_log(run_dir)]
+    assert steps == sorted(steps) and steps[-1] == 30 and stopped["step"] in steps

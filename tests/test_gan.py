@@ -11,7 +11,7 @@ from torch import nn
 
 from genlab.config import make_config
 from genlab.errors import ConfigError
-from genlab.metrics import psnr, ssim
+from genlab.metrics import psnr, sharpness, ssim
 from genlab.models import MODELS
 from genlab.models.gan import (
     DCGANDiscriminator,
@@ -240,3 +240,15 @@ def test_ssim_matches_scikit_image():
                                      sigma=1.5, use_sample_covariance=False)
     got = ssim(torch.from_numpy(noisy)[None, None], torch.from_numpy(clean)[None, None], 255.0)
     assert got.item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_sharpness_ratio_by_hand():
+    ramp = torch.tensor([[0.0, 1.0, 2.0], [0.0, 1.0, 2.0], [0.0, 1.0, 2.0]])[None, None]
+    # forward differences on the top-left 2x2: dx = 1, dy = 0 -> magnitude 1; twice the ramp: 2
+    assert float(sharpness(ramp, 2 * ramp)) == pytest.approx(0.5)
+    assert float(sharpness(ramp, ramp)) == pytest.approx(1.0)
+    diag = torch.tensor([[0.0, 1.0], [1.0, 2.0]])[None, None]  # dx = dy = 1 -> sqrt(2)
+    assert float(sharpness(diag, ramp[..., :2, :2])) == pytest.approx(math.sqrt(2))
+    noise = torch.rand(4, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    blurred = nn.functional.avg_pool2d(noise, 3, stride=1, padding=1)
+    assert (sharpness(blurred, noise) < 1).all()

@@ -126,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DDPM: training steps of the cached feature classifier (default: 1500)")
     p.add_argument("--guidance", type=float, default=None,
                    help="DDPM, class-conditional runs: classifier-free guidance scale")
+    p.add_argument("--inception-weights", type=Path, default=None,
+                   help="DDPM and DCGAN: also report the standard Inception-v3 FID with these "
+                        "weights (torch-fidelity's pt_inception-2015-12-05-6726825d.pth; needs "
+                        "pip install 'genlab[eval]')")
 
     p = sub.add_parser("sample", help="draw images from a run: a gallery and one PNG each")
     p.add_argument("run_dir", type=Path)
@@ -201,9 +205,17 @@ def run(ns: argparse.Namespace) -> int:
         metrics = genlab.evaluate(ns.run_dir, split=ns.split, seed=ns.seed, device=ns.device,
                                   k=ns.k, num_images=ns.num_images, num_samples=ns.num_samples,
                                   ddpm_samples=ns.ddpm_samples, ddim_steps=ns.ddim_steps,
-                                  feature_steps=ns.feature_steps, guidance=ns.guidance)
+                                  feature_steps=ns.feature_steps, guidance=ns.guidance,
+                                  inception_weights=ns.inception_weights)
         for key, value in metrics.items():
-            print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+            if isinstance(value, dict):  # the GAN's table: one line per method
+                print(f"{key}:")
+                for name, row in value.items():
+                    cells = (", ".join(f"{k} {v:.4g}" for k, v in row.items())
+                             if isinstance(row, dict) else row)
+                    print(f"  {name}: {cells}")
+            else:
+                print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
         print(f"written: {ns.run_dir / 'metrics.json'}")
     elif ns.verb == "sample":
         images = genlab.sample(ns.run_dir, n=ns.n, seed=ns.seed, device=ns.device,

@@ -38,6 +38,9 @@ class BaseConfig:
     """passes over the training split (ignored when steps > 0)"""
     steps: int = 0
     """optimizer steps to train for; 0 means use epochs"""
+    max_minutes: float = 0.0
+    """stop after this many minutes of training (summed over resumes) with a checkpoint; 0 = no
+    limit. Schedules still follow epochs/steps, so set those to what fits the budget"""
     batch_size: int = 128
     """images per optimizer step (per process)"""
     lr: float = 1e-3
@@ -103,7 +106,8 @@ class GANConfig(BaseConfig):
     l1_weight: float = 100.0
     """weight of the L1 reconstruction term in the generator loss (pix2pix lambda)"""
     adv_weight: float = 1.0
-    """weight of the adversarial term (0 trains the L1-only ablation, no discriminator)"""
+    """weight of the adversarial term (0 trains the L1-only ablation, no discriminator; in
+    'generate' mode it only scales the generator's loss)"""
     latent_dim: int = 100
     """'generate' mode: size of the noise vector"""
     lr_d: float = 1e-4
@@ -161,16 +165,21 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         # The notebook's nets and Keras Adam(1e-4) (beta1 = 0.9), trained as a conditional GAN.
         "reference": dict(mode="denoise", arch="reference", disc="reference", dataset="fer2013",
                           lr=1e-4, lr_d=1e-4, beta1=0.9, batch_size=64, epochs=50, peak=255.0),
+        # PSNR-first: pix2pix's adversarial weight (1 per 100 of L1) cost 0.9 dB against the L1-only
+        # ablation on FER at peak 255 within the 30-minute budget; at 0.02 the discriminator only
+        # nudges textures. `--adv-weight 1` is the sharp pix2pix setting.
         "default": dict(mode="denoise", arch="unet", disc="patch", dataset="fer2013", lr=2e-4,
-                        lr_d=2e-4, batch_size=64, epochs=50, peak=255.0),
+                        lr_d=2e-4, batch_size=64, epochs=50, peak=255.0, adv_weight=0.02),
     },
     "ddpm": {
         # The notebook: T = 300 with raw linear betas 1e-4..0.02 (alpha_bar_T ~ 0.05), its UNet.
         "reference": dict(num_steps=300, schedule="linear", arch="reference",
                           channels=(64, 128, 256, 512, 1024), dataset="cifar10", lr=1e-3,
                           batch_size=128, ema_decay=0.0, grad_clip=0.0, warmup_steps=0),
+        # lr 1e-3 on batches of 64 (with the 200-step warm-up, clipping and EMA): on MNIST the
+        # eps-loss reached after 0.2 epochs what lr 2e-4 on batches of 128 reached after 0.53.
         "default": dict(num_steps=1000, schedule="cosine", arch="resnet", channels=(32, 64, 128),
-                        lr=2e-4, batch_size=128),
+                        lr=1e-3, batch_size=64),
     },
 }
 

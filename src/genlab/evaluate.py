@@ -25,7 +25,7 @@ from genlab.checkpoint import Run, pick_device
 from genlab.corruption import NOISY_TEST_SEED, fixed_noisy, noise_label
 from genlab.diffusion import NoiseSchedule
 from genlab.errors import ConfigError
-from genlab.metrics import fid_kid, psnr, ssim, ssim_window, vae_bounds
+from genlab.metrics import fid_kid, inception_fid, psnr, sharpness, ssim, ssim_window, vae_bounds
 from genlab.models.classifier import Classifier, Features
 from genlab.samplers import (
     BM3D_MIN_SIZE,
@@ -73,7 +73,8 @@ GAN_EVAL_IMAGES = 300  # default number of test images (BM3D takes about 1 s per
 def _scores(images: torch.Tensor, clean: torch.Tensor, win: int) -> dict[str, float]:
     ref = clean.float()
     return {"psnr": float(psnr(images.float(), ref, 255.0).mean()),
-            "ssim": float(ssim(images.float(), ref, 255.0, win_size=win).mean())}
+            "ssim": float(ssim(images.float(), ref, 255.0, win_size=win).mean()),
+            "sharpness": float(sharpness(images, ref).mean())}
 
 
 def _evaluate_gan(run: Run, split_data: data.ImageData, seed: int = 0,
@@ -84,7 +85,9 @@ def _evaluate_gan(run: Run, split_data: data.ImageData, seed: int = 0,
     noise), all on the same fixed noisy images, rounded to 8 bits as saved."""
     cfg = run.config
     if cfg.mode == "generate":  # type: ignore[attr-defined]
-        return _evaluate_dcgan(run, split_data, seed=seed, num_images=num_images)
+        return _evaluate_dcgan(run, split_data, seed=seed, num_images=num_images,
+                               **{k: v for k, v in _.items()
+                                  if k in ("num_samples", "feature_steps", "inception_weights")})
     clean = split_data.images[: num_images or GAN_EVAL_IMAGES]       # (N, C, H, W) uint8
     noisy = fixed_noisy(clean, cfg.noise, cfg.peak, cfg.sigma, NOISY_TEST_SEED + seed)
     win = ssim_window(clean.shape)
@@ -128,7 +131,8 @@ def _evaluate_gan(run: Run, split_data: data.ImageData, seed: int = 0,
 
 def _evaluate_dcgan(run: Run, split_data: data.ImageData, seed: int = 0,
                     num_images: int | None = None, num_samples: int = 1000,
-                    feature_steps: int = 1500) -> dict[str, Any]:
+                    feature_steps: int = 1500,
+                    inception_weights: str | None = None) -> dict[str, Any]:
     """Unconditional generator: FID/KID of ``num_samples`` samples against the test split, in
     the features of the dataset's own classifier (the offline score shared with the DDPM)."""
     from genlab.samplers import sample_gan
@@ -143,7 +147,9 @@ def _evaluate_dcgan(run: Run, split_data: data.ImageData, seed: int = 0,
     fake = sample_gan(run.model, num_samples, gen).cpu()
     seconds = (time.perf_counter() - start) / num_samples
     scores = fid_kid(features, real, fake, seed=seed)
-    return {"fid": scores["fid"], "kid": scores["kid"], "kid_std": scores["kid_std"],
+    extra = ({"inception_fid": inception_fid(real, fake, inception_weights)}
+             if inception_weights else {})
+    return {"fid": scores["fid"], "kid": scores["kid"], "kid_std": scores["kid_std"], **extra,
             "num_samples": num_samples, "num_real": len(real), "seed": seed,
             "seconds_per_image": seconds,
             "score": "FID/KID in the penultimate features of a classifier trained on the "
@@ -238,7 +244,7 @@ def _evaluate_ddpm(run: Run, split_data: data.ImageData, seed: int = 0,
                    num_samples: int = 1000, ddpm_samples: int = 100, ddim_steps: int = 50,
                    feature_steps: int = 1500, num_images: int | None = None,
                    guidance: float | None = None, batch_size: int = 250,
-                   **_: Any) -> dict[str, Any]:
+                   inception_weights: str | None = None, **_: Any) -> dict[str, Any]:
     """FID/KID in the features of the dataset's own classifier, for DDIM-``ddim_steps`` samples
     and ancestral DDPM-T samples, with sampling seconds per image of each.
 
@@ -270,6 +276,8 @@ def _evaluate_ddpm(run: Run, split_data: data.ImageData, seed: int = 0,
         results.update({f"fid_{label}": scores["fid"], f"kid_{label}": scores["kid"],
                         f"kid_std_{label}": scores["kid_std"], f"num_samples_{label}": n,
                         f"seconds_per_image_{label}": round(seconds, 4)})
+        if inception_weights:  # the standard FID as well, on the same samples
+            results[f"inception_fid_{label}"] = inception_fid(real, fake, inception_weights)
         if sampler == "ddim" and 0 < ddpm_samples < n:
             results[f"fid_{label}_at_{ddpm_samples}"] = fid_kid(features, real,
                                                                 fake[:ddpm_samples])["fid"]
@@ -291,6 +299,10 @@ def evaluate(run_dir: str | Path, split: str = "test", seed: int = 0, device: st
     run_dir = Path(run_dir)
     run = checkpoint.load_run(run_dir, pick_device(device))
     cfg = run.config
+    generator = run.family == "ddpm" or getattr(cfg, "mode", None) == "generate"
+    if options.get("inception_weights") and not generator:
+        raise ConfigError("--inception-weights scores samples: it applies to DDPM runs and GANs "
+                          f"in mode 'generate', not to this {run.family} run")
     split_data = data.load(cfg.dataset, split, cfg.data_dir, cfg.download)
     results = EVALUATORS[run.family](run, split_data, seed=seed,
                                      **{k: v for k, v in options.items() if v is not None})

@@ -1,15 +1,18 @@
 """Metrics: likelihood bounds (ELBO, IWAE), image fidelity (PSNR, SSIM), sample quality (FID/KID).
 
-Functions take networks as arguments; nothing here imports the rest of genlab.
+Functions take networks as arguments; nothing here imports the rest of genlab but its errors.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from genlab.errors import ConfigError, DataError
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -53,6 +56,17 @@ def vae_bounds(net: nn.Module, x01: torch.Tensor, k: int = 100,
         out["elbo"].append(log_px_z[0] - kl)
         out["iwae"].append(iwae)
     return {key: torch.cat(vals).cpu() for key, vals in out.items()}
+
+
+def sharpness(images: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per-image mean gradient magnitude (forward differences) of ``images`` over that of
+    ``reference``: 1 is as much edge energy as the clean image, < 1 blurrier, > 1 noisier."""
+    def grad(x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        dx, dy = x[..., :, 1:] - x[..., :, :-1], x[..., 1:, :] - x[..., :-1, :]
+        return (dx[..., :-1, :].pow(2) + dy[..., :, :-1].pow(2)).sqrt().flatten(1).mean(1)
+
+    return grad(images) / grad(reference).clamp_min(1e-8)
 
 
 def psnr(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -137,3 +151,56 @@ def fid_kid(features: nn.Module, real: torch.Tensor, fake: torch.Tensor, batch_s
     kid_mean, kid_std = kid.compute()
     return {"fid": float(fid.compute()), "kid": float(kid_mean), "kid_std": float(kid_std),
             "num_real": len(real), "num_fake": len(fake), "kid_subset_size": subset}
+
+
+def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights_path: str | Path,
+                  batch_size: int = 100) -> float:
+    """The standard FID: Inception-v3 pool features (2048), torchmetrics with torch-fidelity's
+    port of the TF network, on weights the user supplies (no download): torch-fidelity's
+    ``pt_inception-2015-12-05-6726825d.pth``, or the same tensors as .safetensors.
+
+    ``real``/``fake`` are float (N, C, H, W) in [-1, 1]; grey images are repeated to RGB and every
+    image is resized to 299x299 inside the metric. The file is read with weights_only=True (or
+    safetensors) and handed to torch-fidelity as a re-saved copy, so no pickled object from it is
+    ever executed.
+    """
+    import tempfile
+
+    path = Path(weights_path)
+    if not path.is_file():
+        raise DataError(f"Inception weights {path}: no such file (expected torch-fidelity's "
+                        f"pt_inception-2015-12-05-6726825d.pth or a .safetensors of it)")
+    try:
+        import torch_fidelity  # noqa: F401
+        from torchmetrics.image.fid import FrechetInceptionDistance
+    except ImportError:
+        raise ConfigError("the Inception FID needs torch-fidelity: pip install "
+                          "'genlab[eval]'") from None
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable or unsafe file gets one line
+        raise DataError(f"Inception weights {path}: not a weights-only state dict "
+                        f"({type(err).__name__}: {str(err).splitlines()[0][:120]})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise DataError(f"Inception weights {path}: expected a dict of tensors")
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "inception.pth"
+        torch.save(state, copy)
+        try:
+            fid = FrechetInceptionDistance(feature=2048, normalize=True,
+                                           feature_extractor_weights_path=str(copy))
+        except RuntimeError as err:  # load_state_dict: missing/unexpected keys, shapes
+            raise DataError(f"Inception weights {path}: do not fit torch-fidelity's "
+                            f"Inception-v3 ({str(err).splitlines()[0][:120]})") from None
+    for images, is_real in ((real, True), (fake, False)):
+        for batch in images.split(batch_size):
+            batch = (batch.float().clamp(-1, 1) + 1) / 2
+            if batch.shape[1] == 1:
+                batch = batch.expand(-1, 3, -1, -1)
+            fid.update(batch, real=is_real)
+    return float(fid.compute())

@@ -33,8 +33,8 @@ from genlab.plots import save_grid
 from genlab.samplers import denoise, sample_ddim, sample_gan, sample_vae
 
 # Fields that may change when a run is resumed: they extend it or move it, not change its maths.
-RESUMABLE_CHANGES = ("epochs", "steps", "device", "num_threads", "log_every", "checkpoint_every",
-                     "run_dir", "data_dir", "download")
+RESUMABLE_CHANGES = ("epochs", "steps", "max_minutes", "device", "num_threads", "log_every",
+                     "checkpoint_every", "run_dir", "data_dir", "download")
 PREVIEW_IMAGES = 64
 
 
@@ -319,7 +319,7 @@ def resolve_resume(run_dir: Path, cfg: BaseConfig | None, overrides: dict[str, A
         a, b = to_dict(saved), to_dict(wanted)
         detail = ", ".join(f"{k} (saved {a[k]!r}, given {b[k]!r})" for k in conflicts)
         raise ConfigError(f"cannot resume {run_dir} with a different config: {detail}; only "
-                          f"{', '.join(RESUMABLE_CHANGES[:2])} and where it runs may change")
+                          f"{', '.join(RESUMABLE_CHANGES[:3])} and where it runs may change")
     return wanted
 
 
@@ -393,7 +393,7 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
             checkpoint.truncate_log(run_dir, start)
         trained_seconds = next((r["train_seconds"] for r in reversed(checkpoint.read_log(run_dir))
                                 if "train_seconds" in r), 0.0)
-        if start >= total:
+        if start >= total or _out_of_time(cfg, trained_seconds, accelerator):
             return run_dir
 
     else:
@@ -421,7 +421,10 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
             if bar is not None:
                 bar.update(1)
             done = step + 1
-            if done % cfg.log_every == 0 or done == total:
+            # the time budget is checked every step on one process, at log lines under several
+            timed_out = ((world == 1 or done % cfg.log_every == 0) and _out_of_time(
+                cfg, trained_seconds + time.perf_counter() - tick, accelerator))
+            if done % cfg.log_every == 0 or done == total or timed_out:
                 elapsed = time.perf_counter() - tick
                 trained_seconds += elapsed
                 record = {"step": done, "epoch": round(done / per_epoch, 4),
@@ -436,9 +439,11 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
                                     loss=f"{record.get('loss', 0):.4g}",
                                     img_s=f"{record['images_per_s']:.0f}")
                 sums, count, tick = {}, 0, time.perf_counter()
-            if done % cfg.checkpoint_every == 0 or done == total:
+            if timed_out or done % cfg.checkpoint_every == 0 or done == total:
                 _save(state, run_dir, done, world)
                 last_ckpt = done
+            if timed_out:
+                break
     except TrainingDiverged as err:
         raise TrainingDiverged(f"{err}; stopped, the last good checkpoint (step {last_ckpt}) is "
                                f"kept in {run_dir / 'checkpoints'}") from None
@@ -447,6 +452,18 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
             bar.close()
     accelerator.wait_for_everyone()
     return run_dir
+
+
+def _out_of_time(cfg: BaseConfig, seconds: float, accelerator) -> bool:
+    """Whether the training-time budget is spent; every process gets the main process's answer."""
+    if cfg.max_minutes <= 0:
+        return False
+    flag = torch.tensor([float(seconds >= 60 * cfg.max_minutes)], device=accelerator.device)
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast
+
+        flag = broadcast(flag, from_process=0)
+    return bool(flag.item())
 
 
 def _save(state: TrainState, run_dir: Path, step: int, world: int) -> None:
