@@ -458,12 +458,13 @@ def _out_of_time(cfg: BaseConfig, seconds: float, accelerator) -> bool:
     """Whether the training-time budget is spent; every process gets the main process's answer."""
     if cfg.max_minutes <= 0:
         return False
-    flag = torch.tensor([float(seconds >= 60 * cfg.max_minutes)], device=accelerator.device)
-    if accelerator.num_processes > 1:
-        from accelerate.utils import broadcast
+    spent = seconds >= 60 * cfg.max_minutes
+    if accelerator.num_processes == 1:  # no tensor, no device sync on the per-step path
+        return spent
+    from accelerate.utils import broadcast
 
-        flag = broadcast(flag, from_process=0)
-    return bool(flag.item())
+    flag = torch.tensor([float(spent)], device=accelerator.device)
+    return bool(broadcast(flag, from_process=0).item())
 
 
 def _save(state: TrainState, run_dir: Path, step: int, world: int) -> None:
