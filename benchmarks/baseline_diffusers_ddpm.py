@@ -48,6 +48,7 @@ def train_flops(net: torch.nn.Module, shape: tuple[int, int, int]) -> float:
 def main() -> None:
     from diffusers import DDIMScheduler, DDPMScheduler
     from diffusers.training_utils import EMAModel
+    from safetensors.torch import save_file
 
     from genlab import data
     from genlab.evaluate import feature_network
@@ -124,6 +125,12 @@ def main() -> None:
     sample_seconds = (time.perf_counter() - start) / args.num_samples
     fake = torch.cat(samples)
     save_grid(data.to_uint8(fake[:100]), out / "samples-ddim50.png", nrow=10)
+    # the EMA weights and the samples (8-bit), so that the baseline can be re-scored later
+    # (say, after the feature network's recipe changes) without training it again
+    save_file({k: v.float().contiguous() for k, v in net.state_dict().items()},
+              str(out / "unet-ema.safetensors"))
+    save_file({"samples": data.to_uint8(fake).contiguous()},
+              str(out / "samples-ddim50.safetensors"))
     features, finfo = feature_network(args.dataset, args.data_dir, False)
     real = data.to_float(data.load(args.dataset, "test", args.data_dir, download=False).images)
     scores = fid_kid(features, real, fake, seed=args.seed)

