@@ -51,7 +51,7 @@ def main() -> None:
     print(f"run {args.run_dir} (step {run.step}), {args.n} samples per setting, seed {args.seed}, "
           f"{len(real)} real test images, feature net accuracy {finfo['test_accuracy']:.3f}, "
           f"precision {cfg.precision}", flush=True)
-    print(f"{'sampler':<16}{'s/image':>10}{'FID':>9}{'KID x1e3':>16}", flush=True)
+    print(f"{'sampler':<16}{'s/image':>10}{'FID':>9}{'KID':>16}", flush=True)
     rows = []
     for sampler, steps, eta in settings:
         gen = torch.Generator(device=device).manual_seed(args.seed)
@@ -63,7 +63,7 @@ def main() -> None:
         name = f"ddpm-{steps}" if sampler == "ddpm" else f"ddim-{steps} eta {eta:g}"
         rows.append({"sampler": name, "seconds_per_image": seconds, **s, "n": args.n})
         print(f"{name:<16}{seconds:>10.3f}{s['fid']:>9.2f}"
-              f"{s['kid'] * 1e3:>9.2f} +- {s['kid_std'] * 1e3:<5.2f}", flush=True)
+              f"{s['kid']:>9.2f} +- {s['kid_std']:<5.2f}", flush=True)
     print(json.dumps(rows))
 
 

@@ -49,10 +49,10 @@ def test_train_sample_evaluate_on_digits(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
 
     r = genlab("evaluate", str(run), "--num-samples", "40", "--ddpm-samples", "10",
-               "--ddim-steps", "5", "--feature-steps", "40", cwd=tmp_path)
+               "--ddim-steps", "5", "--ddim-eta", "0.5", "--feature-steps", "40", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     m = json.loads((run / "metrics.json").read_text())
-    assert m["num_samples_ddim5"] == 40 and m["num_samples_ddpm30"] == 10
+    assert m["num_samples_ddim5"] == 40 and m["num_samples_ddpm30"] == 10 and m["ddim_eta"] == 0.5
     assert m["fid_ddim5"] > 0 and m["fid_ddpm30"] > 0 and "kid_ddim5" in m
     assert "fid_ddim5_at_10" in m and m["seconds_per_image_ddpm30"] > 0
     assert 0.1 < m["feature_net_test_accuracy"] <= 1.0

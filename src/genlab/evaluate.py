@@ -29,6 +29,7 @@ from genlab.metrics import fid_kid, inception_fid, psnr, sharpness, ssim, ssim_w
 from genlab.models.classifier import Classifier, Features
 from genlab.samplers import (
     BM3D_MIN_SIZE,
+    DEFAULT_DDIM_ETA,
     bm3d_available,
     class_cycle,
     denoise,
@@ -254,11 +255,12 @@ def _train_feature_network(train_data: data.ImageData, test_data: data.ImageData
 
 def _evaluate_ddpm(run: Run, split_data: data.ImageData, seed: int = 0,
                    num_samples: int = 1000, ddpm_samples: int = 100, ddim_steps: int = 50,
+                   ddim_eta: float = DEFAULT_DDIM_ETA,
                    feature_steps: int = 1500, num_images: int | None = None,
                    guidance: float | None = None, batch_size: int = 250,
                    inception_weights: str | None = None, **_: Any) -> dict[str, Any]:
     """FID/KID in the features of the dataset's own classifier, for DDIM-``ddim_steps`` samples
-    and ancestral DDPM-T samples, with sampling seconds per image of each.
+    (noise ``ddim_eta``) and ancestral DDPM-T samples, with sampling seconds per image of each.
 
     DDPM-T costs T network calls per image, so it is scored on ``ddpm_samples`` images; DDIM is
     also scored on its first ``ddpm_samples`` images, so that the two FIDs compare at one set
@@ -278,7 +280,7 @@ def _evaluate_ddpm(run: Run, split_data: data.ImageData, seed: int = 0,
             continue
         gen = torch.Generator(device=device).manual_seed(seed)
         start = time.perf_counter()
-        fake = generate_ddpm(net, schedule, n, shape, sampler, ddim_steps, 0.0,
+        fake = generate_ddpm(net, schedule, n, shape, sampler, ddim_steps, ddim_eta,
                              class_cycle(net, n), guidance, gen, batch_size,
                              cfg.precision)
         seconds = (time.perf_counter() - start) / n
@@ -293,7 +295,8 @@ def _evaluate_ddpm(run: Run, split_data: data.ImageData, seed: int = 0,
         if sampler == "ddim" and 0 < ddpm_samples < n:
             results[f"fid_{label}_at_{ddpm_samples}"] = fid_kid(features, real,
                                                                 fake[:ddpm_samples])["fid"]
-    return {**results, "num_real": len(real), "seed": seed, "guidance": guidance,
+    return {**results, "ddim_eta": ddim_eta, "num_real": len(real), "seed": seed,
+            "guidance": guidance,
             "score": "FID/KID in the penultimate features of a classifier trained on the "
                      "dataset's train split (not Inception-v3: not comparable to published FIDs)",
             "feature_net_test_accuracy": finfo["test_accuracy"],

@@ -19,6 +19,7 @@ from genlab.checkpoint import Run, pick_device
 from genlab.diffusion import SCHEDULES, NoiseSchedule
 from genlab.errors import ConfigError
 from genlab.samplers import (
+    DEFAULT_DDIM_ETA,
     bm3d_available,
     class_cycle,
     denoise,
@@ -288,11 +289,13 @@ def _ddpm_progression(run: Run, out: Path, seed: int = 0, count: int = 8, rows: 
 
 def _ddpm_samples(run: Run, out: Path, seed: int = 0, n: int = 100, steps: int = 50,
                   **_: Any) -> Path:
-    """A 10 x 10 gallery of DDIM-50 samples (row-major; conditional runs: column = class)."""
+    """A 10 x 10 gallery of DDIM-50 samples (eta DEFAULT_DDIM_ETA; row-major; conditional runs:
+    column = class)."""
     schedule = _schedule(run)
     gen = torch.Generator(device=schedule.device).manual_seed(seed)
     images = generate_ddpm(run.model, schedule, n, tuple(run.data_info["image_shape"]), "ddim",
-                           min(steps, schedule.num_steps), 0.0, class_cycle(run.model, n),
+                           min(steps, schedule.num_steps), DEFAULT_DDIM_ETA,
+                           class_cycle(run.model, n),
                            gen=gen, precision=run.config.precision)
     return plots.save_grid(data.to_uint8(images), out, nrow=10)
 

@@ -17,7 +17,14 @@ from genlab import checkpoint, data, plots
 from genlab.checkpoint import Run, pick_device
 from genlab.diffusion import NoiseSchedule
 from genlab.errors import ConfigError, DataError, RunError
-from genlab.samplers import class_cycle, denoise, generate_ddpm, sample_gan, sample_vae
+from genlab.samplers import (
+    DEFAULT_DDIM_ETA,
+    class_cycle,
+    denoise,
+    generate_ddpm,
+    sample_gan,
+    sample_vae,
+)
 
 
 def _sample_vae(run: Run, n: int, gen: torch.Generator, **options: Any) -> torch.Tensor:
@@ -151,8 +158,9 @@ def denoise_files(run_dir: str | Path | Run, inputs: list[str | Path], out_dir: 
 def _sample_ddpm(run: Run, n: int, gen: torch.Generator, sampler: str | None = None,
                  steps: int | None = None, eta: float | None = None, label: int | None = None,
                  guidance: float | None = None, batch_size: int | None = None) -> torch.Tensor:
-    """DDIM (default: 50 steps, eta 0) or ancestral DDPM with all T steps, from the EMA weights.
-    A conditional run draws class ``label``, or the classes in turn when none is given."""
+    """DDIM (default: 50 steps, eta DEFAULT_DDIM_ETA = 1) or ancestral DDPM with all T steps,
+    from the EMA weights. A conditional run draws class ``label``, or the classes in turn when
+    none is given."""
     cfg = run.config
     sampler = sampler or "ddim"
     if sampler == "ddpm" and (steps is not None or eta is not None):
@@ -167,7 +175,8 @@ def _sample_ddpm(run: Run, n: int, gen: torch.Generator, sampler: str | None = N
     schedule = NoiseSchedule(cfg.schedule, cfg.num_steps, device)  # type: ignore[attr-defined]
     steps = steps if steps is not None else min(50, cfg.num_steps)  # type: ignore[attr-defined]
     return generate_ddpm(net, schedule, n, tuple(run.data_info["image_shape"]), sampler, steps,
-                         eta or 0.0, y, guidance, gen, batch_size or 256, cfg.precision)
+                         DEFAULT_DDIM_ETA if eta is None else eta, y, guidance, gen,
+                         batch_size or 256, cfg.precision)
 
 
 SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"vae": _sample_vae, "gan": _sample_gan,

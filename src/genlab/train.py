@@ -30,7 +30,7 @@ from genlab.errors import ConfigError, RunError, TrainingDiverged
 from genlab.models import MODELS
 from genlab.objectives import ddpm_loss, gan_d_loss, gan_g_loss, vae_loss
 from genlab.plots import save_grid
-from genlab.samplers import denoise, sample_ddim, sample_gan, sample_vae
+from genlab.samplers import DEFAULT_DDIM_ETA, denoise, sample_ddim, sample_gan, sample_vae
 
 # Fields that may change when a run is resumed: they extend it or move it, not change its maths.
 RESUMABLE_CHANGES = ("epochs", "steps", "max_minutes", "device", "num_threads", "log_every",
@@ -272,7 +272,8 @@ def _ddpm_preview(s: TrainState, n: int, gen: torch.Generator) -> torch.Tensor:
         y = torch.arange(n, device=s.accelerator.device) % ema.num_classes
     steps = min(PREVIEW_DDIM_STEPS, s.cfg.num_steps)
     with s.accelerator.autocast():
-        return sample_ddim(ema, _ddpm_schedule(s), shape, steps=steps, y=y, gen=gen)
+        return sample_ddim(ema, _ddpm_schedule(s), shape, steps=steps, eta=DEFAULT_DDIM_ETA, y=y,
+                           gen=gen)
 
 
 class Family(NamedTuple):
