@@ -118,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=None,
                    help="DDPM: DDIM samples scored by FID/KID (default: 1000)")
     p.add_argument("--ddpm-samples", type=int, default=None,
-                   help="DDPM: ancestral DDPM-T samples scored, T network calls each; 0 skips "
-                        "them (default: 100)")
+                   help="DDPM: ancestral DDPM-T samples scored, T network calls each; keep it "
+                        "above the 128 feature dimensions; 0 skips them (default: 300)")
     p.add_argument("--ddim-steps", type=int, default=None,
                    help="DDPM: steps of the DDIM sampler that is scored (default: 50)")
     p.add_argument("--ddim-eta", type=float, default=None,

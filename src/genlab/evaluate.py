@@ -254,7 +254,7 @@ def _train_feature_network(train_data: data.ImageData, test_data: data.ImageData
 
 
 def _evaluate_ddpm(run: Run, split_data: data.ImageData, seed: int = 0,
-                   num_samples: int = 1000, ddpm_samples: int = 100, ddim_steps: int = 50,
+                   num_samples: int = 1000, ddpm_samples: int = 300, ddim_steps: int = 50,
                    ddim_eta: float = DEFAULT_DDIM_ETA,
                    feature_steps: int = 1500, num_images: int | None = None,
                    guidance: float | None = None, batch_size: int = 250,
@@ -264,7 +264,11 @@ def _evaluate_ddpm(run: Run, split_data: data.ImageData, seed: int = 0,
 
     DDPM-T costs T network calls per image, so it is scored on ``ddpm_samples`` images; DDIM is
     also scored on its first ``ddpm_samples`` images, so that the two FIDs compare at one set
-    size (KID is unbiased and compares at any size). Conditional runs sample the classes in turn.
+    size (KID is unbiased and compares at any size). The default 300 is above the feature
+    network's 128 dimensions: with fewer samples than dimensions the sample covariance is
+    singular and the FID ratio between samplers is noise (on the 30-minute MNIST model, DDIM-50
+    over DDPM-1000 read 1.27 at 100 samples and 0.94 at 300). Conditional runs sample the classes
+    in turn.
     """
     cfg = run.config
     net = run.model
