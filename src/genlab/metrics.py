@@ -6,6 +6,7 @@ Functions take networks as arguments; nothing here imports the rest of genlab bu
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import torch
@@ -137,8 +138,10 @@ def fid_kid(features: nn.Module, real: torch.Tensor, fake: torch.Tensor, batch_s
     features.eval()
     subset = min(kid_subset_size, len(real), len(fake))
     fid = FrechetInceptionDistance(feature=features, normalize=True)
-    kid = KernelInceptionDistance(feature=features, normalize=True, subsets=kid_subsets,
-                                  subset_size=subset)
+    with warnings.catch_warnings():  # KID keeps every feature vector: a few MB at 128 dims
+        warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
+        kid = KernelInceptionDistance(feature=features, normalize=True, subsets=kid_subsets,
+                                      subset_size=subset)
     device = next(features.parameters()).device
     fid.to(device)
     kid.to(device)
