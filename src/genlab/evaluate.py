@@ -236,7 +236,7 @@ def _train_feature_network(train_data: data.ImageData, test_data: data.ImageData
         opt.step()
         if progress and (step + 1) % 500 == 0:
             print(f"feature network: step {step + 1}/{recipe['steps']}, loss {loss.item():.3f}")
-    net = net.float().to("cpu", memory_format=torch.contiguous_format).eval()
+    net = net.to("cpu", memory_format=torch.contiguous_format).eval()  # autocast kept it fp32
     with torch.no_grad():  # accuracy of the fp32 features that the scores use
         pred = torch.cat([net(data.to_float(b)).argmax(1) for b in test_data.images.split(1000)])
     accuracy = float((pred == test_data.labels).float().mean())

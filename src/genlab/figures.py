@@ -19,7 +19,6 @@ from genlab.checkpoint import Run, pick_device
 from genlab.diffusion import SCHEDULES, NoiseSchedule
 from genlab.errors import ConfigError
 from genlab.samplers import (
-    DEFAULT_DDIM_ETA,
     bm3d_available,
     class_cycle,
     denoise,
@@ -294,8 +293,7 @@ def _ddpm_samples(run: Run, out: Path, seed: int = 0, n: int = 100, steps: int =
     schedule = _schedule(run)
     gen = torch.Generator(device=schedule.device).manual_seed(seed)
     images = generate_ddpm(run.model, schedule, n, tuple(run.data_info["image_shape"]), "ddim",
-                           min(steps, schedule.num_steps), DEFAULT_DDIM_ETA,
-                           class_cycle(run.model, n),
+                           min(steps, schedule.num_steps), y=class_cycle(run.model, n),
                            gen=gen, precision=run.config.precision)
     return plots.save_grid(data.to_uint8(images), out, nrow=10)
 
