@@ -51,7 +51,7 @@ def main() -> None:
     from safetensors.torch import save_file
 
     from genlab import data
-    from genlab.evaluate import feature_network
+    from genlab.featurenet import feature_network
     from genlab.metrics import fid_kid
     from genlab.plots import save_grid
 

@@ -61,7 +61,7 @@ def measure(name: str, mode: str, shape: tuple[int, int, int], batch: int, iters
 
     from genlab.diffusion import NoiseSchedule
     from genlab.objectives import ddpm_loss
-    from genlab.samplers import sample_ddim, sample_ddpm
+    from genlab.samplers import ancestral, ddim
 
     torch.manual_seed(0)
     net = build(name, shape)
@@ -106,9 +106,9 @@ def measure(name: str, mode: str, shape: tuple[int, int, int], batch: int, iters
             start = time.perf_counter()
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=mode == "bf16"):
                 if sampler == "ddpm":
-                    sample_ddpm(net, schedule, (sample_batch, *shape))
+                    ancestral(net, schedule, (sample_batch, *shape))
                 else:
-                    sample_ddim(net, schedule, (sample_batch, *shape), steps=50)
+                    ddim(net, schedule, (sample_batch, *shape), steps=50)
             sync()
             result[f"{sampler}_s_per_image"] = (time.perf_counter() - start) / sample_batch
     result["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6

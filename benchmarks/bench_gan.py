@@ -16,10 +16,9 @@ from contextlib import nullcontext
 import torch
 
 from genlab import data
-from genlab.config import make_config
 from genlab.corruption import corrupt, fixed_noisy
-from genlab.models import MODELS
 from genlab.objectives import gan_d_loss, gan_g_loss
+from genlab.recipes import build_modules, make_config
 from genlab.samplers import bm3d_available, denoise, denoise_classical
 
 
@@ -32,7 +31,7 @@ def train_speed(preset: str, precision: str, channels_last: bool, steps: int,
     """Images per second of D + G updates, and peak memory (CUDA: allocated; CPU: process RSS)."""
     cfg = make_config("gan", preset, dataset="fer2013")
     torch.manual_seed(0)
-    modules = MODELS["gan"](cfg, (1, 48, 48), 7)
+    modules = build_modules(cfg, (1, 48, 48), 7)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     net, disc = (modules[k].to(device, memory_format=fmt) for k in ("model", "disc"))
     opt_g = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
@@ -80,7 +79,7 @@ def train_speed(preset: str, precision: str, channels_last: bool, steps: int,
 def denoise_speed(preset: str, device: torch.device, repeats: int) -> tuple[float, float]:
     """Faces per second for a batch of 256 48x48 faces; seconds for one 1000x1000 image."""
     cfg = make_config("gan", preset, dataset="fer2013")
-    net = MODELS["gan"](cfg, (1, 48, 48), 7)["model"].eval()
+    net = build_modules(cfg, (1, 48, 48), 7)["model"].eval()
     net = net.to(device, memory_format=torch.channels_last)  # as genlab.load_denoiser does
     faces = torch.rand(256, 1, 48, 48, device=device) * 2 - 1
     big = torch.rand(1, 1, 1000, 1000, device=device) * 2 - 1

@@ -32,16 +32,16 @@ def emit(out: Path, record: dict) -> None:
 def smoke(out: Path) -> None:
     """Train 40 steps, resume to 80, compare with 80 uninterrupted; then sample/evaluate/plot."""
     import genlab
-    from genlab.checkpoint import load_checkpoint
+    from genlab.checkpoint import load_weights
 
-    cases = [("vae", dict(latent_dim=2)), ("gan", dict(mode="denoise", dataset="digits")),
-             ("gan", dict(mode="generate", dataset="digits")), ("ddpm", dict(num_steps=100))]
+    cases = [("vae", dict(latent_dim=2)), ("gan", dict(dataset="digits", disc="reference")),
+             ("dcgan", dict(dataset="digits")), ("ddpm", dict(num_steps=100)), ("flow", {})]
     for family, extra in cases:
         for precision in ("fp32", "bf16"):
             common = dict(dataset="digits", device="cuda", precision=precision,
                           channels_last=precision == "bf16", log_every=20, checkpoint_every=40,
                           steps=80, **extra)
-            tag = f"{family}-{extra.get('mode', '')}-{precision}".replace("--", "-")
+            tag = f"{family}-{precision}"
             start = time.perf_counter()
             whole = genlab.train(genlab.make_config(family, run_dir=str(out / f"{tag}-whole"),
                                                     **common), plot=False, progress=False)
@@ -51,12 +51,13 @@ def smoke(out: Path) -> None:
             genlab.train(part, plot=False, progress=False)
             split = genlab.train(resume=str(out / f"{tag}-split"), steps=80, plot=True,
                                  progress=False)
-            a, b = load_checkpoint(whole)[0], load_checkpoint(split)[0]
+            a, b = load_weights(whole)[0], load_weights(split)[0]
             diff = max(float((a[m][k].float() - b[m][k].float()).abs().max())
                        for m in a for k in a[m])
             metrics = genlab.evaluate(split, **({"num_samples": 200, "ddpm_samples": 20}
                                                if family == "ddpm" else {}))
-            images = genlab.sample(split, n=16) if extra.get("mode") != "denoise" else None
+            images = (None if genlab.RECIPES[family].denoises
+                      else genlab.sample(split, n=16))
             emit(out, {"check": "cuda-smoke", "run": tag, "seconds_80_steps": round(seconds, 2),
                        "resume_max_abs_weight_diff": diff,
                        "sample_shape": list(images.shape) if images is not None else None,
@@ -67,15 +68,15 @@ def smoke(out: Path) -> None:
 def gan_runs(out: Path, fer_dir: str, sweep_steps: int, dcgan_steps: int) -> None:
     import genlab
 
-    def run(name: str, preset: str, **overrides) -> None:
-        cfg = genlab.make_config("gan", preset, dataset="fer2013", data_dir=fer_dir,
+    def run(name: str, preset: str, family: str = "gan", **overrides) -> None:
+        cfg = genlab.make_config(family, preset, dataset="fer2013", data_dir=fer_dir,
                                  download=False, device="cuda", precision="bf16",
                                  channels_last=True, log_every=100, checkpoint_every=100_000,
                                  run_dir=str(out / name), **overrides)
         start = time.perf_counter()
         run_dir = genlab.train(cfg, plot=False, progress=False)
         seconds = time.perf_counter() - start
-        if overrides.get("mode") == "generate":
+        if family == "dcgan":
             m = genlab.evaluate(run_dir)
             emit(out, {"check": "dcgan-fer", "run": name, "train_s": round(seconds, 1),
                        "steps": cfg.steps, "fid": m["fid"], "kid": m["kid"],
@@ -92,7 +93,7 @@ def gan_runs(out: Path, fer_dir: str, sweep_steps: int, dcgan_steps: int) -> Non
         run(f"sweep-adv{adv:g}-p255", "default", adv_weight=adv, steps=sweep_steps)
     for peak in (255.0, 30.0):
         run(f"reference-p{peak:g}", "reference", peak=peak)  # the notebook's 50 epochs
-    run("dcgan", "default", mode="generate", steps=dcgan_steps)
+    run("dcgan", "default", family="dcgan", steps=dcgan_steps)
 
 
 def main() -> None:

@@ -16,12 +16,12 @@ import time
 
 import torch
 
-from genlab import checkpoint, data
+from genlab import data, recipes
 from genlab.checkpoint import pick_device
-from genlab.diffusion import NoiseSchedule
-from genlab.evaluate import feature_network
+from genlab.featurenet import feature_network
 from genlab.metrics import fid_kid
-from genlab.samplers import class_cycle, generate_ddpm
+from genlab.recipes.base import class_labels
+from genlab.recipes.ddpm import generate
 
 
 def main() -> None:
@@ -38,13 +38,10 @@ def main() -> None:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
 
-    run = checkpoint.load_run(args.run_dir, pick_device(args.device))
+    run = recipes.load_run(args.run_dir, pick_device(args.device))
     cfg, net = run.config, run.model
-    device = next(net.parameters()).device
-    features, finfo = feature_network(cfg.dataset, cfg.data_dir, cfg.download, device=device)
+    features, finfo = feature_network(cfg.dataset, cfg.data_dir, cfg.download, device=run.device)
     real = data.to_float(data.load(cfg.dataset, "test", cfg.data_dir, cfg.download).images)
-    schedule = NoiseSchedule(cfg.schedule, cfg.num_steps, device)
-    shape = tuple(run.data_info["image_shape"])
     settings = [("ddim", int(s), float(e)) for s, e in (x.split(":") for x in args.ddim)]
     if not args.no_ddpm:
         settings.append(("ddpm", cfg.num_steps, 1.0))
@@ -54,10 +51,11 @@ def main() -> None:
     print(f"{'sampler':<16}{'s/image':>10}{'FID':>9}{'KID':>16}", flush=True)
     rows = []
     for sampler, steps, eta in settings:
-        gen = torch.Generator(device=device).manual_seed(args.seed)
+        gen = torch.Generator(device=run.device).manual_seed(args.seed)
         start = time.perf_counter()
-        fake = generate_ddpm(net, schedule, args.n, shape, sampler, steps, eta,
-                             class_cycle(net, args.n), None, gen, 250, cfg.precision)
+        kwargs = dict(steps=steps, eta=eta) if sampler == "ddim" else {}
+        fake = generate(run, args.n, gen, sampler, y=class_labels(net, args.n), batch_size=250,
+                        **kwargs)
         seconds = (time.perf_counter() - start) / args.n
         s = fid_kid(features, real, fake, seed=args.seed)
         name = f"ddpm-{steps}" if sampler == "ddpm" else f"ddim-{steps} eta {eta:g}"

@@ -2,35 +2,34 @@
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 import json
 import time
 
 import pytest
 import torch
 
-from genlab import checkpoint, config
+from genlab import checkpoint, recipes
+from genlab import training as train_mod
 from genlab.errors import ConfigError, RunError, TrainingDiverged
-
-train_mod = importlib.import_module("genlab.train")  # the module (genlab.train is the API function)
 
 
 def tiny_cfg(tmp_path, name="run", **kw):
     values = dict(dataset="digits", steps=30, batch_size=32, log_every=1, checkpoint_every=10,
                   hidden=(16,), latent_dim=2, run_dir=str(tmp_path / name), seed=3)
     values.update(kw)
-    return config.make_config("vae", "reference", **values)
+    return recipes.make_config("vae", "reference", **values)
 
 
 def kill_at(monkeypatch, family, at_step):
-    original = train_mod.FAMILIES[family]
+    original = recipes.RECIPES[family]
 
     def step(s, x, y, step):
         if step == at_step:
             raise KeyboardInterrupt("simulated kill")
         return original.step(s, x, y, step)
 
-    monkeypatch.setitem(train_mod.FAMILIES, family, original._replace(step=step))
+    monkeypatch.setitem(recipes.RECIPES, family, dataclasses.replace(original, step=step))
 
 
 def losses(run_dir):
@@ -48,8 +47,8 @@ def test_resume_after_kill_matches_uninterrupted(tmp_path, monkeypatch):
     assert len(checkpoint.read_log(killed)) == 23  # lines past the checkpoint get dropped
     train_mod.train(resume=killed, progress=False)
     assert losses(killed) == losses(straight)
-    w1, _ = checkpoint.load_checkpoint(straight)
-    w2, _ = checkpoint.load_checkpoint(killed)
+    w1, _ = checkpoint.load_weights(straight)
+    w2, _ = checkpoint.load_weights(killed)
     assert all(torch.equal(w1["model"][k], w2["model"][k]) for k in w1["model"])
 
 
@@ -91,12 +90,12 @@ def test_config_json_is_written_first_and_checkpoint_is_safe(tmp_path, monkeypat
         raise OSError("disk full")
 
     monkeypatch.setattr(ck, "save_file", broken)
-    loaded = checkpoint.load_run(run)
+    loaded = recipes.load_run(run)
     with pytest.raises(OSError, match="disk full"):
         checkpoint.save_checkpoint(run, 99, loaded.modules, {}, loaded.config)
     assert checkpoint.latest_checkpoint(run) == latest
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
-    assert checkpoint.load_run(run).step == 10
+    assert recipes.load_run(run).step == 10
 
 
 def test_state_file_loads_with_weights_only(tmp_path):
@@ -108,22 +107,22 @@ def test_state_file_loads_with_weights_only(tmp_path):
 
 
 def test_nan_loss_stops_naming_the_step_and_keeps_checkpoint(tmp_path, monkeypatch):
-    original = train_mod.FAMILIES["vae"]
+    original = recipes.RECIPES["vae"]
 
     def step(s, x, y, step):
         if step == 14:
             x = x * float("nan")
         return original.step(s, x, y, step)
 
-    monkeypatch.setitem(train_mod.FAMILIES, "vae", original._replace(step=step))
+    monkeypatch.setitem(recipes.RECIPES, "vae", dataclasses.replace(original, step=step))
     with pytest.raises(TrainingDiverged, match=r"loss is nan at step 14.*checkpoint \(step 10\)"):
         train_mod.train(tiny_cfg(tmp_path), progress=False)
-    assert checkpoint.load_run(tmp_path / "run").step == 10
+    assert recipes.load_run(tmp_path / "run").step == 10
 
 
 def test_not_a_run_folder(tmp_path):
     with pytest.raises(RunError, match="not a genlab run folder"):
-        checkpoint.load_run(tmp_path)
+        recipes.load_run(tmp_path)
 
 
 def test_time_budget_stops_with_a_checkpoint_and_resumes_exactly(tmp_path, monkeypatch):
@@ -148,7 +147,7 @@ def test_time_budget_stops_with_a_checkpoint_and_resumes_exactly(tmp_path, monke
     train_mod.train(resume=run_dir, progress=False)  # the budget is spent: nothing more
     assert checkpoint.latest_checkpoint(run_dir)["step"] == stopped["step"]
     train_mod.train(resume=run_dir, progress=False, max_minutes=0.0)  # lifted: to the end
-    a, b = checkpoint.load_checkpoint(straight)[0], checkpoint.load_checkpoint(run_dir)[0]
+    a, b = checkpoint.load_weights(straight)[0], checkpoint.load_weights(run_dir)[0]
     for name in a:
         for key in a[name]:
             torch.testing.assert_close(a[name][key], b[name][key], rtol=0, atol=0)

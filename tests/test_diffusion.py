@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from genlab.config import make_config
 from genlab.diffusion import NoiseSchedule, make_betas
+from genlab.recipes import make_config
 
 
 def test_linear_schedule_hand_values() -> None:

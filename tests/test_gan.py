@@ -9,10 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from genlab.config import make_config
 from genlab.errors import ConfigError
 from genlab.metrics import psnr, sharpness, ssim
-from genlab.models import MODELS
 from genlab.models.gan import (
     DCGANDiscriminator,
     DCGANGenerator,
@@ -22,6 +20,7 @@ from genlab.models.gan import (
     UNetGenerator,
 )
 from genlab.objectives import gan_d_loss, gan_g_loss
+from genlab.recipes import build_modules, make_config
 from genlab.samplers import denoise, sample_gan
 
 
@@ -99,22 +98,23 @@ def test_dcgan_shapes_and_divisibility():
 
 def test_build_registers_gan_and_follows_the_config():
     cfg = make_config("gan", "default", width=8)
-    modules = MODELS["gan"](cfg, (1, 48, 48), 7)
+    modules = build_modules(cfg, (1, 48, 48), 7)
     assert set(modules) == {"model", "disc"}
     assert isinstance(modules["model"], UNetGenerator)
     assert isinstance(modules["disc"], PatchDiscriminator)
-    ref = MODELS["gan"](make_config("gan", "reference"), (1, 48, 48), 7)
+    ref = build_modules(make_config("gan", "reference"), (1, 48, 48), 7)
     assert isinstance(ref["model"], ReferenceGenerator)
     assert isinstance(ref["disc"], ReferenceDiscriminator)
-    ablation = MODELS["gan"](make_config("gan", "default", adv_weight=0.0), (1, 48, 48), 7)
+    ablation = build_modules(make_config("gan", "default", adv_weight=0.0), (1, 48, 48), 7)
     assert set(ablation) == {"model"}
-    gen = MODELS["gan"](make_config("gan", "default", mode="generate", width=8), (1, 8, 8), 10)
+    gen = build_modules(make_config("dcgan", "default", width=8), (1, 8, 8), 10)
     assert isinstance(gen["model"], DCGANGenerator)
     assert isinstance(gen["disc"], DCGANDiscriminator)
+    assert isinstance(gen["ema"], DCGANGenerator)  # the default preset averages the generator
     with pytest.raises(ConfigError, match="divisible by 4; got 30x30"):
-        MODELS["gan"](cfg, (1, 30, 30), 7)
+        build_modules(cfg, (1, 30, 30), 7)
     with pytest.raises(ConfigError, match="needs adv_weight > 0"):
-        MODELS["gan"](make_config("gan", "default", mode="generate", adv_weight=0.0), (1, 8, 8), 1)
+        make_config("dcgan", "default", adv_weight=0.0)
 
 
 # --- objectives -----------------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import json
 from pathlib import Path
@@ -13,10 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from genlab import figures
+from genlab import training as train_module
 from genlab.cli import main
-from genlab.config import make_config
 from genlab.errors import TrainingDiverged
+from genlab.recipes import gan as gan_recipe
+from genlab.recipes import make_config
 from genlab.samplers import bm3d_available
 
 SIDE = 16
@@ -60,7 +60,7 @@ def fer_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def no_bm3d_in_figures(monkeypatch):
     """BM3D costs about a second per image; the figures skip it here (evaluate still runs it)."""
-    monkeypatch.setattr(figures, "bm3d_available", lambda *shape: False)
+    monkeypatch.setattr(gan_recipe, "bm3d_available", lambda *shape: False)
 
 
 TRAIN = ("--dataset", "fer2013", "--batch-size", "8", "--width", "8", "--device", "cpu",
@@ -151,15 +151,13 @@ def test_denoise_bad_input_is_one_line_and_exit_2(fer_dir, tmp_path, no_bm3d_in_
 
 
 def test_discriminator_that_wins_outright_stops_the_run(fer_dir, tmp_path, monkeypatch):
-    train_module = importlib.import_module("genlab.train")  # genlab.train is also a function
-
-    real_d_loss = train_module.gan_d_loss
+    real_d_loss = gan_recipe.gan_d_loss
 
     def winning(*args, **kwargs):
         loss, logs = real_d_loss(*args, **kwargs)
         return loss, {**logs, "d_real": torch.tensor(0.999), "d_fake": torch.tensor(0.001)}
 
-    monkeypatch.setattr(train_module, "gan_d_loss", winning)
+    monkeypatch.setattr(gan_recipe, "gan_d_loss", winning)
     cfg = make_config("gan", "default", dataset="fer2013", data_dir=str(fer_dir), steps=6,
                       batch_size=8, width=8, device="cpu", checkpoint_every=2, max_d_wins=3,
                       run_dir=str(tmp_path / "run"))
@@ -171,8 +169,6 @@ def test_discriminator_that_wins_outright_stops_the_run(fer_dir, tmp_path, monke
 
 
 def test_resumed_run_matches_an_uninterrupted_one(fer_dir, tmp_path):
-    train_module = importlib.import_module("genlab.train")  # genlab.train is also a function
-
     common = dict(dataset="fer2013", data_dir=str(fer_dir), batch_size=8, device="cpu",
                   log_every=1, arch="reference", disc="reference")  # Dropout in D: global RNG
     straight = train_module.train(make_config("gan", "reference", steps=4, **common,
@@ -191,7 +187,7 @@ def test_resumed_run_matches_an_uninterrupted_one(fer_dir, tmp_path):
 
 def test_dcgan_trains_and_samples_on_digits(tmp_path):
     run = tmp_path / "dcgan"
-    code, _, err = genlab("train", "gan", "--mode", "generate", "--dataset", "digits",
+    code, _, err = genlab("train", "dcgan", "--dataset", "digits",
                           "--steps", "3", "--batch-size", "16", "--width", "8", "--latent-dim",
                           "8", "--device", "cpu", "--run-dir", str(run))
     assert code == 0, err
@@ -203,4 +199,52 @@ def test_dcgan_trains_and_samples_on_digits(tmp_path):
     assert np.asarray(Image.open(tmp_path / "s" / "0004.png")).shape == (8, 8)
     code, _, err = genlab("denoise", str(run), str(tmp_path / "s" / "0000.png"), "--out",
                           str(tmp_path / "o"))
-    assert code == 2 and "in mode 'generate', not a denoiser" in err
+    assert code == 2 and "is a dcgan run, not a denoiser" in err
+
+
+# The fields genlab 0.1 wrote into a GAN run's config.json (one family, two modes).
+OLD_BASE = ("dataset", "data_dir", "download", "run_dir", "seed", "epochs", "steps", "max_minutes",
+            "batch_size", "lr", "precision", "channels_last", "device", "log_every",
+            "checkpoint_every", "num_threads")
+OLD_GAN = ("family", "mode", "arch", "disc", "width", "noise", "peak", "sigma", "l1_weight",
+           "adv_weight", "latent_dim", "lr_d", "beta1", "max_d_wins")
+OLD_DEFAULTS = dict(arch="unet", disc="patch", noise="poisson", peak=255.0, sigma=25.0,
+                    l1_weight=100.0, latent_dim=100, width=32)
+
+
+def as_old_gan_run(run: Path, mode: str) -> None:
+    """Rewrite a run's config.json exactly as genlab 0.1 wrote it: family 'gan' with a mode."""
+    values = json.loads((run / "config.json").read_text())
+    old = {k: values.get(k, OLD_DEFAULTS.get(k)) for k in OLD_BASE + OLD_GAN}
+    old.update(family="gan", mode=mode)
+    (run / "config.json").write_text(json.dumps(old, indent=2))
+
+
+def test_runs_written_by_genlab_0_1_still_load_sample_denoise_and_evaluate(fer_dir, tmp_path,
+                                                                           no_bm3d_in_figures):
+    denoiser = tmp_path / "old-denoiser"
+    code, _, err = genlab("train", "gan", *TRAIN, "--data-dir", str(fer_dir), "--steps", "2",
+                          "--run-dir", str(denoiser))
+    assert code == 0, err
+    as_old_gan_run(denoiser, "denoise")
+    code, out, err = genlab("evaluate", str(denoiser), "--num-images", "4", "--baselines", "nlm")
+    assert code == 0 and "psnr" in out, err
+    noisy = tmp_path / "face.png"
+    Image.fromarray(blob_faces(1, 48, 3)[0]).save(noisy)
+    code, out, err = genlab("denoise", str(denoiser), str(noisy), "--out", str(tmp_path / "d"))
+    assert code == 0 and (tmp_path / "d" / "face.png").exists(), err
+    code, _, err = genlab("sample", str(denoiser), "--out", str(tmp_path / "s0"))
+    assert code == 2 and "nothing to sample; use `genlab denoise" in err
+
+    generator = tmp_path / "old-generator"
+    code, _, err = genlab("train", "dcgan", "--preset", "reference", "--dataset", "digits",
+                          "--steps", "2", "--batch-size", "16", "--width", "8", "--device",
+                          "cpu", "--run-dir", str(generator))
+    assert code == 0, err
+    as_old_gan_run(generator, "generate")
+    code, _, err = genlab("sample", str(generator), "-n", "3", "--out", str(tmp_path / "s"))
+    assert code == 0 and (tmp_path / "s" / "0002.png").exists(), err
+    code, _, err = genlab("plot", str(generator), "samples")
+    assert code == 0, err
+    train_module.train(resume=generator, steps=3, progress=False)
+    assert json.loads((generator / "checkpoints" / "latest.json").read_text())["step"] == 3

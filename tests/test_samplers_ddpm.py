@@ -9,7 +9,7 @@ from torch import nn
 from genlab.diffusion import NoiseSchedule
 from genlab.errors import ConfigError
 from genlab.objectives import ddpm_loss
-from genlab.samplers import ddim_timesteps, guided_eps, sample_ddim, sample_ddpm
+from genlab.samplers import ancestral, ddim, ddim_timesteps, guided
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -70,7 +70,7 @@ def test_ddpm_step_equals_textbook_formula(clip_x0: bool) -> None:
     T, shape = 3, (1, 1, 2, 2)
     net = AffineEps()
     schedule = NoiseSchedule("linear", T)
-    out = sample_ddpm(net, schedule, shape, gen=torch.Generator().manual_seed(5), clip_x0=clip_x0)
+    out = ancestral(net, schedule, shape, gen=torch.Generator().manual_seed(5), clip_x0=clip_x0)
 
     betas = textbook_betas(T)
     alpha_bar, prod = [], 1.0
@@ -100,10 +100,10 @@ def test_ddim_with_eta_one_and_all_steps_is_ddpm() -> None:
     T, shape = 40, (64, 1, 2, 2)
     net = AffineEps(0.2, 0.01)
     schedule = NoiseSchedule("cosine", T)
-    ddpm = sample_ddpm(net, schedule, shape, gen=torch.Generator().manual_seed(3), clip_x0=False)
-    ddim = sample_ddim(net, schedule, shape, steps=T, eta=1.0,
-                       gen=torch.Generator().manual_seed(3), clip_x0=False)
-    assert torch.allclose(ddpm, ddim, atol=1e-4)
+    x_ddpm = ancestral(net, schedule, shape, gen=torch.Generator().manual_seed(3), clip_x0=False)
+    x_ddim = ddim(net, schedule, shape, steps=T, eta=1.0, gen=torch.Generator().manual_seed(3),
+                  clip_x0=False)
+    assert torch.allclose(x_ddpm, x_ddim, atol=1e-4)
 
 
 def test_samplers_reach_the_data_distribution_of_a_toy_model() -> None:
@@ -114,11 +114,11 @@ def test_samplers_reach_the_data_distribution_of_a_toy_model() -> None:
     schedule = NoiseSchedule("cosine", T)
     net = GaussianOracle(schedule, m, s)
     runs = {
-        "ddpm": sample_ddpm(net, schedule, shape, gen=torch.Generator().manual_seed(0),
+        "ddpm": ancestral(net, schedule, shape, gen=torch.Generator().manual_seed(0),
                             clip_x0=False),
-        "ddim eta=1": sample_ddim(net, schedule, shape, steps=T, eta=1.0,
+        "ddim eta=1": ddim(net, schedule, shape, steps=T, eta=1.0,
                                   gen=torch.Generator().manual_seed(1), clip_x0=False),
-        "ddim eta=0": sample_ddim(net, schedule, shape, steps=T, eta=0.0,
+        "ddim eta=0": ddim(net, schedule, shape, steps=T, eta=0.0,
                                   gen=torch.Generator().manual_seed(2), clip_x0=False),
     }
     for name, x in runs.items():
@@ -128,7 +128,7 @@ def test_samplers_reach_the_data_distribution_of_a_toy_model() -> None:
     q = torch.tensor([0.1, 0.5, 0.9])
     a, b = runs["ddpm"].flatten(), runs["ddim eta=1"].flatten()
     assert torch.allclose(torch.quantile(a, q), torch.quantile(b, q), atol=0.015)
-    fast = sample_ddim(net, schedule, shape, steps=50, gen=torch.Generator().manual_seed(3),
+    fast = ddim(net, schedule, shape, steps=50, gen=torch.Generator().manual_seed(3),
                        clip_x0=False)
     assert fast.mean().item() == pytest.approx(m, abs=0.01)
     assert fast.std().item() == pytest.approx(s, abs=0.03)
@@ -146,7 +146,7 @@ def test_ddim_timesteps() -> None:
 def test_snapshots() -> None:
     schedule = NoiseSchedule("linear", 10)
     snaps: dict[int, torch.Tensor] = {}
-    out = sample_ddpm(AffineEps(), schedule, (2, 1, 2, 2), gen=torch.Generator().manual_seed(0),
+    out = ancestral(AffineEps(), schedule, (2, 1, 2, 2), gen=torch.Generator().manual_seed(0),
                       snapshots=snaps, snapshot_every=4)
     assert sorted(snaps) == [0, 4, 8, 10]
     assert torch.equal(snaps[0], out)
@@ -157,27 +157,27 @@ def test_classifier_free_guidance() -> None:
     net = LabelNet()
     x, t, y = torch.zeros(2, 1, 1, 1), torch.tensor([1, 1]), torch.tensor([0, 1])
     cond, uncond = torch.tensor([0.0, 1.0]), 10.0
-    assert guided_eps(net, x, t, y, None).flatten().tolist() == cond.tolist()
-    assert guided_eps(net, x, t, y, 1.0).flatten().tolist() == cond.tolist()
-    assert guided_eps(net, x, t, y, 0.0).flatten().tolist() == [uncond, uncond]
-    guided = uncond + 3 * (cond - uncond)
-    assert guided_eps(net, x, t, y, 3.0).flatten().tolist() == guided.tolist()
-    assert guided_eps(net, x, t, None, None).flatten().tolist() == [uncond, uncond]
+    assert guided(net, x, t, y, None).flatten().tolist() == cond.tolist()
+    assert guided(net, x, t, y, 1.0).flatten().tolist() == cond.tolist()
+    assert guided(net, x, t, y, 0.0).flatten().tolist() == [uncond, uncond]
+    expected = uncond + 3 * (cond - uncond)
+    assert guided(net, x, t, y, 3.0).flatten().tolist() == expected.tolist()
+    assert guided(net, x, t, None, None).flatten().tolist() == [uncond, uncond]
 
 
 def test_bad_sampling_requests() -> None:
     schedule = NoiseSchedule("linear", 5)
     shape = (2, 1, 2, 2)
     with pytest.raises(ConfigError, match="this run is unconditional"):
-        sample_ddpm(AffineEps(), schedule, shape, y=torch.tensor([0, 1]))
+        ancestral(AffineEps(), schedule, shape, y=torch.tensor([0, 1]))
     with pytest.raises(ConfigError, match="guidance scale needs a class-conditional run"):
-        sample_ddim(AffineEps(), schedule, shape, steps=5, guidance=2.0)
+        ddim(AffineEps(), schedule, shape, steps=5, guidance=2.0)
     with pytest.raises(ConfigError, match="class label 2 is outside the trained range 0..1"):
-        sample_ddim(LabelNet(), schedule, shape, steps=5, y=torch.tensor([0, 2]))
+        ddim(LabelNet(), schedule, shape, steps=5, y=torch.tensor([0, 2]))
     with pytest.raises(ConfigError, match="needs class labels"):
-        sample_ddim(LabelNet(), schedule, shape, steps=5, guidance=2.0)
+        ddim(LabelNet(), schedule, shape, steps=5, guidance=2.0)
     with pytest.raises(ConfigError, match="got 6"):
-        sample_ddim(AffineEps(), schedule, shape, steps=6)
+        ddim(AffineEps(), schedule, shape, steps=6)
 
 
 def test_ddpm_loss_by_hand() -> None:

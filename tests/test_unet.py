@@ -5,13 +5,15 @@ import math
 import pytest
 import torch
 
-from genlab.config import PRESETS, make_config
 from genlab.errors import ConfigError
-from genlab.models import MODELS
 from genlab.models.unet import ReferenceUNet, ResUNet, timestep_embedding
+from genlab.recipes import RECIPES, build_modules, make_config
 
 TINY = {"reference": (8, 8, 16, 16, 32), "default": (8, 16, 16)}
 SHAPES = {"reference": [(3, 16, 16), (1, 32, 32)], "default": [(1, 8, 8), (1, 28, 28), (3, 16, 16)]}
+
+
+PRESETS = {"ddpm": RECIPES["ddpm"].presets}
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS["ddpm"]))
@@ -19,10 +21,11 @@ def test_output_shape_per_preset(preset: str) -> None:
     cfg = make_config("ddpm", preset, channels=TINY[preset])
     assert len(cfg.channels) == len(PRESETS["ddpm"][preset]["channels"])
     for shape in SHAPES[preset]:
-        modules = MODELS["ddpm"](cfg, shape, 10)
-        assert set(modules) == {"model", "ema"}
-        net, ema = modules["model"], modules["ema"]
-        assert not any(p.requires_grad for p in ema.parameters())
+        modules = build_modules(cfg, shape, 10)
+        assert set(modules) == ({"model", "ema"} if cfg.ema_decay else {"model"})
+        ema = modules.get("ema", modules["model"])
+        net = modules["model"]
+        assert cfg.ema_decay == 0 or not any(p.requires_grad for p in ema.parameters())
         for a, b in zip(net.state_dict().values(), ema.state_dict().values()):
             assert torch.equal(a, b)
         x = torch.randn(2, *shape)
@@ -79,12 +82,12 @@ def test_timestep_embedding_values() -> None:
 def test_sizes_the_unet_cannot_divide() -> None:
     ref = make_config("ddpm", "reference")
     with pytest.raises(ConfigError, match=r"multiples of 16 \(e\.g\. 16, 32, 48, 64\); got 28x28"):
-        MODELS["ddpm"](ref, (1, 28, 28), 10)
+        build_modules(ref, (1, 28, 28), 10)
     with pytest.raises(ConfigError, match="at most 3 levels in --channels"):
-        MODELS["ddpm"](ref, (1, 28, 28), 10)
+        build_modules(ref, (1, 28, 28), 10)
     default = make_config("ddpm", "default", channels=(8, 8, 8))
     with pytest.raises(ConfigError, match="multiples of 4 .*got 30x30"):
-        MODELS["ddpm"](default, (1, 30, 30), 10)
+        build_modules(default, (1, 30, 30), 10)
     unlabelled = make_config("ddpm", "default", channels=(8, 8), class_conditional=True)
     with pytest.raises(ConfigError, match="class_conditional needs a labelled dataset"):
-        MODELS["ddpm"](unlabelled, (1, 8, 8), 1)
+        build_modules(unlabelled, (1, 8, 8), 1)

@@ -1,4 +1,4 @@
-"""genlab: train, sample, evaluate and explain VAEs, GANs and diffusion models.
+"""genlab: train, sample, evaluate and explain VAEs, GANs, diffusion and flow-matching models.
 
 The public API (the CLI's verbs, as functions)::
 
@@ -9,16 +9,18 @@ The public API (the CLI's verbs, as functions)::
     images = genlab.sample(run_dir, n=64)        # float in [-1, 1], (N, C, H, W)
     metrics = genlab.evaluate(run_dir)           # also written to run_dir/metrics.json
     genlab.plot(run_dir, "reconstructions")      # run_dir/figures/reconstructions.png
+
+The families are the recipes in ``genlab.recipes.RECIPES``: vae, gan (the denoiser), dcgan, ddpm
+and flow.
 """
 
-from genlab.checkpoint import load_run
-from genlab.config import make_config
 from genlab.evaluate import evaluate
 from genlab.experiments import demo, sweep, train
 from genlab.figures import plot
 from genlab.inference import denoise_files, sample, save_samples
+from genlab.recipes import RECIPES, load_run, make_config
 from genlab.report import report
 
-__all__ = ["demo", "denoise_files", "evaluate", "load_run", "make_config", "plot", "report",
-           "sample", "save_samples", "sweep", "train"]
-__version__ = "0.1.0"
+__all__ = ["RECIPES", "demo", "denoise_files", "evaluate", "load_run", "make_config", "plot",
+           "report", "sample", "save_samples", "sweep", "train"]
+__version__ = "0.2.0"

@@ -18,9 +18,6 @@ and ``latest.json`` is renamed last, so a kill at any moment leaves the previous
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,46 +26,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from genlab.config import BaseConfig, from_dict, to_dict
+from genlab.config import BaseConfig, to_dict
 from genlab.errors import RunError
-from genlab.models import MODELS
+from genlab.files import read_json, write_atomic, write_file_atomic, write_json
 
 KEEP_CHECKPOINTS = 2
-
-
-def write_file_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Let ``write`` fill a temporary file in the same folder, fsync it, then rename it to
-    ``path`` atomically; on any failure the temporary file goes and ``path`` is untouched."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to ``path`` via a temporary file in the same folder and an atomic rename."""
-    write_file_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_atomic(Path(path), (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise RunError(f"{path} not found") from None
-    except json.JSONDecodeError as err:
-        raise RunError(f"{path}: not valid JSON ({err})") from None
 
 
 def create_run(run_dir: Path, cfg: BaseConfig, data_info: dict[str, Any]) -> None:
@@ -82,11 +44,53 @@ def create_run(run_dir: Path, cfg: BaseConfig, data_info: dict[str, Any]) -> Non
     write_json(run_dir / "data.json", data_info)
 
 
-def read_config(run_dir: Path) -> BaseConfig:
+def read_config_values(run_dir: Path) -> dict[str, Any]:
+    """config.json as plain values (the recipe registry turns them into a config)."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise RunError(f"{run_dir} is not a genlab run folder (no config.json)")
-    return from_dict(read_json(run_dir / "config.json"))
+    values = read_json(run_dir / "config.json")
+    if not isinstance(values, dict):
+        raise RunError(f"{run_dir / 'config.json'}: expected a JSON object")
+    return values
+
+
+def is_run(path: Path) -> bool:
+    """Whether ``path`` looks like a run folder (it has a config.json)."""
+    return (Path(path) / "config.json").is_file()
+
+
+def metrics_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "metrics.json"
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
+    write_json(metrics_path(run_dir), metrics)
+    return metrics_path(run_dir)
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """metrics.json, or {} for a run not evaluated yet."""
+    path = metrics_path(run_dir)
+    return read_json(path) if path.is_file() else {}
+
+
+def figures_dir(run_dir: Path) -> Path:
+    return Path(run_dir) / "figures"
+
+
+def figure_path(run_dir: Path, kind: str) -> Path:
+    return figures_dir(run_dir) / f"{kind}.png"
+
+
+def preview_path(run_dir: Path, step: int) -> Path:
+    """Where the training loop puts the preview grid drawn at a checkpoint."""
+    return Path(run_dir) / "samples" / f"step-{step:08d}.png"
+
+
+def previews(run_dir: Path) -> list[Path]:
+    """The preview grids of a run, oldest first."""
+    return sorted((Path(run_dir) / "samples").glob("step-*.png"))
 
 
 def read_data_info(run_dir: Path) -> dict[str, Any]:
@@ -138,19 +142,30 @@ def latest_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     return read_json(path) if path.exists() else None
 
 
-def load_checkpoint(run_dir: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
-    """Weights per module name and the training state of the latest checkpoint."""
+def _latest(run_dir: Path) -> dict[str, Any]:
     latest = latest_checkpoint(run_dir)
     if latest is None:
         raise RunError(f"{run_dir} has no checkpoint yet (checkpoints/latest.json is missing)")
-    folder = Path(run_dir) / "checkpoints"
-    flat = load_file(folder / latest["weights"])
+    return latest
+
+
+def load_weights(run_dir: Path) -> tuple[dict[str, dict[str, torch.Tensor]], int]:
+    """Weights per module name of the latest checkpoint, and its step."""
+    latest = _latest(run_dir)
+    flat = load_file(Path(run_dir) / "checkpoints" / latest["weights"])
     weights: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in flat.items():
         name, _, rest = key.partition(".")
         weights.setdefault(name, {})[rest] = value
-    state = torch.load(folder / latest["state"], map_location="cpu", weights_only=True)
-    return weights, state
+    return weights, int(latest["step"])
+
+
+def load_state(run_dir: Path) -> dict[str, Any]:
+    """The training state (optimizers, generator states, step) of the latest checkpoint, read
+    with ``weights_only=True``."""
+    latest = _latest(run_dir)
+    return torch.load(Path(run_dir) / "checkpoints" / latest["state"], map_location="cpu",
+                      weights_only=True)
 
 
 @dataclass
@@ -166,12 +181,20 @@ class Run:
 
     @property
     def model(self) -> nn.Module:
-        """The network used for inference: the EMA copy where the family keeps one."""
+        """The network used for inference: the EMA copy where the run keeps one."""
         return self.modules.get("ema", self.modules["model"])
 
     @property
     def family(self) -> str:
         return self.config.family  # type: ignore[attr-defined]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.data_info["image_shape"])  # type: ignore[return-value]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -181,16 +204,15 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
-    """Rebuild the networks of a run folder from its config and load the latest weights."""
-    run_dir = Path(run_dir)
-    cfg = read_config(run_dir)
-    info = read_data_info(run_dir)
-    modules = MODELS[cfg.family](cfg, tuple(info["image_shape"]), len(info["classes"]))
-    weights, state = load_checkpoint(run_dir)
+def load_into(run_dir: Path, modules: dict[str, nn.Module], device: str | torch.device = "cpu"
+              ) -> int:
+    """Load the latest checkpoint's weights into ``modules`` (eval mode, on ``device``); returns
+    the checkpoint's step. Weights of modules not asked for are ignored (an old run's EMA copy at
+    decay 0, which equals the model)."""
+    weights, step = load_weights(run_dir)
     for name, module in modules.items():
         if name not in weights:
             raise RunError(f"{run_dir}: checkpoint has no weights for {name!r}")
         module.load_state_dict(weights[name])
         module.to(device).eval()
-    return Run(run_dir, cfg, info, modules, int(state["step"]), dict(state.get("extra", {})))
+    return step

@@ -1,8 +1,10 @@
 """The ``genlab`` command: each subcommand parses flags and calls one API function.
 
-Training flags are generated from the config dataclasses (``latent_dim`` -> ``--latent-dim``), with
-the field's docstring, default and allowed values as help. Errors in the input print one line and
-exit with code 2.
+Every family flag is generated from a dataclass field, with the field's docstring, default and
+allowed values as help: training flags from the recipe's config (``latent_dim`` ->
+``--latent-dim``), ``sample`` and ``evaluate`` flags from the recipe's option dataclasses. A flag
+the run's family does not take is refused in one line. Errors in the input print one line and exit
+with code 2.
 """
 
 from __future__ import annotations
@@ -10,129 +12,149 @@ from __future__ import annotations
 import argparse
 import sys
 import typing
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, Field, fields
 from pathlib import Path
 from typing import Any
 
-from genlab.config import CONFIGS, PRESETS, choices, field_docs
-from genlab.figures import FIGURES
+from genlab.config import choices, field_docs
+from genlab.recipes import RECIPES
 
 SKIP_FIELDS = {"family"}
+ALIASES = {"label": ["--class"]}  # flags that kept their earlier name too
 
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _parse_tuple(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
+def _tuple_of(kind: type) -> Any:
+    def parse(text: str) -> tuple[Any, ...]:
+        try:
+            return tuple(kind(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind.__name__} values, got {text!r}") from None
+    return parse
+
+
+def _shown(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+def _field_kwargs(cls: type, f: Field) -> dict[str, Any]:
+    """argparse keywords for one dataclass field: its type, choices or boolean switch."""
+    hint = typing.get_type_hints(cls)[f.name]
+    kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": f.name}
+    allowed = choices(cls, f.name)
+    args = typing.get_args(hint)
+    if allowed is not None:
+        kwargs["choices"] = allowed
+    elif hint is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(hint) is tuple:
+        kwargs["type"] = _tuple_of(args[0])
+        kwargs["metavar"] = "V,V,..."
+    elif hint in (int, float, str):
+        kwargs["type"] = hint
+    elif type(None) in args:
+        kwargs["type"] = next(a for a in args if a is not type(None))
+    return kwargs
 
 
 def add_config_flags(parser: argparse.ArgumentParser, family: str) -> None:
     """One flag per config field; absent flags stay absent (argparse.SUPPRESS), so that only what
     the user typed overrides the preset."""
-    cls = CONFIGS[family]
+    recipe = RECIPES[family]
+    cls = recipe.config
     docs = field_docs(cls)
-    hints = typing.get_type_hints(cls)
     group = parser.add_argument_group(f"{family} config (defaults: the 'default' preset)")
-    default_preset = PRESETS[family]["default"]
-    ref_preset = PRESETS[family]["reference"]
+    default_preset = recipe.presets["default"]
+    ref_preset = recipe.presets.get("reference", default_preset)
     for f in fields(cls):
         if f.name in SKIP_FIELDS:
             continue
         default = default_preset.get(f.name, f.default if f.default is not MISSING else None)
         ref = ref_preset.get(f.name, f.default)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        help_text = f"{docs.get(f.name, '')} (default: {shown}"
+        help_text = f"{docs.get(f.name, '')} (default: {_shown(default)}"
         if ref != default:
-            ref_shown = ",".join(map(str, ref)) if isinstance(ref, tuple) else ref
-            help_text += f"; reference: {ref_shown}"
-        help_text += ")"
-        hint = hints[f.name]
-        kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "help": help_text,
-                                  "dest": f.name}
-        allowed = choices(cls, f.name)
-        args = typing.get_args(hint)
-        if allowed is not None:
-            kwargs["choices"] = allowed
-        elif hint is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(hint) is tuple:
-            kwargs["type"] = _parse_tuple
-            kwargs["metavar"] = "N,N,..."
-        elif hint in (int, float, str):
-            kwargs["type"] = hint
-        elif type(None) in args:
-            kwargs["type"] = next(a for a in args if a is not type(None))
-        group.add_argument(_flag(f.name), **kwargs)
+            help_text += f"; reference: {_shown(ref)}"
+        group.add_argument(_flag(f.name), help=help_text + ")", **_field_kwargs(cls, f))
+
+
+def add_option_flags(parser: argparse.ArgumentParser, verb: str) -> list[str]:
+    """One flag per field of any family's ``verb`` options; the help says which families take
+    it. Returns the option names."""
+    by_name: dict[str, list[tuple[str, type, Field]]] = {}
+    for name, recipe in RECIPES.items():
+        cls = recipe.sample_options if verb == "sample" else recipe.evaluate_options
+        for f in fields(cls):
+            by_name.setdefault(f.name, []).append((name, cls, f))
+    group = parser.add_argument_group(
+        "family options (each applies to the families named; others refuse it)")
+    for option, owners in by_name.items():
+        texts: dict[str, list[str]] = {}
+        for family, cls, f in owners:
+            text = f"{field_docs(cls).get(option, '')} (default: {_shown(f.default)})"
+            texts.setdefault(text, []).append(family)
+        help_text = "; ".join(f"{', '.join(fams)}: {text}" for text, fams in texts.items())
+        _, cls, f = owners[0]
+        group.add_argument(_flag(option), *ALIASES.get(option, []), help=help_text,
+                           **_field_kwargs(cls, f))
+    return list(by_name)
 
 
 def _overrides(ns: argparse.Namespace, family: str) -> dict[str, Any]:
-    names = {f.name for f in fields(CONFIGS[family])}
+    names = {f.name for f in fields(RECIPES[family].config)}
     return {k: v for k, v in vars(ns).items() if k in names and k not in SKIP_FIELDS}
+
+
+def _presets_help(family: str) -> str:
+    return (f"named settings: {', '.join(sorted(RECIPES[family].presets))}; 'reference' is the "
+            "notebook's, 'default' the corrected one; flags override it (default: default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="genlab", description="Train, sample, evaluate and explain VAEs, GANs and DDPMs.")
+        prog="genlab",
+        description="Train, sample, evaluate and explain generative image models: "
+                    + "; ".join(f"{name} ({r.summary})" for name, r in RECIPES.items()) + ".")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = sub.add_parser("train", help="train a model (or --resume a run)",
                        description="Train a model; `genlab train --resume RUN_DIR` continues one.")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
     fam = p.add_subparsers(dest="family", metavar="FAMILY")
-    for family in CONFIGS:
-        fp = fam.add_parser(family, help=f"train a {family}")
-        fp.add_argument("--preset", choices=sorted(PRESETS[family]), default="default",
-                        help="named settings: 'reference' (the notebook's) or 'default' "
-                             "(corrected); flags override it (default: default)")
+    for family, recipe in RECIPES.items():
+        fp = fam.add_parser(family, help=recipe.summary, description=recipe.summary)
+        fp.add_argument("--preset", choices=sorted(recipe.presets), default="default",
+                        help=_presets_help(family))
         fp.add_argument("--resume", metavar="RUN_DIR", dest="resume_family",
                         help="continue this run; only --epochs/--steps may change")
         add_config_flags(fp, family)
 
-    p = sub.add_parser("sweep", help="one run per latent size + the comparison figure")
+    p = sub.add_parser("sweep", help="one run per value of a field + the comparison figure")
     fam = p.add_subparsers(dest="family", metavar="FAMILY", required=True)
-    fp = fam.add_parser("vae", help="sweep the VAE's latent size")
-    fp.add_argument("--latent-dims", type=_parse_tuple, default=(2, 4, 16), metavar="N,N,...",
-                    help="latent sizes to train (default: 2,4,16)")
-    fp.add_argument("--preset", choices=sorted(PRESETS["vae"]), default="default",
-                    help="named settings (default: default)")
-    add_config_flags(fp, "vae")
+    for family, recipe in RECIPES.items():
+        if recipe.sweep is None:
+            continue
+        field = recipe.sweep.field
+        fp = fam.add_parser(family, help=f"sweep the {family}'s {field}")
+        fp.add_argument(_flag(field) + "s", dest="sweep_values",
+                        type=_tuple_of(type(recipe.sweep.values[0])),
+                        default=recipe.sweep.values, metavar="V,V,...",
+                        help=f"values of {field} to train (default: "
+                             f"{_shown(recipe.sweep.values)})")
+        fp.add_argument("--preset", choices=sorted(recipe.presets), default="default",
+                        help=_presets_help(family))
+        add_config_flags(fp, family)
 
     p = sub.add_parser("evaluate", help="score a run; writes RUN_DIR/metrics.json")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--split", default="test", choices=["train", "test", "val"],
                    help="split to score (default: test)")
     p.add_argument("--seed", type=int, default=0, help="seed of all sampling (default: 0)")
-    p.add_argument("--k", type=int, default=None,
-                   help="VAE: importance samples of the IWAE bound (default: 100)")
-    p.add_argument("--num-images", type=int, default=None,
-                   help="score only the first N images of the split (default: all)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    # DDPM
-    p.add_argument("--num-samples", type=int, default=None,
-                   help="DDPM: DDIM samples scored by FID/KID (default: 1000)")
-    p.add_argument("--ddpm-samples", type=int, default=None,
-                   help="DDPM: ancestral DDPM-T samples scored, T network calls each; keep it "
-                        "above the 128 feature dimensions; 0 skips them (default: 300)")
-    p.add_argument("--ddim-steps", type=int, default=None,
-                   help="DDPM: steps of the DDIM sampler that is scored (default: 50)")
-    p.add_argument("--ddim-eta", type=float, default=None,
-                   help="DDPM: noise of the DDIM sampler that is scored, 0 deterministic .. 1 "
-                        "DDPM-like (default: 1)")
-    p.add_argument("--feature-steps", type=int, default=None,
-                   help="DDPM: training steps of the cached feature classifier (default: 1500)")
-    p.add_argument("--guidance", type=float, default=None,
-                   help="DDPM, class-conditional runs: classifier-free guidance scale")
-    p.add_argument("--inception-weights", type=Path, default=None,
-                   help="DDPM and DCGAN: also report the standard Inception-v3 FID with these "
-                        "weights (torch-fidelity's pt_inception-2015-12-05-6726825d.pth; needs "
-                        "pip install 'genlab[eval]')")
+    p.set_defaults(option_names=add_option_flags(p, "evaluate"))
 
     p = sub.add_parser("sample", help="draw images from a run: a gallery and one PNG each")
     p.add_argument("run_dir", type=Path)
@@ -141,32 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--nrow", type=int, default=None, help="gallery columns (default: sqrt(n))")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    # DDPM
-    p.add_argument("--sampler", choices=["ddim", "ddpm"], default=None,
-                   help="DDPM: 'ddim' (--steps, --eta) or ancestral 'ddpm' with all T steps "
-                        "(default: ddim)")
-    p.add_argument("--steps", type=int, default=None, help="DDPM: DDIM steps (default: 50)")
-    p.add_argument("--eta", type=float, default=None,
-                   help="DDPM: DDIM noise, 0 deterministic .. 1 DDPM-like (default: 1, "
-                        "which scored best at 50 steps)")
-    p.add_argument("--class", type=int, default=None, dest="label", metavar="K",
-                   help="DDPM, class-conditional runs: draw class K (default: classes in turn)")
-    p.add_argument("--guidance", type=float, default=None,
-                   help="DDPM, class-conditional runs: classifier-free guidance scale w "
-                        "(1: plain conditional; default: none)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="DDPM: images per sampling batch (default: 256)")
+    p.set_defaults(option_names=add_option_flags(p, "sample"))
 
     p = sub.add_parser("plot", help="draw one figure of a run")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("kind", help="; ".join(f"{family}: {', '.join(kinds)}"
-                                          for family, kinds in FIGURES.items()))
+    p.add_argument("kind", help="; ".join(f"{family}: {', '.join(r.figures)}"
+                                          for family, r in RECIPES.items()))
     p.add_argument("--out", type=Path, default=None,
                    help="PNG path (default: RUN_DIR/figures/KIND.png)")
     p.add_argument("--split", default=None, choices=["train", "test", "val"],
                    help="data split for data-based figures (default: test)")
     p.add_argument("--num-images", type=int, default=None,
-                   help="t-SNE: embed only the first N images (default: all)")
+                   help="vae t-SNE: embed only the first N images (default: all)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
 
     p = sub.add_parser("report", help="one HTML page comparing run folders")
@@ -177,8 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the short experiments on the embedded digits, with a report")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: runs/demo, or runs/demo-<time> if taken)")
+    p.add_argument("--families", type=_tuple_of(str), default=None, metavar="F,F,...",
+                   help=f"families to run (default: all: {','.join(RECIPES)})")
     add_denoise_parser(sub)
     return parser
+
+
+def _options(ns: argparse.Namespace) -> dict[str, Any]:
+    return {k: getattr(ns, k) for k in ns.option_names if hasattr(ns, k)}
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -190,7 +204,7 @@ def run(ns: argparse.Namespace) -> int:
         if ns.family is None:
             if resume is None:
                 raise ConfigError(
-                    "say what to train: `genlab train {vae,gan,ddpm} ...` or "
+                    f"say what to train: `genlab train {{{','.join(RECIPES)}}} ...` or "
                     "`genlab train --resume RUN_DIR`")
             run_dir = genlab.train(resume=resume)
         elif resume is not None:
@@ -200,17 +214,14 @@ def run(ns: argparse.Namespace) -> int:
             run_dir = genlab.train(cfg)
         print(f"run folder: {run_dir}")
     elif ns.verb == "sweep":
-        cfg = genlab.make_config("vae", ns.preset, **_overrides(ns, "vae"))
-        run_dirs, fig = genlab.sweep(ns.latent_dims, cfg)
+        cfg = genlab.make_config(ns.family, ns.preset, **_overrides(ns, ns.family))
+        run_dirs, fig = genlab.sweep(ns.sweep_values, cfg)
         for d in run_dirs:
             print(f"run folder: {d}")
         print(f"comparison figure: {fig}")
     elif ns.verb == "evaluate":
         metrics = genlab.evaluate(ns.run_dir, split=ns.split, seed=ns.seed, device=ns.device,
-                                  k=ns.k, num_images=ns.num_images, num_samples=ns.num_samples,
-                                  ddpm_samples=ns.ddpm_samples, ddim_steps=ns.ddim_steps,
-                                  ddim_eta=ns.ddim_eta, feature_steps=ns.feature_steps,
-                                  guidance=ns.guidance, inception_weights=ns.inception_weights)
+                                  **_options(ns))
         for key, value in metrics.items():
             if isinstance(value, dict):  # the GAN's table: one line per method
                 print(f"{key}:")
@@ -222,9 +233,7 @@ def run(ns: argparse.Namespace) -> int:
                 print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
         print(f"written: {ns.run_dir / 'metrics.json'}")
     elif ns.verb == "sample":
-        images = genlab.sample(ns.run_dir, n=ns.n, seed=ns.seed, device=ns.device,
-                               sampler=ns.sampler, steps=ns.steps, eta=ns.eta, label=ns.label,
-                               guidance=ns.guidance, batch_size=ns.batch_size)
+        images = genlab.sample(ns.run_dir, n=ns.n, seed=ns.seed, device=ns.device, **_options(ns))
         gallery = genlab.save_samples(images, ns.out, nrow=ns.nrow)
         print(f"{len(images)} images in {ns.out}; gallery: {gallery}")
     elif ns.verb == "plot":
@@ -234,22 +243,22 @@ def run(ns: argparse.Namespace) -> int:
     elif ns.verb == "report":
         print(f"report: {genlab.report(ns.run_dirs, ns.out)}")
     elif ns.verb == "demo":
-        page = genlab.demo(ns.out)
+        page = genlab.demo(ns.out, families=ns.families)
         print(f"figures and metrics: {page.parent}\nreport: {page}")
     elif ns.verb == "denoise":
         run_denoise(ns)
     return 0
 
 
-# --- GAN: the denoise verb ----------------------------------------------------------------------
+# --- the denoise verb (families whose recipe denoises) ------------------------------------------
 
 
 def add_denoise_parser(sub: Any) -> None:
+    denoisers = ", ".join(name for name, r in RECIPES.items() if r.denoises)
     p = sub.add_parser(
-        "denoise", help="denoise image files with a trained GAN denoiser",
+        "denoise", help=f"denoise image files with a trained denoiser ({denoisers})",
         description="Denoise PNG/JPEG files of any size, grey or RGB (per channel), 8- or "
-                    "16-bit, with a run trained by `genlab train gan --mode denoise`; writes "
-                    "OUT/<name>.png.")
+                    f"16-bit, with a trained denoiser ({denoisers}); writes OUT/<name>.png.")
     p.add_argument("run_dir", type=Path, help="the denoiser's run folder")
     p.add_argument("inputs", type=Path, nargs="+", metavar="IMAGE", help="noisy image file(s)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -273,8 +282,8 @@ def run_denoise(ns: argparse.Namespace) -> None:
     import genlab
 
     records = genlab.denoise_files(ns.run_dir, ns.inputs, ns.out, clean=ns.clean,
-                            add_noise=ns.add_noise, peak=ns.peak, sigma=ns.sigma, seed=ns.seed,
-                            device=ns.device, precision=ns.precision)
+                                   add_noise=ns.add_noise, peak=ns.peak, sigma=ns.sigma,
+                                   seed=ns.seed, device=ns.device, precision=ns.precision)
     for r in records:
         line = f"{r['input']} ({r['size']}, {r['bits']}-bit) -> {r['output']}"
         if "psnr_denoised" in r:

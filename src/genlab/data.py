@@ -1,8 +1,9 @@
 """Datasets held in memory as one uint8 tensor per split; batches drawn by seeded index.
 
 Every loader returns an ``ImageData``: ``images`` (N, C, H, W) uint8 and ``labels`` (N,) int64.
-Batches are float in [-1, 1], converted per batch by ``to_float`` (the only place that defines the
-image range, with its inverse ``to_uint8``). No per-item DataLoader on the hot path: indexing one
+Batches are float in [-1, 1], converted per batch by ``to_float``. The image ranges are defined
+here and nowhere else: ``to_float`` / ``to_uint8`` (uint8 <-> [-1, 1]) and ``to_unit`` /
+``from_unit`` ([-1, 1] <-> [0, 1]). No per-item DataLoader on the hot path: indexing one
 in-memory tensor is several times faster than decoding items one by one.
 """
 
@@ -76,10 +77,20 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
 
 
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """float in [-1, 1] -> [0, 1] (Bernoulli means, probabilities)."""
+    return (x + 1) / 2
+
+
+def from_unit(p: torch.Tensor) -> torch.Tensor:
+    """float in [0, 1] -> [-1, 1]."""
+    return p * 2 - 1
+
+
 def bernoulli_targets(images: torch.Tensor, binarize: bool, seed: int = 0) -> torch.Tensor:
     """uint8 images -> Bernoulli targets in [0, 1] for a VAE likelihood: the grey levels, or one
     fixed binarisation drawn with ``seed`` (every evaluation then scores the same binary set)."""
-    x01 = (to_float(images) + 1) / 2
+    x01 = to_unit(to_float(images))
     if binarize:
         x01 = torch.bernoulli(x01, generator=torch.Generator().manual_seed(seed))
     return x01

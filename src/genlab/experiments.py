@@ -1,18 +1,20 @@
-"""Multi-run experiments built from the verbs: the VAE latent sweep and the offline demo."""
+"""Multi-run experiments built from the verbs: sweeps of one config field and the offline demo.
+Both are driven by the recipes (their ``sweep`` and ``demo`` slots); nothing here names a family."""
 
 from __future__ import annotations
 
 import os
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from genlab import figures, report
-from genlab.config import BaseConfig, make_config, replace
+from genlab import figures, recipes, report
+from genlab.config import BaseConfig, replace
 from genlab.errors import ConfigError
 from genlab.evaluate import evaluate
-from genlab.train import train as train_loop
+from genlab.training import train as train_loop
 
 
 def train(config: BaseConfig | None = None, resume: str | Path | None = None,
@@ -24,71 +26,34 @@ def train(config: BaseConfig | None = None, resume: str | Path | None = None,
     return run_dir
 
 
-def sweep(latent_dims: Sequence[int] = (2, 4, 16), config: BaseConfig | None = None,
+def sweep(values: Sequence[Any] | None = None, config: BaseConfig | None = None,
           out: str | Path | None = None, run_evaluate: bool = True, progress: bool = True,
           **overrides: Any) -> tuple[list[Path], Path]:
-    """One VAE run per latent size under ``out``/z<d>, each evaluated and plotted, plus the
-    comparison-of-reconstructions figure ``out``/reconstructions_by_latent_dim.png."""
-    if not latent_dims:
-        raise ConfigError("latent_dims is empty")
-    base = config or make_config("vae")
-    if base.family != "vae":  # type: ignore[attr-defined]
-        raise ConfigError("the latent sweep is defined for the vae family")
+    """One run per value of the family's sweep field (the VAE: latent_dim 2, 4, 16) under
+    ``out``/<field><value>, each evaluated and plotted, plus the recipe's comparison figure
+    (the VAE: ``out``/reconstructions_by_latent_dim.png)."""
+    base = config or recipes.make_config("vae")
+    spec = recipes.get(base.family).sweep  # type: ignore[attr-defined]
+    if spec is None:
+        swept = sorted(name for name, r in recipes.RECIPES.items() if r.sweep)
+        raise ConfigError(f"the {base.family} family has no sweep; these do: {swept}")  # type: ignore[attr-defined]
+    values = tuple(values) if values is not None else spec.values
+    if not values:
+        raise ConfigError(f"no {spec.field} values to sweep")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(out or base.run_dir or f"runs/sweep-vae-{base.dataset}-{stamp}")
+    out = Path(out or base.run_dir or f"runs/sweep-{base.family}-{base.dataset}-{stamp}")  # type: ignore[attr-defined]
+    short = "z" if spec.field == "latent_dim" else spec.field
     run_dirs = []
-    for d in latent_dims:
-        cfg = replace(base, latent_dim=int(d), run_dir=str(out / f"z{d}"), **overrides)
+    for value in values:
+        cfg = replace(base, **{spec.field: value}, run_dir=str(out / f"{short}{value}"),
+                      **overrides)
         run_dirs.append(train(cfg, progress=progress))
         if run_evaluate:
             evaluate(run_dirs[-1])
-    fig = figures.sweep_reconstructions(run_dirs, out / "reconstructions_by_latent_dim.png")
-    return run_dirs, fig
+    return run_dirs, spec.figure(run_dirs, out / spec.figure_name)
 
 
-def _demo_vae(out: Path) -> tuple[list[Path], list[tuple[str, Path]]]:
-    """The VAE experiment on the 8x8 digits: the z = 2, 4, 16 sweep (default preset) and the
-    reference preset at z = 2 for comparison."""
-    common = dict(dataset="digits", epochs=60, log_every=10, checkpoint_every=10_000)
-    runs, fig = sweep((2, 4, 16), make_config("vae", "default", **common), out / "vae-sweep",
-                      progress=False)
-    ref = train(make_config("vae", "reference", run_dir=str(out / "vae-reference-z2"), **common),
-                progress=False)
-    evaluate(ref)
-    return [*runs, ref], [("VAE reconstructions by latent size (default preset)", fig)]
-
-
-def _demo_gan(out: Path) -> tuple[list[Path], list[tuple[str, Path]]]:
-    """The GAN denoiser on the 8x8 digits at a low light level (peak 10 photons): the small UNet
-    against a reference-style discriminator (a PatchGAN needs 12x12 and more), scored against
-    the noisy input and non-local means (BM3D needs larger images)."""
-    cfg = make_config("gan", "default", dataset="digits", peak=10.0, width=8, disc="reference",
-                      steps=200, batch_size=64, log_every=20, checkpoint_every=10_000,
-                      run_dir=str(out / "gan-denoise-peak10"))
-    run_dir = train(cfg, progress=False)
-    evaluate(run_dir)
-    return [run_dir], []
-
-
-def _demo_ddpm(out: Path) -> tuple[list[Path], list[tuple[str, Path]]]:
-    """The diffusion model on the 8x8 digits: a small residual UNet, T = 200 cosine steps, then
-    the offline FID/KID of DDIM-50 and DDPM-200 samples (feature classifier trained once, cached)
-    and the forward-process, SNR, progression and gallery figures."""
-    cfg = make_config("ddpm", "default", dataset="digits", channels=(16, 32), num_steps=200,
-                      steps=600, batch_size=64, lr=1e-3, warmup_steps=50, ema_decay=0.995,
-                      num_threads=1,  # tiny 8x8 tensors: one thread beats two that wait
-                      log_every=20, checkpoint_every=10_000, run_dir=str(out / "ddpm"))
-    run_dir = train(cfg, progress=False)
-    evaluate(run_dir, num_samples=300, ddpm_samples=50, feature_steps=400)
-    return [run_dir], []
-
-
-DEMO_PARTS: list[Callable[[Path], tuple[list[Path], list[tuple[str, Path]]]]] = [_demo_vae,
-                                                                               _demo_gan,
-                                                                               _demo_ddpm]
-
-
-def demo(out: str | Path | None = None) -> Path:
+def demo(out: str | Path | None = None, families: Sequence[str] | None = None) -> Path:
     """Run every family's short experiment on the embedded digits (no files, no network) and
     write out/report.html linking every figure and metric. Without ``out``: runs/demo, or
     runs/demo-<time> when an earlier demo is there."""
@@ -99,11 +64,19 @@ def demo(out: str | Path | None = None) -> Path:
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"{out} already exists and is not empty; pass another --out")
+    chosen = [recipes.get(name) for name in (families or recipes.RECIPES)]
     run_dirs: list[Path] = []
     extra: list[tuple[str, Path]] = []
-    for part in DEMO_PARTS:
-        runs, figs = part(out)
-        run_dirs += runs
-        extra += figs
+    for recipe in chosen:
+        start = time.perf_counter()
+        family_runs = []
+        for spec in recipe.demo:
+            cfg = recipes.make_config(recipe.name, spec.preset, **spec.overrides,
+                                      run_dir=str(out / spec.name))
+            family_runs.append(train(cfg, progress=False))
+            evaluate(family_runs[-1], **spec.evaluate)
+        extra += recipe.demo_figures(family_runs, out)
+        run_dirs += family_runs
+        print(f"demo: {recipe.name} done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     return report.report(run_dirs, out / "report.html", title="genlab demo (digits)",
                          extra_figures=extra)

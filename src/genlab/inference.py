@@ -1,72 +1,40 @@
-"""``sample(run_dir, n)``: new images from a trained run, and ``save_samples`` for galleries.
-
-Each family registers a sampler in SAMPLERS: fn(run, n, gen, **options) -> images in [-1, 1].
-"""
+"""``sample(run_dir, n)``: new images from a trained run with its recipe's sampler (options from
+the recipe's ``sample_options``), ``save_samples`` for galleries, and ``denoise_files`` for the
+denoising families."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from genlab import checkpoint, data, plots
+from genlab import data, plots, recipes
 from genlab.checkpoint import Run, pick_device
-from genlab.diffusion import NoiseSchedule
 from genlab.errors import ConfigError, DataError, RunError
-from genlab.samplers import (
-    DEFAULT_DDIM_ETA,
-    class_cycle,
-    denoise,
-    generate_ddpm,
-    sample_gan,
-    sample_vae,
-)
-
-
-def _sample_vae(run: Run, n: int, gen: torch.Generator, **options: Any) -> torch.Tensor:
-    unused = sorted(k for k, v in options.items() if v is not None)
-    if unused:
-        raise ConfigError(f"sampling a VAE takes no {', '.join(unused)} option")
-    return sample_vae(run.model, n, gen)
-
-
-# --- GAN -----------------------------------------------------------------------------------------
-
-
-def _sample_gan(run: Run, n: int, gen: torch.Generator, **options: Any) -> torch.Tensor:
-    unused = sorted(k for k, v in options.items() if v is not None)
-    if unused:
-        raise ConfigError(f"sampling a GAN takes no {', '.join(unused)} option")
-    if run.config.mode != "generate":  # type: ignore[attr-defined]
-        raise RunError(f"{run.run_dir} is a denoiser (mode 'denoise'): it has nothing to sample; "
-                       f"use `genlab denoise {run.run_dir} IMAGE ... --out DIR`")
-    return sample_gan(run.model, n, gen)
+from genlab.samplers import denoise
 
 
 def load_denoiser(run_dir: str | Path | Run, device: str = "auto") -> Run:
-    """A run whose model is a denoiser (a GAN in 'denoise' mode), else a one-line RunError."""
-    run = run_dir if isinstance(run_dir, Run) else checkpoint.load_run(run_dir, pick_device(device))
-    mode = getattr(run.config, "mode", None)
-    if run.family != "gan" or mode != "denoise":
-        what = f"a {run.family} run" + (f" in mode {mode!r}" if mode else "")
-        raise RunError(f"{run.run_dir} is {what}, not a denoiser; train one with "
-                       "`genlab train gan --mode denoise`")
-    run.model.to(memory_format=torch.channels_last)  # 1.7x faster convolutions, same outputs
+    """A run whose model is a denoiser, else a one-line RunError."""
+    run = run_dir if isinstance(run_dir, Run) else recipes.load_run(run_dir, pick_device(device))
+    if not recipes.get(run.family).denoises:
+        denoisers = sorted(name for name, r in recipes.RECIPES.items() if r.denoises)
+        raise RunError(f"{run.run_dir} is a {run.family} run, not a denoiser; train one with "
+                       f"`genlab train {denoisers[0]}`")
     return run
 
 
-def _to_unit(arr: np.ndarray) -> tuple[torch.Tensor, int]:
+def _from_file(arr: np.ndarray) -> tuple[torch.Tensor, int]:
     """(H, W, C) uint8 or uint16 -> (C, H, W) float in [-1, 1], and the white level (255, 65535)."""
     white = 65535 if arr.dtype == np.uint16 else 255
     x = torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1) / white
     return x * 2 - 1, white
 
 
-def _from_unit(x: torch.Tensor, white: int) -> np.ndarray:
+def _to_file(x: torch.Tensor, white: int) -> np.ndarray:
     """(C, H, W) in [-1, 1] -> (H, W, C) uint8 or uint16 at the given white level."""
     arr = ((x.clamp(-1, 1) + 1) / 2 * white).round().permute(1, 2, 0).numpy()
     return arr.astype(np.uint16 if white == 65535 else np.uint8)
@@ -125,24 +93,24 @@ def denoise_files(run_dir: str | Path | Run, inputs: list[str | Path], out_dir: 
         if min(h, w) < min_side:
             raise DataError(f"{path}: image is {w}x{h}; this denoiser needs at least "
                             f"{min_side}x{min_side} pixels (its receptive field)")
-        x, white = _to_unit(arr)
+        x, white = _from_file(arr)
         reference = None
         if clean is not None:
             ref_arr = data.read_image(clean[i])
             if ref_arr.shape != arr.shape:
                 raise DataError(f"{clean[i]}: shape {ref_arr.shape} differs from {path}'s "
                                 f"{arr.shape} (H, W, C)")
-            reference = _to_unit(ref_arr)[0]
+            reference = _from_file(ref_arr)[0]
         record: dict[str, Any] = {"input": str(path), "size": f"{w}x{h}x{arr.shape[2]}",
                                   "bits": 16 if white == 65535 else 8}
         if add_noise:
             reference = x
             grey = (x + 1) * 127.5                                    # noise in 8-bit grey levels
             x = corrupt(grey, cfg.noise, peak, sigma, gen) / 127.5 - 1  # type: ignore[attr-defined]
-            noisy_path = _write_png(_from_unit(x, white), out_dir / f"{path.stem}_noisy.png")
+            noisy_path = _write_png(_to_file(x, white), out_dir / f"{path.stem}_noisy.png")
             record["noisy"] = str(noisy_path)
         x0_hat = denoise(run.model, x[None], precision=precision)[0].cpu()
-        record["output"] = str(_write_png(_from_unit(x0_hat, white), out_dir / f"{path.stem}.png"))
+        record["output"] = str(_write_png(_to_file(x0_hat, white), out_dir / f"{path.stem}.png"))
         if reference is not None:
             win = ssim_window(reference.shape)
             for name, est in (("noisy", x), ("denoised", x0_hat)):
@@ -152,45 +120,16 @@ def denoise_files(run_dir: str | Path | Run, inputs: list[str | Path], out_dir: 
     return records
 
 
-# --- DDPM ----------------------------------------------------------------------------------------
-
-
-def _sample_ddpm(run: Run, n: int, gen: torch.Generator, sampler: str | None = None,
-                 steps: int | None = None, eta: float | None = None, label: int | None = None,
-                 guidance: float | None = None, batch_size: int | None = None) -> torch.Tensor:
-    """DDIM (default: 50 steps, eta DEFAULT_DDIM_ETA = 1) or ancestral DDPM with all T steps,
-    from the EMA weights. A conditional run draws class ``label``, or the classes in turn when
-    none is given."""
-    cfg = run.config
-    sampler = sampler or "ddim"
-    if sampler == "ddpm" and (steps is not None or eta is not None):
-        raise ConfigError("--steps and --eta apply to the ddim sampler; ddpm uses all T = "
-                          f"{cfg.num_steps} steps")  # type: ignore[attr-defined]
-    net = run.model
-    device = next(net.parameters()).device
-    if label is not None:
-        y = torch.full((n,), label, dtype=torch.long, device=device)
-    else:
-        y = class_cycle(net, n)
-    schedule = NoiseSchedule(cfg.schedule, cfg.num_steps, device)  # type: ignore[attr-defined]
-    steps = steps if steps is not None else min(50, cfg.num_steps)  # type: ignore[attr-defined]
-    return generate_ddpm(net, schedule, n, tuple(run.data_info["image_shape"]), sampler, steps,
-                         DEFAULT_DDIM_ETA if eta is None else eta, y, guidance, gen,
-                         batch_size or 256, cfg.precision)
-
-
-SAMPLERS: dict[str, Callable[..., torch.Tensor]] = {"vae": _sample_vae, "gan": _sample_gan,
-                                                    "ddpm": _sample_ddpm}
-
-
 def sample(run_dir: str | Path | Run, n: int = 64, seed: int = 0, device: str = "auto",
            **options: Any) -> torch.Tensor:
-    """``n`` images from the run's latest (EMA, where kept) weights, float in [-1, 1]."""
+    """``n`` images from the run's latest (EMA, where kept) weights, float in [-1, 1]; ``options``
+    are the fields of the family's sample options (a name it does not take is refused)."""
     if n <= 0:
         raise ConfigError(f"number of samples must be positive, got {n}")
-    run = run_dir if isinstance(run_dir, Run) else checkpoint.load_run(run_dir, pick_device(device))
-    gen = torch.Generator(device=next(run.model.parameters()).device).manual_seed(seed)
-    return SAMPLERS[run.family](run, n, gen, **options).cpu()
+    run = run_dir if isinstance(run_dir, Run) else recipes.load_run(run_dir, pick_device(device))
+    opts = recipes.verb_options(run.family, "sample", options)
+    gen = torch.Generator(device=run.device).manual_seed(seed)
+    return recipes.get(run.family).sample(run, n, gen, opts).cpu()
 
 
 def save_samples(images: torch.Tensor, out_dir: str | Path, nrow: int | None = None) -> Path:

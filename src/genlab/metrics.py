@@ -18,6 +18,12 @@ from genlab.errors import ConfigError, DataError
 LOG_2PI = math.log(2 * math.pi)
 
 
+def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dims, per image (Kingma & Welling,
+    appendix B): -0.5 * sum(1 + logvar - mu^2 - exp(logvar))."""
+    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
+
+
 def _log_normal(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(x; mu, diag(exp(logvar))) summed over the last dimension."""
     return -0.5 * (LOG_2PI + logvar + (x - mu).pow(2) / logvar.exp()).sum(-1)
@@ -41,7 +47,7 @@ def vae_bounds(net: nn.Module, x01: torch.Tensor, k: int = 100,
         b = xb.shape[0]
         mu, logvar = net.encode(xb)
         mu, logvar = mu.float(), logvar.float()
-        kl = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
+        kl = gaussian_kl(mu, logvar)
         eps = torch.randn((k, b, mu.shape[1]), generator=gen, device=device)
         z = mu + torch.exp(0.5 * logvar) * eps  # (k, B, z)
         logits = net.decode(z.reshape(k * b, -1)).float()

@@ -1,4 +1,4 @@
-"""Training objectives of the three families, one above the other. Each returns (loss, logs).
+"""Training objectives of every family, one above the other. Each returns (loss, logs).
 
 Objectives take the network as an argument and only compute values: ``train`` alone calls
 ``backward()`` and ``optimizer.step()``.
@@ -11,12 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.diffusion import NoiseSchedule
-
-
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dims, per image (Kingma & Welling,
-    appendix B): -0.5 * sum(1 + logvar - mu^2 - exp(logvar))."""
-    return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
+from genlab.metrics import gaussian_kl
 
 
 def vae_loss(net: nn.Module, x01: torch.Tensor, beta: float = 1.0,
@@ -100,4 +95,34 @@ def ddpm_loss(net: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor,
     eps = torch.randn(x0.shape, generator=gen, device=x0.device)
     x_t = schedule.q_sample(x0, t, eps)  # (B, C, H, W)
     loss = F.mse_loss(net(x_t, t, y).float(), eps)
+    return loss, {"loss": loss.detach()}
+
+
+# --- flow matching -------------------------------------------------------------------------------
+
+def flow_times(n: int, sampling: str = "logit-normal", mean: float = 0.0, std: float = 1.0,
+               gen: torch.Generator | None = None, device: torch.device | str = "cpu"
+               ) -> torch.Tensor:
+    """Training times t in (0, 1): uniform (Liu et al. 2023) or logit-normal, t = sigmoid(n) with
+    n ~ N(mean, std^2) (Esser et al. 2024, eq. 19), which trains the middle of the path most."""
+    if sampling == "uniform":
+        return torch.rand(n, generator=gen, device=device)
+    if sampling == "logit-normal":
+        return torch.sigmoid(mean + std * torch.randn(n, generator=gen, device=device))
+    raise ValueError(f"unknown time sampling {sampling!r}; expected 'uniform' or 'logit-normal'")
+
+
+def flow_loss(net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None = None,
+              gen: torch.Generator | None = None, sampling: str = "logit-normal",
+              mean: float = 0.0, std: float = 1.0, time_scale: float = 1.0
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Conditional flow matching on the straight path (rectified flow, Liu et al. 2023; Lipman et
+    al. 2023): x_t = (1 - t) x_0 + t eps, target velocity dx_t/dt = eps - x_0, loss the mean over
+    batch and pixels of ||v_hat(x_t, t, y) - (eps - x_0)||^2. ``x0`` (B, C, H, W) in [-1, 1];
+    the network sees ``time_scale`` * t (1000 puts t in the range of DDPM's timestep embedding)."""
+    t = flow_times(x0.shape[0], sampling, mean, std, gen, x0.device)        # (B,)
+    eps = torch.randn(x0.shape, generator=gen, device=x0.device)
+    t4 = t.view(-1, *([1] * (x0.dim() - 1)))
+    x_t = (1 - t4) * x0 + t4 * eps                                          # (B, C, H, W)
+    loss = F.mse_loss(net(x_t, t * time_scale, y).float(), eps - x0)
     return loss, {"loss": loss.detach()}

@@ -1,10 +1,18 @@
-"""Samplers of the three families, one above the other. Each returns images in [-1, 1]."""
+"""Samplers of every family, one above the other. Each returns images in [-1, 1].
+
+VAE: decode z ~ N(0, I). GAN: G(z), or the denoiser G(noisy). DDPM: ancestral sampling and DDIM.
+Flow matching: Euler and Heun ODE solvers. ``in_batches`` draws any number of images from any of
+them in batches.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from genlab.data import from_unit
 from genlab.diffusion import NoiseSchedule
 from genlab.errors import ConfigError
 
@@ -17,7 +25,7 @@ def sample_vae(net: nn.Module, n: int, gen: torch.Generator | None = None,
     if z is None:
         z = torch.randn((n, net.latent_dim), generator=gen, device=device)
     probs = torch.sigmoid(net.decode(z.to(device)).float())  # (n, C, H, W) in [0, 1]
-    return probs * 2 - 1
+    return from_unit(probs)
 
 
 # --- GAN -----------------------------------------------------------------------------------------
@@ -180,24 +188,26 @@ def ddim_timesteps(num_steps: int, steps: int) -> list[int]:
     return torch.linspace(num_steps - 1, 0, steps, dtype=torch.float64).round().long().tolist()
 
 
-def guided_eps(net: nn.Module, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None,
-               guidance: float | None) -> torch.Tensor:
-    """eps_hat(x_t, t, y); with a guidance scale w, classifier-free guidance (Ho & Salimans
-    2022): eps_uncond + w (eps_cond - eps_uncond), so w = 1 is the plain conditional model."""
+def guided(net: nn.Module, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor | None,
+           guidance: float | None) -> torch.Tensor:
+    """The network's prediction at (x_t, t, y) (DDPM: eps, flow: velocity); with a guidance
+    scale w, classifier-free guidance (Ho & Salimans 2022): out_uncond + w (out_cond -
+    out_uncond), so w = 1 is the plain conditional model. Guidance is linear in the output, so
+    it applies to eps and velocity alike."""
     if y is None or guidance is None or guidance == 1.0:
         return net(x_t, t, y).float()
     null = torch.full_like(y, net.null_label)
     both = net(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, null])).float()
-    eps_cond, eps_uncond = both.chunk(2)
-    return eps_uncond + guidance * (eps_cond - eps_uncond)
+    out_cond, out_uncond = both.chunk(2)
+    return out_uncond + guidance * (out_cond - out_uncond)
 
 
 @torch.no_grad()
-def sample_ddpm(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...],
-                y: torch.Tensor | None = None, guidance: float | None = None,
-                gen: torch.Generator | None = None, variance: str = "posterior",
-                clip_x0: bool = True, snapshots: dict[int, torch.Tensor] | None = None,
-                snapshot_every: int = 100) -> torch.Tensor:
+def ancestral(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...],
+              y: torch.Tensor | None = None, guidance: float | None = None,
+              gen: torch.Generator | None = None, variance: str = "posterior",
+              clip_x0: bool = True, snapshots: dict[int, torch.Tensor] | None = None,
+              snapshot_every: int = 100) -> torch.Tensor:
     """Ancestral sampling (Ho et al. 2020, Algorithm 2). Returns images in [-1, 1].
 
     ``clip_x0`` clips the predicted x_0 to [-1, 1] and takes the posterior mean from it (eq. 7),
@@ -213,7 +223,7 @@ def sample_ddpm(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...],
         snapshots[schedule.num_steps] = x.cpu()
     for t in reversed(range(schedule.num_steps)):
         t_batch = torch.full((shape[0],), t, device=device, dtype=torch.long)
-        eps = guided_eps(net, x, t_batch, y, guidance)  # 1. predict the noise in x_t
+        eps = guided(net, x, t_batch, y, guidance)  # 1. predict the noise in x_t
         if clip_x0:  # 2. mean of p(x_{t-1} | x_t), from the clipped x_0 or from eps
             mu = schedule.posterior_mean_x0(x, t, schedule.predict_x0(x, t, eps).clamp(-1, 1))
         else:
@@ -227,23 +237,25 @@ def sample_ddpm(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...],
 
 
 @torch.no_grad()
-def sample_ddim(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...], steps: int = 50,
-                eta: float = 0.0, y: torch.Tensor | None = None, guidance: float | None = None,
-                gen: torch.Generator | None = None, clip_x0: bool = True) -> torch.Tensor:
+def ddim(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...], steps: int = 50,
+         eta: float = 0.0, y: torch.Tensor | None = None, guidance: float | None = None,
+         gen: torch.Generator | None = None, clip_x0: bool = True,
+         x_T: torch.Tensor | None = None) -> torch.Tensor:
     """DDIM sampling (Song et al. 2021, eq. 12) on ``steps`` timesteps; eta = 0 is deterministic,
-    eta = 1 with all T steps is ancestral DDPM with the posterior variance. Images in [-1, 1]."""
+    eta = 1 with all T steps is ancestral DDPM with the posterior variance. Starts from ``x_T``
+    when given, else fresh N(0, I) noise. Images in [-1, 1]."""
     check_conditioning(net, y, guidance)
     if eta < 0:
         raise ConfigError(f"DDIM eta must be >= 0, got {eta}")
     device = next(net.parameters()).device
     timesteps = ddim_timesteps(schedule.num_steps, steps)
     alpha_bar = schedule.alpha_bar.double().tolist()
-    x = torch.randn(shape, generator=gen, device=device)  # x_T
+    x = x_T.to(device) if x_T is not None else torch.randn(shape, generator=gen, device=device)
     for i, t in enumerate(timesteps):
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
         ab, ab_prev = alpha_bar[t], (alpha_bar[t_prev] if t_prev >= 0 else 1.0)
         t_batch = torch.full((shape[0],), t, device=device, dtype=torch.long)
-        eps = guided_eps(net, x, t_batch, y, guidance)  # 1. predict the noise in x_t
+        eps = guided(net, x, t_batch, y, guidance)  # 1. predict the noise in x_t
         x0 = schedule.predict_x0(x, t, eps)  # 2. predicted x_0 (and the eps it implies)
         if clip_x0:
             x0 = x0.clamp(-1, 1)
@@ -256,35 +268,91 @@ def sample_ddim(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int, ...],
     return x.clamp(-1, 1)
 
 
-def class_cycle(net: nn.Module, n: int) -> torch.Tensor | None:
-    """Labels 0, 1, ..., K-1, 0, ... for n images of a class-conditional net (None otherwise)."""
-    num_classes = getattr(net, "num_classes", 0)
-    if not num_classes:
-        return None
-    return torch.arange(n, device=next(net.parameters()).device) % num_classes
-
-
-def generate_ddpm(net: nn.Module, schedule: NoiseSchedule, n: int, image_shape: tuple[int, ...],
-                  sampler: str = "ddim", steps: int = 50, eta: float = DEFAULT_DDIM_ETA,
-                  y: torch.Tensor | None = None, guidance: float | None = None,
-                  gen: torch.Generator | None = None, batch_size: int = 256,
-                  precision: str = "fp32") -> torch.Tensor:
-    """n images (on the CPU, in [-1, 1]) drawn in batches with 'ddpm' (all T steps) or 'ddim'
-    (``steps``, ``eta``); ``y`` holds one label per image or is None; bf16 autocast on request."""
-    if sampler not in ("ddpm", "ddim"):
-        raise ConfigError(f"unknown sampler {sampler!r}; expected 'ddpm' or 'ddim'")
-    check_conditioning(net, y, guidance)
-    if sampler == "ddim":
-        ddim_timesteps(schedule.num_steps, steps)  # fail before any work on a bad step count
-    device = next(net.parameters()).device
+def in_batches(draw: Callable[[tuple[int, ...], torch.Tensor | None], torch.Tensor], n: int,
+               image_shape: tuple[int, ...], y: torch.Tensor | None = None,
+               batch_size: int = 256, device: torch.device | str = "cpu",
+               precision: str = "fp32") -> torch.Tensor:
+    """n images (on the CPU) from ``draw(shape, labels)``, batch by batch, under bf16 autocast
+    when ``precision`` is 'bf16'; ``y`` holds one label per image or is None."""
+    if n <= 0:
+        raise ConfigError(f"number of samples must be positive, got {n}")
+    device = torch.device(device)
     out = []
     for start in range(0, n, batch_size):
         shape = (min(batch_size, n - start), *image_shape)
         labels = None if y is None else y[start:start + shape[0]].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            if sampler == "ddpm":
-                x = sample_ddpm(net, schedule, shape, labels, guidance, gen)
-            else:
-                x = sample_ddim(net, schedule, shape, steps, eta, labels, guidance, gen)
-        out.append(x.float().cpu())
+            out.append(draw(shape, labels).float().cpu())
     return torch.cat(out)
+
+
+def slerp(z0: torch.Tensor, z1: torch.Tensor, w: float) -> torch.Tensor:
+    """Spherical interpolation between latent or noise vectors (White 2016; Song et al. 2021 use
+    it between DDIM noises): stays on the shell where Gaussian samples live, where a straight
+    line would pass through low-norm, untypical points. Rows of ``z0``/``z1`` are flattened."""
+    a, b = z0.flatten(1).double(), z1.flatten(1).double()
+    cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
+    omega = torch.arccos(cos.clamp(-1, 1))[:, None]             # angle between the rows
+    so = torch.sin(omega)
+    near = so < 1e-6                                            # (anti)parallel: a straight line
+    mix = (torch.sin((1 - w) * omega) * a + torch.sin(w * omega) * b) / torch.where(
+        near, torch.ones_like(so), so)
+    mix = torch.where(near, (1 - w) * a + w * b, mix)
+    return mix.to(z0.dtype).view_as(z0)
+
+
+# --- flow matching -------------------------------------------------------------------------------
+
+FLOW_SOLVERS = ("euler", "heun")
+
+
+def flow_steps(solver: str, nfe: int) -> int:
+    """Solver steps within a budget of ``nfe`` network evaluations: Euler takes one per step,
+    Heun two (the velocity of straight-path flow matching is defined at t = 0 too, so unlike
+    Karras et al.'s Algorithm 1 the last step needs no Euler fallback). An odd budget leaves one
+    evaluation unused for Heun."""
+    if solver not in FLOW_SOLVERS:
+        raise ConfigError(f"unknown ODE solver {solver!r}; expected one of {list(FLOW_SOLVERS)}")
+    least = 1 if solver == "euler" else 2
+    if nfe < least:
+        raise ConfigError(f"the {solver} solver needs at least {least} function evaluation(s), "
+                          f"got {nfe}")
+    return nfe if solver == "euler" else nfe // 2
+
+
+def flow_nfe(solver: str, nfe: int) -> int:
+    """The evaluations a budget of ``nfe`` actually spends."""
+    return flow_steps(solver, nfe) * (1 if solver == "euler" else 2)
+
+
+@torch.no_grad()
+def flow_ode(net: nn.Module, shape: tuple[int, ...], nfe: int = 20, solver: str = "heun",
+             y: torch.Tensor | None = None, guidance: float | None = None,
+             gen: torch.Generator | None = None, time_scale: float = 1.0,
+             x1: torch.Tensor | None = None,
+             snapshots: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """Integrate dx/dt = v(x, t) from noise at t = 1 to data at t = 0 on a uniform time grid with
+    Euler or Heun steps, spending at most ``nfe`` network evaluations (``flow_steps``). Starts
+    from ``x1`` when given, else fresh N(0, I) noise; ``snapshots`` receives x_t (CPU) at every
+    grid time, noise first. Returns images in [-1, 1]."""
+    check_conditioning(net, y, guidance)
+    steps = flow_steps(solver, nfe)
+    device = next(net.parameters()).device
+    x = x1.to(device) if x1 is not None else torch.randn(shape, generator=gen, device=device)
+    times = torch.linspace(1.0, 0.0, steps + 1).tolist()
+
+    def velocity(x_t: torch.Tensor, t: float) -> torch.Tensor:
+        t_batch = torch.full((x_t.shape[0],), t * time_scale, device=device)
+        return guided(net, x_t, t_batch, y, guidance)
+
+    if snapshots is not None:
+        snapshots.append(x.float().cpu())
+    for t, t_next in zip(times, times[1:]):
+        v = velocity(x, t)                                   # 1. slope at t
+        x_next = x + (t_next - t) * v                        # 2. Euler step
+        if solver == "heun":                                 # 3. Heun: average with the slope
+            x_next = x + (t_next - t) * 0.5 * (v + velocity(x_next, t_next))  # at the end
+        x = x_next
+        if snapshots is not None:
+            snapshots.append(x.float().clamp(-1, 1).cpu())
+    return x.clamp(-1, 1)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genlab.config import GANConfig
 from genlab.errors import ConfigError
 
 
@@ -209,44 +208,3 @@ class DCGANDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, H, W) in [-1, 1] -> (B, 1) logits (``cond`` must be None)."""
         return self.net(x)
-
-
-def build(cfg: GANConfig, image_shape: tuple[int, int, int], num_classes: int
-          ) -> dict[str, nn.Module]:
-    """The modules a GAN run trains and saves: {'model': generator, 'disc': discriminator};
-    no 'disc' for the L1-only ablation (adv_weight = 0).
-
-    'denoise' mode: generator ``cfg.arch`` and discriminator ``cfg.disc`` on (candidate, noisy)
-    pairs; the 'reference' networks have the notebook's fixed widths (64, 128), 'unet' and
-    'patch' use ``cfg.width``. 'generate' mode: the DCGAN pair at ``cfg.width`` (arch and disc
-    do not apply).
-    """
-    c, h, w = image_shape
-    if cfg.width <= 0:
-        raise ConfigError(f"width must be positive, got {cfg.width}")
-    if cfg.mode == "generate":
-        if cfg.adv_weight <= 0:
-            raise ConfigError("'generate' mode needs adv_weight > 0: without a discriminator "
-                              "there is nothing to train the generator against")
-        if cfg.latent_dim <= 0:
-            raise ConfigError(f"latent_dim must be positive, got {cfg.latent_dim}")
-        return {"model": DCGANGenerator(image_shape, cfg.latent_dim, cfg.width),
-                "disc": DCGANDiscriminator(image_shape, cfg.width)}
-    if cfg.arch == "reference":
-        gen: nn.Module = ReferenceGenerator(c)
-    else:
-        gen = UNetGenerator(c, cfg.width)
-    if h % gen.stride or w % gen.stride:
-        raise ConfigError(f"training images must have height and width divisible by "
-                          f"{gen.stride}; got {h}x{w}")
-    modules: dict[str, nn.Module] = {"model": gen}
-    if cfg.adv_weight > 0:
-        if cfg.disc == "reference":
-            modules["disc"] = ReferenceDiscriminator(2 * c, (h, w))
-        elif min(h, w) < PatchDiscriminator.min_size:
-            raise ConfigError(f"the PatchGAN discriminator needs images of at least "
-                              f"{PatchDiscriminator.min_size}x{PatchDiscriminator.min_size}; got "
-                              f"{h}x{w} (use --disc reference)")
-        else:
-            modules["disc"] = PatchDiscriminator(2 * c, cfg.width)
-    return modules

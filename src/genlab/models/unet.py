@@ -15,13 +15,11 @@ Class conditioning adds a label embedding to the time embedding. Label ``num_cla
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 from torch import nn
 
-from genlab.config import DDPMConfig
 from genlab.errors import ConfigError
 
 
@@ -219,19 +217,3 @@ def _labels(y: torch.Tensor | None, t: torch.Tensor, null_label: int) -> torch.T
 
 
 ARCHS = {"reference": ReferenceUNet, "resnet": ResUNet}
-
-
-def build(cfg: DDPMConfig, image_shape: tuple[int, int, int], num_classes: int
-          ) -> dict[str, nn.Module]:
-    """The modules a DDPM run trains and saves: {'model': the UNet, 'ema': its moving average}."""
-    classes = num_classes if cfg.class_conditional else 0
-    if cfg.class_conditional and num_classes < 2:
-        raise ConfigError(f"class_conditional needs a labelled dataset; {cfg.dataset!r} has "
-                          f"{num_classes} class(es)")
-    if cfg.arch == "resnet":
-        net: nn.Module = ResUNet(image_shape, cfg.channels, classes, cfg.res_blocks)
-    else:
-        net = ReferenceUNet(image_shape, cfg.channels, classes)
-    ema = copy.deepcopy(net)
-    ema.requires_grad_(False)
-    return {"model": net, "ema": ema}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from genlab.config import VAEConfig
 from genlab.errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU}
@@ -100,10 +99,3 @@ class ConvVAE(nn.Module):
         mu, logvar = self.encode(x01)
         z = mu if eps is None else mu + torch.exp(0.5 * logvar) * eps
         return self.decode(z), mu, logvar
-
-
-def build(cfg: VAEConfig, image_shape: tuple[int, int, int],
-          num_classes: int) -> dict[str, nn.Module]:
-    """The modules a VAE run trains and saves: {'model': ...}."""
-    cls = {"mlp": MLPVAE, "conv": ConvVAE}[cfg.arch]
-    return {"model": cls(image_shape, cfg.latent_dim, cfg.hidden, cfg.activation)}

@@ -1,0 +1,69 @@
+"""What the hardware runs natively: the precision a run asks for as 'auto' resolves here.
+
+bf16 is fast where the hardware has it (AMX or AVX512-BF16 on CPUs, compute capability 8.0 and up
+on NVIDIA GPUs) and very slow where it is emulated: on an AVX2-only CPU a bf16 matmul ran ~300x
+slower than fp32. So genlab uses bf16 only where it is native.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import torch
+
+
+@cache
+def native_bf16(device_type: str = "cpu") -> bool:
+    """Whether bf16 matmuls and convolutions run in hardware on this kind of device."""
+    if device_type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo) and torch's vector capability."""
+    name = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{name} ({torch.backends.cpu.get_cpu_capability()})"
+
+
+@cache
+def bf16_slowdown(size: int = 256, repeats: int = 3) -> float:
+    """Measured time of a bf16 matmul over an fp32 one of the same size on this CPU (best of
+    ``repeats``): about 0.3 where bf16 is native (AMX), hundreds where it is emulated."""
+    import time
+
+    a = torch.randn(size, size)
+    times = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        x = a.to(dtype)
+        x @ x  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            x @ x
+            best = min(best, time.perf_counter() - start)
+        times[dtype] = best
+    return times[torch.bfloat16] / max(times[torch.float32], 1e-9)
+
+
+def resolve_precision(requested: str, device_type: str = "cpu") -> tuple[str, str]:
+    """The precision to run (``'fp32'`` or ``'bf16'``) for ``requested`` ('auto', 'fp32', 'bf16')
+    on a device type, and a one-line reason."""
+    native = native_bf16(device_type)
+    where = "this GPU" if device_type == "cuda" else cpu_name()
+    if requested == "auto":
+        if native:
+            return "bf16", f"precision auto -> bf16: bf16 is native on {where}"
+        return "fp32", f"precision auto -> fp32: bf16 is emulated on {where}"
+    if requested == "bf16" and not native:
+        slowdown = f"{bf16_slowdown():.0f}x" if device_type == "cpu" else "much"
+        return "bf16", (f"warning: bf16 is emulated on {where}: a bf16 matmul measured "
+                        f"{slowdown} slower than fp32 here; --precision auto would pick fp32")
+    return requested, f"precision {requested} as asked"

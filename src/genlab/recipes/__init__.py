@@ -1,0 +1,96 @@
+"""The registry of model families: one line per recipe. Drivers find a family here and nowhere
+else: by name (``get``), from a config (``make_config``, ``config_from_values``) or from a run
+folder (``load_run``)."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genlab import checkpoint
+from genlab.checkpoint import Run
+from genlab.config import BaseConfig, from_values
+from genlab.errors import ConfigError
+from genlab.recipes import dcgan, ddpm, flow, gan, vae
+from genlab.recipes.base import Recipe
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    vae.RECIPE,
+    gan.RECIPE,
+    dcgan.RECIPE,
+    ddpm.RECIPE,
+    flow.RECIPE,
+)}
+
+
+def get(family: str) -> Recipe:
+    """The recipe of a family, or a ConfigError naming the known ones."""
+    if family not in RECIPES:
+        raise ConfigError(f"unknown model family {family!r}; expected one of {sorted(RECIPES)}")
+    return RECIPES[family]
+
+
+def make_config(family: str, preset: str = "default", **overrides: Any) -> BaseConfig:
+    """The named preset of one family, with field overrides applied and checked."""
+    recipe = get(family)
+    if preset not in recipe.presets:
+        raise ConfigError(f"unknown preset {preset!r} for {family}; expected one of "
+                          f"{sorted(recipe.presets)}")
+    return from_values(recipe.config, {"family": family, **recipe.presets[preset], **overrides})
+
+
+def config_from_values(values: dict[str, Any]) -> BaseConfig:
+    """A config from config.json's values, upgraded first when an older genlab wrote them."""
+    recipe = get(values.get("family"))  # type: ignore[arg-type]
+    values = recipe.upgrade(values)
+    return from_values(get(values["family"]).config, values)
+
+
+def verb_options(family: str, verb: str, options: dict[str, Any]) -> Any:
+    """The ``verb`` ('sample' or 'evaluate') options of a family from keyword values (None means
+    'not given'); a name the family does not take is refused in one line that lists those it
+    does take."""
+    recipe = get(family)
+    cls = recipe.sample_options if verb == "sample" else recipe.evaluate_options
+    given = {k: v for k, v in options.items() if v is not None}
+    known = [f.name for f in fields(cls)]
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        takes = ", ".join(_flag(k) for k in known) or "no options"
+        raise ConfigError(f"a {family} run's {verb} does not take "
+                          f"{', '.join(_flag(k) for k in unknown)}; it takes {takes}")
+    return from_values(cls, given, f"{family} {verb} option(s)")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def build_modules(cfg: BaseConfig, image_shape: tuple[int, int, int],
+                  num_classes: int) -> dict[str, torch.nn.Module]:
+    """The recipe's networks, plus 'ema' (a frozen copy of 'model') when cfg.ema_decay > 0."""
+    modules = get(cfg.family).build(cfg, image_shape, num_classes)  # type: ignore[attr-defined]
+    if cfg.ema_decay > 0:
+        modules["ema"] = copy.deepcopy(modules["model"]).requires_grad_(False)
+    return modules
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
+    """Rebuild the networks of a run folder from its config and load the latest weights."""
+    run_dir = Path(run_dir)
+    cfg = config_from_values(checkpoint.read_config_values(run_dir))
+    info = checkpoint.read_data_info(run_dir)
+    modules = build_modules(cfg, tuple(info["image_shape"]), len(info["classes"]))
+    step = checkpoint.load_into(run_dir, modules, device)
+    run = Run(run_dir, cfg, info, modules, step)
+    if get(cfg.family).channels_last:  # type: ignore[attr-defined]
+        run.model.to(memory_format=torch.channels_last)
+    return run
+
+
+__all__ = ["RECIPES", "Recipe", "build_modules", "config_from_values", "get", "load_run",
+           "make_config", "verb_options"]

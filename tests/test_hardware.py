@@ -1,0 +1,43 @@
+"""Precision chosen by the hardware: 'auto' resolves to bf16 only where bf16 is native, and the
+choice is recorded in config.json."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from genlab import training
+from genlab.hardware import bf16_slowdown, native_bf16, resolve_precision
+from genlab.recipes import load_run, make_config
+
+
+def test_auto_follows_the_hardware_and_explicit_choices_stay():
+    native = native_bf16("cpu")
+    precision, reason = resolve_precision("auto", "cpu")
+    assert precision == ("bf16" if native else "fp32")
+    assert reason.startswith(f"precision auto -> {precision}")
+    assert resolve_precision("fp32", "cpu")[0] == "fp32"
+    precision, reason = resolve_precision("bf16", "cpu")
+    assert precision == "bf16"
+    assert ("warning" in reason and "slower than fp32" in reason) == (not native)
+
+
+def test_bf16_slowdown_is_measured():
+    ratio = bf16_slowdown(size=64, repeats=1)
+    assert ratio > 0
+    if not native_bf16("cpu"):
+        assert ratio > 2  # emulated bf16 is far slower than fp32
+
+
+def test_auto_is_resolved_once_and_written_into_the_run(tmp_path, capsys):
+    cfg = make_config("vae", "reference", dataset="digits", steps=2, batch_size=16,
+                      hidden=(8,), run_dir=str(tmp_path / "r"))
+    assert cfg.precision == "auto"
+    run_dir = training.train(cfg, progress=False)
+    saved = json.loads((run_dir / "config.json").read_text())["precision"]
+    assert saved == ("bf16" if native_bf16("cpu") else "fp32")
+    assert f"precision auto -> {saved}" in capsys.readouterr().err
+    run = load_run(run_dir)
+    assert run.config.precision == saved and run.model(torch.rand(2, 1, 8, 8))[0].dtype == \
+        torch.float32
