@@ -14,13 +14,14 @@ LAYERS = {
     1: {"data", "models"},
     2: {"objectives", "samplers", "checkpoint", "featurenet"},
     3: {"recipes"},
-    4: {"training", "evaluate", "figures", "inference", "report"},
-    5: {"experiments"},
-    6: {"cli", "__init__"},
+    4: {"training", "evaluation", "figures", "inference", "reporting"},
+    5: {"comparison"},
+    6: {"experiments"},
+    7: {"cli", "__init__"},
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
 PACKAGES = ("models", "recipes")  # a package counts as one module; its files may import each other
-DRIVERS = ("training", "evaluate", "figures", "inference", "report", "experiments", "cli")
+DRIVERS = ("training", "evaluation", "figures", "inference", "reporting", "experiments", "cli")
 
 
 def unit_of(path: Path) -> str:
@@ -69,3 +70,13 @@ def test_drivers_name_no_family():
     bad = [f"{p.name}:{i}: {line.strip()}" for p in sources() if p.stem in DRIVERS
            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert bad == []
+
+
+def test_no_api_function_shadows_its_module():
+    """`genlab.train`, `genlab.evaluate`, ... are functions; no module of the same name hides
+    behind them (`import genlab.evaluate` would return the module, `genlab.evaluate` the
+    function)."""
+    import genlab
+
+    modules = {p.stem for p in SRC.glob("*.py")} | set(PACKAGES)
+    assert sorted(set(genlab.__all__) & modules) == []

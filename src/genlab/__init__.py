@@ -14,13 +14,14 @@ The families are the recipes in ``genlab.recipes.RECIPES``: vae, gan (the denois
 and flow.
 """
 
-from genlab.evaluate import evaluate
+from genlab.comparison import compare
+from genlab.evaluation import evaluate
 from genlab.experiments import demo, sweep, train
 from genlab.figures import plot
 from genlab.inference import denoise_files, sample, save_samples
 from genlab.recipes import RECIPES, load_run, make_config
-from genlab.report import report
+from genlab.reporting import report
 
-__all__ = ["RECIPES", "demo", "denoise_files", "evaluate", "load_run", "make_config", "plot",
-           "report", "sample", "save_samples", "sweep", "train"]
+__all__ = ["RECIPES", "compare", "demo", "denoise_files", "evaluate", "load_run", "make_config",
+           "plot", "report", "sample", "save_samples", "sweep", "train"]
 __version__ = "0.2.0"

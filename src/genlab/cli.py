@@ -182,6 +182,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("report.html"),
                    help="HTML file (default: report.html)")
 
+    p = sub.add_parser("compare", help="train families on the same data and budget, test the "
+                                       "textbook claims; writes compare.json and report.html",
+                       description="Train every listed family's default preset for the same "
+                                   "training minutes per seed, score all in one feature space, "
+                                   "and test the textbook claims. Run it again on the same --out "
+                                   "to resume.")
+    p.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
+    p.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
+    p.add_argument("--no-download", dest="download", action="store_false",
+                   help="never download a missing torchvision dataset")
+    p.add_argument("--minutes", type=float, default=1.0,
+                   help="training minutes per family and seed (default: 1)")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per family (default: 1)")
+    p.add_argument("--families", type=_tuple_of(str), default=None, metavar="F,F,...",
+                   help="families to compare (default: vae,dcgan,ddpm,flow)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: runs/compare-DATASET)")
+    p.add_argument("--num-samples", type=int, default=1000,
+                   help="samples scored per run (default: 1000)")
+    p.add_argument("--feature-steps", type=int, default=1500,
+                   help="training steps of the cached feature classifier (default: 1500)")
+
     p = sub.add_parser("demo", help="the short experiments on the embedded digits, with a report")
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: runs/demo, or runs/demo-<time> if taken)")
@@ -242,6 +264,11 @@ def run(ns: argparse.Namespace) -> int:
         print(f"figure: {path}")
     elif ns.verb == "report":
         print(f"report: {genlab.report(ns.run_dirs, ns.out)}")
+    elif ns.verb == "compare":
+        page = genlab.compare(ns.dataset, ns.data_dir, ns.minutes, ns.seeds, ns.families, ns.out,
+                              num_samples=ns.num_samples, feature_steps=ns.feature_steps,
+                              download=ns.download)
+        print(f"comparison: {page.parent / 'compare.json'}\nreport: {page}")
     elif ns.verb == "demo":
         page = genlab.demo(ns.out, families=ns.families)
         print(f"figures and metrics: {page.parent}\nreport: {page}")

@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from genlab import figures, recipes, report
+from genlab import figures, recipes, reporting
+from genlab.comparison import compare
 from genlab.config import BaseConfig, replace
 from genlab.errors import ConfigError
-from genlab.evaluate import evaluate
+from genlab.evaluation import evaluate
 from genlab.training import train as train_loop
 
 
@@ -53,10 +54,12 @@ def sweep(values: Sequence[Any] | None = None, config: BaseConfig | None = None,
     return run_dirs, spec.figure(run_dirs, out / spec.figure_name)
 
 
-def demo(out: str | Path | None = None, families: Sequence[str] | None = None) -> Path:
+def demo(out: str | Path | None = None, families: Sequence[str] | None = None,
+         compare_minutes: float = 0.1) -> Path:
     """Run every family's short experiment on the embedded digits (no files, no network) and
-    write out/report.html linking every figure and metric. Without ``out``: runs/demo, or
-    runs/demo-<time> when an earlier demo is there."""
+    write out/report.html linking every figure and metric, then a mini-comparison of the
+    generators (``compare_minutes`` each, one seed; 0 skips it) in out/compare/report.html.
+    Without ``out``: runs/demo, or runs/demo-<time> when an earlier demo is there."""
     if out is None:
         out = Path("runs/demo")
         if out.exists():
@@ -78,5 +81,16 @@ def demo(out: str | Path | None = None, families: Sequence[str] | None = None) -
         extra += recipe.demo_figures(family_runs, out)
         run_dirs += family_runs
         print(f"demo: {recipe.name} done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
-    return report.report(run_dirs, out / "report.html", title="genlab demo (digits)",
+    if compare_minutes > 0:
+        start = time.perf_counter()
+        compare_page = compare("digits", minutes=compare_minutes, seeds=1, out=out / "compare",
+                               num_samples=300, leg_samples=200, feature_steps=400,
+                               nfe_sweep=(5, 10, 20))
+        print(f"demo: comparison done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        extra += [(f"mini-comparison ({compare_page.relative_to(out)}): {name}", path)
+                  for name, path in (("FID against training minutes",
+                                      out / "compare/figures/fid_vs_training_minutes.png"),
+                                     ("FID against NFE", out / "compare/figures/fid_vs_nfe.png"))
+                  if path.is_file()]
+    return reporting.report(run_dirs, out / "report.html", title="genlab demo (digits)",
                          extra_figures=extra)

@@ -162,6 +162,33 @@ def fid_kid(features: nn.Module, real: torch.Tensor, fake: torch.Tensor, batch_s
             "num_real": len(real), "num_fake": len(fake), "kid_subset_size": subset}
 
 
+def knn_radii(points: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance from each row of ``points`` to its k-th nearest other row."""
+    d = torch.cdist(points, points)
+    return d.kthvalue(k + 1, dim=1).values  # the 1st smallest is the point itself (0)
+
+
+@torch.no_grad()
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict[str, float]:
+    """Precision and recall (Kynkaanniemi et al. 2019) and density and coverage (Naeem et al.
+    2020) of ``fake`` feature vectors (M, D) against ``real`` ones (N, D), with k-nearest-neighbour
+    balls: r_i is the distance of real i to its k-th nearest real neighbour.
+
+    precision: share of fakes inside some real ball (fidelity); recall: share of reals inside
+    some fake ball (fake radii; diversity); density: mean count of real balls holding a fake,
+    over k (1 on average when the sets match); coverage: share of real balls holding at least one
+    fake (robust diversity: a dropped mode lowers it)."""
+    real, fake = real.double(), fake.double()
+    r_real, r_fake = knn_radii(real, k), knn_radii(fake, k)
+    d = torch.cdist(real, fake)                                      # (N, M)
+    inside = d <= r_real[:, None]                                    # fake j in real ball i
+    return {"precision": float(inside.any(0).double().mean()),
+            "recall": float((d <= r_fake[None, :]).any(1).double().mean()),
+            "density": float(inside.double().sum(0).mean() / k),
+            "coverage": float(inside.any(1).double().mean()),
+            "k": k, "num_real": len(real), "num_fake": len(fake)}
+
+
 def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights_path: str | Path,
                   batch_size: int = 100) -> float:
     """The standard FID: Inception-v3 pool features (2048), torchmetrics with torch-fidelity's

@@ -108,7 +108,7 @@ def save_scatter(points: np.ndarray, labels: np.ndarray, path: Path, title: str,
 
 def save_curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path,
                 title: str, xlabel: str = "step", panels: Sequence[Sequence[str]] | None = None,
-                log_y: bool = False) -> Path:
+                log_y: bool = False, ylabel: str | None = None) -> Path:
     """Line plots: ``series`` maps name -> (x, y); ``panels`` groups names into side-by-side
     axes."""
     panels = panels or [list(series)]
@@ -117,9 +117,9 @@ def save_curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path
         ax = fig.add_subplot(1, len(panels), i + 1)
         for name in names:
             x, y = series[name]
-            ax.plot(x, y, label=name)
+            ax.plot(x, y, label=name, marker="o" if len(x) < 12 else None)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(", ".join(names))
+        ax.set_ylabel(ylabel or ", ".join(names))
         if log_y:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)

@@ -134,8 +134,6 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
         cfg = replace(cfg, precision=precision)
     accelerator = Accelerator(cpu=use_cpu,
                               mixed_precision="bf16" if cfg.precision == "bf16" else "no")
-    if accelerator.is_main_process and (resume is None or "warning" in reason):
-        print(reason, file=sys.stderr)
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
 
     train_data = data.load(cfg.dataset, "train", cfg.data_dir, cfg.download)
@@ -143,9 +141,11 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
             "classes": list(train_data.classes), "num_train": len(train_data)}
     if resume is None and accelerator.is_main_process:
         checkpoint.create_run(run_dir, cfg, info)
-        message = recipe.start_message(cfg)
-        if message:
-            print(message, file=sys.stderr)
+        for message in (reason, recipe.start_message(cfg)):  # said once, when the run starts
+            if message:
+                print(message, file=sys.stderr)
+    elif accelerator.is_main_process and "warning" in reason:
+        print(reason, file=sys.stderr)
     accelerator.wait_for_everyone()
 
     torch.manual_seed(cfg.seed)

@@ -27,6 +27,7 @@ from genlab.errors import ConfigError, TrainingDiverged
 from genlab.featurenet import feature_network
 from genlab.hardware import native_bf16
 from genlab.metrics import fid_kid, inception_fid
+from genlab.samplers import slerp
 
 
 def adam(params, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Optimizer:
@@ -167,6 +168,12 @@ class Recipe:
     convolutions on CPU, identical outputs)"""
     start_message: Callable[[Any], str | None] = lambda cfg: None
     """a line printed when training starts (a setting's known trap), or None"""
+    control_figure: str = "samples"
+    """the figure kind that shows what a user can steer (interpolations, traversals)"""
+    likelihood: Callable[[Run, data.ImageData, int], dict[str, Any]] | None = None
+    """(run, test split, seed) -> a bound on the test log-likelihood, where the family has one"""
+    nfe_options: Callable[[int], dict[str, Any]] | None = None
+    """a budget of network evaluations -> sample options that spend it (iterative samplers)"""
 
 
 # --- pieces several recipes share ------------------------------------------------------------
@@ -221,6 +228,23 @@ def curves_figure(run: Run, out: Path, **_: Any) -> Path:
 def gallery_figure(images: torch.Tensor, out: Path, nrow: int = 10) -> Path:
     """A row-major grid of images in [-1, 1]."""
     return plots.save_grid(data.to_uint8(images), out, nrow=nrow)
+
+
+def noise_interpolation_figure(run: Run, out: Path,
+                               draw: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+                               seed: int = 0, rows: int = 6, steps: int = 10) -> Path:
+    """Images along great circles between pairs of starting noises (slerp, as Song et al. 2021
+    interpolate DDIM noises), one pair per row, through a deterministic sampler
+    ``draw(noise, labels)``; conditional runs fix a class per row."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = (rows, *run.image_shape)
+    n0, n1 = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+    noise = torch.stack([slerp(n0, n1, float(w)) for w in torch.linspace(0, 1, steps)], dim=1)
+    y = class_labels(run.model, rows)
+    y = None if y is None else y.repeat_interleave(steps)
+    with bf16_autocast(run):
+        images = draw(noise.reshape(rows * steps, *run.image_shape).to(run.device), y)
+    return gallery_figure(images.float().cpu(), out, nrow=steps)
 
 
 def load_split(run: Run, split: str) -> data.ImageData:

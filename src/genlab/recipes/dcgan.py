@@ -151,4 +151,5 @@ RECIPE = Recipe(
                   dict(dataset="digits", width=16, steps=400, batch_size=64, log_every=20,
                        checkpoint_every=10_000, num_threads=1),
                   dict(num_samples=300, feature_steps=400)),),
+    control_figure="interpolation",
 )

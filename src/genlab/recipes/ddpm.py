@@ -34,6 +34,7 @@ from genlab.recipes.base import (
     inference_precision,
     labels_with_dropout,
     load_split,
+    noise_interpolation_figure,
 )
 from genlab.samplers import DEFAULT_DDIM_ETA, ancestral, ddim, ddim_timesteps, in_batches
 
@@ -317,8 +318,18 @@ def samples_figure(run: Run, out: Path, seed: int = 0, n: int = 100, **_: Any) -
     return gallery_figure(generate(run, n, gen, y=class_labels(run.model, n)), out, nrow=10)
 
 
+def interpolation_figure(run: Run, out: Path, seed: int = 0, **_: Any) -> Path:
+    """What a user can steer: deterministic DDIM-50 (eta 0) images between pairs of noises."""
+    schedule = schedule_of(run.config, run.device)  # type: ignore[arg-type]
+    steps = min(PREVIEW_DDIM_STEPS, schedule.num_steps)
+    return noise_interpolation_figure(
+        run, out, lambda x_T, y: ddim(run.model, schedule, x_T.shape, steps, 0.0, y, x_T=x_T),
+        seed)
+
+
 FIGURES = {"forward": forward_figure, "snr": snr_figure, "progression": progression_figure,
-           "samples": samples_figure, "curves": curves_figure}
+           "samples": samples_figure, "interpolation": interpolation_figure,
+           "curves": curves_figure}
 
 RECIPE = Recipe(
     name="ddpm",
@@ -346,4 +357,6 @@ RECIPE = Recipe(
                        log_every=20, checkpoint_every=10_000),
                   dict(num_samples=300, ddpm_samples=50, feature_steps=400)),),
     start_message=start_message,
+    control_figure="interpolation",
+    nfe_options=lambda nfe: {"sampler": "ddim", "steps": nfe},
 )

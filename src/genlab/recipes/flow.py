@@ -29,6 +29,7 @@ from genlab.recipes.base import (
     gallery_figure,
     inference_precision,
     labels_with_dropout,
+    noise_interpolation_figure,
 )
 from genlab.recipes.ddpm import build_unet, display_images, setup
 from genlab.samplers import FLOW_SOLVERS, flow_nfe, flow_ode, in_batches
@@ -205,8 +206,16 @@ def samples_figure(run: Run, out: Path, seed: int = 0, n: int = 100, **_: Any) -
     return gallery_figure(generate(run, n, gen, y=class_labels(run.model, n)), out, nrow=10)
 
 
+def interpolation_figure(run: Run, out: Path, seed: int = 0, **_: Any) -> Path:
+    """What a user can steer: Heun-20 ODE images between pairs of noises (the ODE maps each noise
+    to one image)."""
+    return noise_interpolation_figure(
+        run, out, lambda x1, y: flow_ode(run.model, x1.shape, 20, "heun", y, x1=x1,
+                                         time_scale=TIME_SCALE), seed)
+
+
 FIGURES = {"path": path_figure, "trajectories": trajectories_figure, "samples": samples_figure,
-           "curves": curves_figure}
+           "interpolation": interpolation_figure, "curves": curves_figure}
 
 RECIPE = Recipe(
     name="flow",
@@ -232,4 +241,6 @@ RECIPE = Recipe(
                        checkpoint_every=10_000),
                   dict(num_samples=300, solvers=("euler", "heun"), nfe=(10, 20),
                        feature_steps=400)),),
+    control_figure="interpolation",
+    nfe_options=lambda nfe: {"solver": "heun", "nfe": nfe},
 )

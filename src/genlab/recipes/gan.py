@@ -357,4 +357,5 @@ RECIPE = Recipe(
     upgrade=upgrade,
     denoises=True,
     channels_last=True,
+    control_figure="denoised",
 )

@@ -4,6 +4,7 @@ space (a scatter at z = 2, t-SNE above) and samples from the prior."""
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -245,9 +246,38 @@ def manifold_figure(run: Run, out: Path, size: int = 15, **_: Any) -> Path:
     return gallery_figure(sample_vae(run.model, z.shape[0], z=z), out, nrow=size)
 
 
+def interpolation_figure(run: Run, out: Path, split: str = "test", rows: int = 5,
+                         steps: int = 10, **_: Any) -> Path:
+    """What a user can steer: decoded straight lines between the posterior means of pairs of test
+    images (top rows), then traversals of each latent dimension from -3 to 3 with the others at
+    0 (bottom rows, at most 8 dimensions)."""
+    split_data = load_split(run, split)
+    rows = min(rows, len(split_data) // 2)
+    x01 = _targets(run, split_data)[display_examples(split_data, 2 * rows)]
+    mu = torch.from_numpy(encode_means(run.model, x01)).reshape(2 * rows, -1)  # (2 rows, z)
+    w = torch.linspace(0, 1, steps)[None, :, None]
+    z_pairs = (1 - w) * mu[:rows, None] + w * mu[rows:2 * rows, None]   # (rows, steps, z)
+    dims = min(run.config.latent_dim, 8)  # type: ignore[attr-defined]
+    z_trav = torch.zeros(dims, steps, mu.shape[1])
+    for d in range(dims):
+        z_trav[d, :, d] = torch.linspace(-3, 3, steps)
+    z = torch.cat([z_pairs, z_trav]).reshape(-1, mu.shape[1])
+    return gallery_figure(sample_vae(run.model, len(z), z=z), out, nrow=steps)
+
+
+def likelihood(run: Run, split_data: data.ImageData, seed: int) -> dict[str, Any]:
+    """The IWAE bound (k = 100) on the first 1000 test images, in nats and bits per dimension."""
+    m = evaluate(run, split_data, seed, VAEEvaluateOptions(num_images=1000))
+    dims = math.prod(run.image_shape)
+    return {"nll_nats": m["nll_iwae_nats"],
+            "nll_bits_per_dim": m["nll_iwae_nats"] / (dims * math.log(2)),
+            "bound": "IWAE, k = 100", "likelihood": m["likelihood"], "num_images": m["num_images"]}
+
+
 def default_figures(run: Run) -> list[str]:
     two = run.config.latent_dim == 2  # type: ignore[attr-defined]
-    return ["reconstructions", "samples", "curves", *(["latent", "manifold"] if two else ["tsne"])]
+    return ["reconstructions", "samples", "interpolation", "curves",
+            *(["latent", "manifold"] if two else ["tsne"])]
 
 
 def reconstructions_by_run(run_dirs: list[Path], out: Path, split: str = "test") -> Path:
@@ -288,7 +318,7 @@ RECIPE = Recipe(
     evaluate_options=VAEEvaluateOptions,
     figures={"reconstructions": reconstructions_figure, "latent": latent_figure,
              "tsne": tsne_figure, "samples": samples_figure, "manifold": manifold_figure,
-             "curves": curves_figure},
+             "interpolation": interpolation_figure, "curves": curves_figure},
     default_figures=default_figures,
     key_config=("arch", "latent_dim", "hidden", "beta", "binarize", "epochs", "lr"),
     headline=("nll_iwae_nats", "elbo_nats", "recon_nats", "kl_nats"),
@@ -300,4 +330,6 @@ RECIPE = Recipe(
     demo_figures=demo_figures,
     sweep=Sweep("latent_dim", (2, 4, 16), reconstructions_by_run,
                 "reconstructions_by_latent_dim.png"),
+    control_figure="interpolation",
+    likelihood=likelihood,
 )

@@ -1,0 +1,433 @@
+"""``genlab compare``: train several families on the same data for the same training-time budget,
+score them in one feature space, and test the textbook claims about them with numbers.
+
+For each family and seed the default preset trains in three legs (25%, 50% and 100% of the
+budget, ``--max-minutes`` semantics), each followed by a quick FID, which gives the
+quality-vs-compute curve. The final model is then scored on the held-out split in the dataset
+classifier's features: FID/KID, precision/recall/density/coverage, the class histogram of its
+samples, the distance of samples to their nearest training image against that of test images
+(memorisation), the likelihood bound where the family has one, and the cost of a sample (FLOPs,
+network evaluations, seconds). Everything goes into ``compare.json``, rewritten after every
+step, so that an interrupted comparison resumes where it stopped; ``verdicts`` turns it into the
+claims' verdicts, and the report renders both.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genlab import checkpoint, data, plots, recipes
+from genlab.errors import ConfigError, TrainingDiverged
+from genlab.featurenet import feature_network
+from genlab.figures import plot
+from genlab.files import read_json, write_json
+from genlab.metrics import fid_kid, precision_recall
+from genlab.reporting import compare_report
+from genlab.training import train
+
+DEFAULT_FAMILIES = ("vae", "dcgan", "ddpm", "flow")
+LEGS = (0.25, 0.5, 1.0)
+NFE_SWEEP = (10, 20, 50)
+
+
+def _progress(message: str) -> None:
+    print(f"compare: {message}", file=sys.stderr, flush=True)
+
+
+@torch.no_grad()
+def _features(net: torch.nn.Module, images: torch.Tensor, batch: int = 500
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Penultimate features and class predictions of the feature classifier."""
+    feats, preds = [], []
+    device = next(net.parameters()).device
+    for chunk in images.split(batch):
+        f = net(chunk.to(device).float())
+        feats.append(f.cpu())
+        preds.append(net.classifier.head(f).argmax(1).cpu())
+    return torch.cat(feats), torch.cat(preds)
+
+
+def _entropy(counts: list[int]) -> float:
+    total = sum(counts)
+    return -sum(c / total * math.log(c / total) for c in counts if c)
+
+
+@torch.no_grad()
+def _nearest(images: torch.Tensor, reference: torch.Tensor, batch: int = 250) -> torch.Tensor:
+    """Euclidean pixel distance (on [-1, 1] images) from each image to its nearest reference."""
+    ref = reference.flatten(1).float()
+    return torch.cat([torch.cdist(chunk.flatten(1).float(), ref).min(1).values
+                      for chunk in images.split(batch)])
+
+
+def _count_cost(run: checkpoint.Run, draw) -> tuple[float, int]:
+    """FLOPs of drawing one sample and the network evaluations it took (forward calls of the
+    inference network; one decode for a VAE)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    calls = []
+    hook = run.model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        with FlopCounterMode(display=False) as counter:
+            draw(1)
+    finally:
+        hook.remove()
+    return float(counter.get_total_flops()), max(1, len(calls))
+
+
+def _spikes(log: list[dict[str, Any]], window: int = 10, factor: float = 5.0) -> int:
+    """Logged losses further than ``factor`` median absolute deviations from the median of the
+    ``window`` lines before them."""
+    losses = [r["loss"] for r in log if "loss" in r]
+    count = 0
+    for i in range(window, len(losses)):
+        past = losses[i - window:i]
+        med = statistics.median(past)
+        mad = statistics.median(abs(v - med) for v in past) or 1e-12
+        count += abs(losses[i] - med) > factor * mad
+    return count
+
+
+class Scorer:
+    """The common feature space of a comparison: the dataset classifier, the real test images and
+    a subset of the training images for the memorisation distances."""
+
+    def __init__(self, dataset: str, data_dir: str | None, download: bool,
+                 feature_steps: int, num_train_reference: int = 5000) -> None:
+        self.net, self.info = feature_network(dataset, data_dir, download, feature_steps)
+        test = data.load(dataset, "test", data_dir, download)
+        train_split = data.load(dataset, "train", data_dir, download)
+        self.classes = list(test.classes)
+        self.real = data.to_float(test.images)
+        self.real_features, self.real_preds = _features(self.net, self.real)
+        self.train_ref = data.to_float(train_split.images[:num_train_reference])
+
+    def quick_fid(self, fake: torch.Tensor) -> dict[str, float]:
+        s = fid_kid(self.net, self.real, fake)
+        return {"fid": s["fid"], "kid": s["kid"]}
+
+    def full(self, fake: torch.Tensor) -> dict[str, Any]:
+        s = fid_kid(self.net, self.real, fake)
+        feats, preds = _features(self.net, fake)
+        pr = precision_recall(self.real_features, feats)
+        counts = torch.bincount(preds, minlength=len(self.classes)).tolist()
+        real_counts = torch.bincount(self.real_preds, minlength=len(self.classes)).tolist()
+        n_mem = min(len(fake), len(self.real), 500)
+        d_fake = _nearest(fake[:n_mem], self.train_ref)
+        d_test = _nearest(self.real[:n_mem], self.train_ref)
+        close = float(torch.quantile(d_test, 0.01))
+        return {"fid": s["fid"], "kid": s["kid"], "kid_std": s["kid_std"],
+                **{k: pr[k] for k in ("precision", "recall", "density", "coverage")},
+                "class_counts": counts, "class_entropy": _entropy(counts),
+                "real_class_entropy": _entropy(real_counts),
+                "classes_missing": sum(c == 0 for c in counts),
+                "nn_train_distance_samples": float(d_fake.median()),
+                "nn_train_distance_test": float(d_test.median()),
+                "nn_distance_ratio": float(d_fake.median() / d_test.median()),
+                "share_closer_than_test_1pct": float((d_fake < close).float().mean())}
+
+
+def _train_leg(cfg, run_dir: Path, minutes: float, record: dict[str, Any]) -> None:
+    """Train (or resume) to ``minutes`` of training time; a divergence is recorded, not raised."""
+    try:
+        if checkpoint.latest_checkpoint(run_dir) is None:
+            if checkpoint.is_run(run_dir):  # a first leg killed before its first checkpoint
+                import shutil
+
+                shutil.rmtree(run_dir)
+            train(recipes.make_config(**cfg, max_minutes=minutes), progress=False)
+        else:
+            train(resume=run_dir, max_minutes=minutes, progress=False)
+    except TrainingDiverged as err:
+        record.setdefault("diverged", str(err))
+
+
+def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float = 1.0,
+            seeds: int = 1, families: Sequence[str] | None = None, out: str | Path | None = None,
+            num_samples: int = 1000, leg_samples: int = 300, feature_steps: int = 1500,
+            download: bool = True, nfe_sweep: Sequence[int] = NFE_SWEEP) -> Path:
+    """Train, score and compare ``families`` on ``dataset``; returns the report's path."""
+    families = tuple(families or DEFAULT_FAMILIES)
+    for name in families:
+        if recipes.get(name).denoises:
+            raise ConfigError(f"{name} is a denoiser: it has no samples to compare; compare "
+                              f"generators such as {list(DEFAULT_FAMILIES)}")
+    if minutes <= 0 or seeds < 1:
+        raise ConfigError(f"need minutes > 0 and seeds >= 1, got {minutes} and {seeds}")
+    out = Path(out or f"runs/compare-{dataset}")
+    path = out / "compare.json"
+    settings = {"dataset": dataset, "data_dir": data_dir, "minutes": minutes, "seeds": seeds,
+                "families": list(families), "num_samples": num_samples,
+                "leg_samples": leg_samples, "feature_steps": feature_steps, "legs": list(LEGS)}
+    state = read_json(path) if path.is_file() else {"settings": settings, "runs": {}}
+    if state["settings"] != settings:
+        raise ConfigError(f"{path} was written with other settings ({state['settings']}); pass "
+                          f"the same ones to resume it, or another --out")
+    scorer = Scorer(dataset, data_dir, download, feature_steps)
+    for family in families:
+        recipe = recipes.get(family)
+        for seed in range(seeds):
+            name = f"{family}-seed{seed}"
+            run_dir = out / name
+            record = state["runs"].setdefault(name, {"family": family, "seed": seed,
+                                                     "run_dir": str(run_dir), "legs": []})
+            cfg = {"family": family, "preset": "default", "dataset": dataset,
+                   "data_dir": data_dir, "download": download, "seed": seed,
+                   "run_dir": str(run_dir)}
+            for fraction in LEGS[len(record["legs"]):]:
+                _progress(f"{name}: training to {fraction:.0%} of {minutes:g} min")
+                _train_leg(cfg, run_dir, fraction * minutes, record)
+                if checkpoint.latest_checkpoint(run_dir) is None:  # diverged before any
+                    break
+                run = recipes.load_run(run_dir, checkpoint.pick_device())
+                gen = torch.Generator(device=run.device).manual_seed(seed)
+                opts = recipes.verb_options(family, "sample", {})
+                fake = recipe.sample(run, leg_samples, gen, opts).cpu()
+                log = checkpoint.read_log(run_dir)
+                record["legs"].append({"fraction": fraction, "step": run.step,
+                                       "train_seconds": log[-1]["train_seconds"] if log else 0,
+                                       **scorer.quick_fid(fake)})
+                write_json(path, state)
+            if checkpoint.latest_checkpoint(run_dir) is None:
+                _progress(f"{name}: no checkpoint to score ({record.get('diverged', '')})")
+                continue
+            if "final" not in record:
+                _progress(f"{name}: scoring")
+                record["final"] = _score(run_dir, recipe, scorer, seed, num_samples)
+                write_json(path, state)
+            if seed == 0 and "nfe_sweep" not in record and recipe.nfe_options is not None:
+                record["nfe_sweep"] = _nfe_sweep(run_dir, recipe, scorer, leg_samples, nfe_sweep)
+                write_json(path, state)
+            if seed == 0 and "figures" not in record:
+                record["figures"] = _figures(run_dir, recipe, out)
+                write_json(path, state)
+    state["verdicts"] = verdicts(state)
+    state["summary"] = summary(state)
+    write_json(path, state)
+    figs = _compare_figures(state, out)
+    return compare_report(state, out / "report.html", figs)
+
+
+def _score(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int) -> dict[str, Any]:
+    run = recipes.load_run(run_dir, checkpoint.pick_device())
+    opts = recipes.verb_options(recipe.name, "sample", {})
+
+    def draw(n: int) -> torch.Tensor:
+        gen = torch.Generator(device=run.device).manual_seed(seed)
+        return recipe.sample(run, n, gen, opts).cpu()
+
+    start = time.perf_counter()
+    fake = draw(num_samples)
+    seconds = (time.perf_counter() - start) / num_samples
+    flops, nfe = _count_cost(run, draw)
+    log = checkpoint.read_log(run_dir)
+    speeds = [r["images_per_s"] for r in log if "images_per_s" in r]
+    result = {**scorer.full(fake), "seconds_per_sample": seconds, "flops_per_sample": flops,
+              "nfe": nfe, "num_samples": num_samples, "step": run.step,
+              "train_seconds": log[-1]["train_seconds"] if log else 0.0,
+              "train_images_per_s": statistics.median(speeds) if speeds else 0.0,
+              "params": sum(p.numel() for p in run.model.parameters()),
+              "params_trained": sum(p.numel() for n, m in run.modules.items() if n != "ema"
+                                    for p in m.parameters()),
+              "loss_spikes": _spikes(log), "log_lines": len(log)}
+    if recipe.likelihood is not None:
+        test = data.load(run.config.dataset, "test", run.config.data_dir, run.config.download)
+        result["likelihood"] = recipe.likelihood(run, test, seed)
+    return result
+
+
+def _nfe_sweep(run_dir: Path, recipe, scorer: Scorer, n: int,
+               budgets: Sequence[int]) -> list[dict[str, Any]]:
+    run = recipes.load_run(run_dir, checkpoint.pick_device())
+    rows = []
+    for nfe in budgets:
+        opts = recipes.verb_options(recipe.name, "sample", recipe.nfe_options(nfe))
+        gen = torch.Generator(device=run.device).manual_seed(0)
+        start = time.perf_counter()
+        fake = recipe.sample(run, n, gen, opts).cpu()
+        rows.append({"nfe": nfe, "seconds_per_sample": (time.perf_counter() - start) / n,
+                     **scorer.quick_fid(fake)})
+    return rows
+
+
+def _figures(run_dir: Path, recipe, out: Path) -> dict[str, str]:
+    """The sample grid and the control figure of a run, copied under out/figures."""
+    made = {}
+    for kind in ("samples", recipe.control_figure):
+        path = plot(run_dir, kind, out=out / "figures" / f"{recipe.name}-{kind}.png")
+        made[kind] = str(path.relative_to(out))
+    return made
+
+
+# --- from numbers to verdicts --------------------------------------------------------------------
+
+SUMMARY_MEASURES = (
+    # key, label, unit, better ('lower' / 'higher' / None)
+    ("fid", "FID", "", "lower"),
+    ("kid", "KID", "", "lower"),
+    ("precision", "precision", "", "higher"),
+    ("recall", "recall", "", "higher"),
+    ("coverage", "coverage", "", "higher"),
+    ("class_entropy", "class entropy", "nats", "higher"),
+    ("nn_distance_ratio", "NN-train distance, samples / test", "", None),
+    ("nll_bits_per_dim", "NLL bound", "bits/dim", "lower"),
+    ("seconds_per_sample", "time per sample", "s", "lower"),
+    ("nfe", "network evaluations per sample", "", "lower"),
+    ("flops_per_sample", "FLOPs per sample", "GFLOP", "lower"),
+    ("train_images_per_s", "training speed", "images/s", "higher"),
+    ("params", "parameters (sampling network)", "M", None),
+    ("loss_spikes", "loss spikes", "", "lower"),
+)
+SCALE = {"flops_per_sample": 1e-9, "params": 1e-6}
+
+
+def _values(state: dict[str, Any], family: str, key: str) -> list[float]:
+    out = []
+    for record in state["runs"].values():
+        if record["family"] != family or "final" not in record:
+            continue
+        final = record["final"]
+        value = (final.get("likelihood", {}).get(key) if key == "nll_bits_per_dim"
+                 else final.get(key))
+        if value is not None:
+            out.append(float(value) * SCALE.get(key, 1.0))
+    return out
+
+
+def _mean_std(values: list[float]) -> tuple[float, float] | None:
+    if not values:
+        return None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summary(state: dict[str, Any]) -> dict[str, Any]:
+    """Per family and measure: mean and std over seeds; the best family per measure."""
+    families = state["settings"]["families"]
+    table: dict[str, Any] = {"measures": [list(m) for m in SUMMARY_MEASURES], "families": {}}
+    for family in families:
+        row = {}
+        for key, *_ in SUMMARY_MEASURES:
+            ms = _mean_std(_values(state, family, key))
+            if ms is not None:
+                row[key] = {"mean": ms[0], "std": ms[1], "n": len(_values(state, family, key))}
+        diverged = sum("diverged" in r for r in state["runs"].values() if r["family"] == family)
+        row["diverged_runs"] = {"mean": diverged, "std": 0.0, "n": state["settings"]["seeds"]}
+        table["families"][family] = row
+    best = {}
+    for key, _, _, better in SUMMARY_MEASURES:
+        have = {f: r[key]["mean"] for f, r in table["families"].items() if key in r}
+        if better and len(have) > 1:
+            best[key] = (min if better == "lower" else max)(have, key=have.get)
+    table["best"] = best
+    return table
+
+
+def _compare(state: dict[str, Any], key: str, a: str, b: str, better: str) -> tuple[str, str]:
+    """Whether family ``a`` beats ``b`` on ``key``: 'yes', 'no' or 'unsettled' (the seeds'
+    spreads overlap: |mean difference| <= std_a + std_b), and the numbers as text."""
+    va, vb = _values(state, a, key), _values(state, b, key)
+    if not va or not vb:
+        return "missing", f"{key}: no data for {a if not va else b}"
+    (ma, sa), (mb, sb) = _mean_std(va), _mean_std(vb)
+    text = f"{key} {a} {ma:.4g} ± {sa:.2g} vs {b} {mb:.4g} ± {sb:.2g} (n = {len(va)}, {len(vb)})"
+    if abs(ma - mb) <= sa + sb or (len(va) < 2 and len(vb) < 2 and abs(ma - mb) <= 0.1 * abs(mb)):
+        return "unsettled", text
+    wins = ma < mb if better == "lower" else ma > mb
+    return ("yes" if wins else "no"), text
+
+
+def _verdict(parts: list[str]) -> str:
+    if "missing" in parts:
+        return "not measured"
+    if all(p == "yes" for p in parts):
+        return "supported"
+    if any(p == "no" for p in parts) and not any(p == "yes" for p in parts):
+        return "contradicted"
+    return "not settled at this budget"
+
+
+def verdicts(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each textbook claim, the measurements that test it, and a verdict computed from them:
+    supported (every test goes the claim's way beyond the seeds' spread), contradicted (none
+    does and at least one goes the other way) or not settled (spreads overlap or tests
+    disagree)."""
+    families = state["settings"]["families"]
+    diffusion = [f for f in ("ddpm", "flow") if f in families]
+    out = []
+
+    def claim(text: str, tests: list[tuple[str, str, str, str]], how: str) -> None:
+        parts, evidence = [], []
+        for key, a, b, better in tests:
+            part, numbers = _compare(state, key, a, b, better)
+            parts.append(part)
+            evidence.append(f"{numbers}: {part}")
+        out.append({"claim": text, "test": how, "verdict": _verdict(parts) if tests else
+                    "not measured", "evidence": evidence})
+
+    if "ddpm" in families and "dcgan" in families:
+        claim("Diffusion models train more stably than GANs, which can suffer mode collapse.",
+              [("coverage", "ddpm", "dcgan", "higher"), ("recall", "ddpm", "dcgan", "higher"),
+               ("class_entropy", "ddpm", "dcgan", "higher"),
+               ("loss_spikes", "ddpm", "dcgan", "lower")],
+              "mode coverage (coverage, recall, entropy of the samples' class histogram) and "
+              "loss spikes of DDPM against the DCGAN, beyond the spread across seeds")
+    if "ddpm" in families and "vae" in families:
+        claim("Diffusion models give higher-quality images than VAEs, but need more resources.",
+              [("fid", "ddpm", "vae", "lower"), ("precision", "ddpm", "vae", "higher"),
+               ("flops_per_sample", "vae", "ddpm", "lower"),
+               ("seconds_per_sample", "vae", "ddpm", "lower")],
+              "FID and precision of DDPM against the VAE at equal training time, and the "
+              "VAE's lower sampling cost (FLOPs and seconds per sample)")
+    slow = [("seconds_per_sample", f, "ddpm", "lower") for f in ("vae", "dcgan")
+            if f in families]
+    if "ddpm" in families and slow:
+        claim("Diffusion models are slow to sample, because of their many steps.", slow,
+              "seconds per sample at each family's default sampler (DDPM: DDIM-50); the NFE "
+              "sweep shows what fewer steps cost in FID, and flow matching at few NFE")
+    if "dcgan" in families and diffusion:
+        claim("GANs give finer control over the features of what they generate than diffusion "
+              "models.", [],
+              "no single number measures 'control'; the control figures show latent "
+              "interpolation (GAN) against noise interpolation (DDPM, flow) side by side")
+    return out
+
+
+def _compare_figures(state: dict[str, Any], out: Path) -> dict[str, str]:
+    """FID against training minutes (all families), and FID against NFE (iterative ones)."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for family in state["settings"]["families"]:
+        by_leg: dict[float, list[tuple[float, float]]] = {}
+        for record in state["runs"].values():
+            if record["family"] == family:
+                for leg in record["legs"]:
+                    by_leg.setdefault(leg["fraction"], []).append(
+                        (leg["train_seconds"] / 60, leg["fid"]))
+        if by_leg:
+            legs = sorted(by_leg)
+            series[family] = ([statistics.fmean(m for m, _ in by_leg[f]) for f in legs],
+                              [statistics.fmean(v for _, v in by_leg[f]) for f in legs])
+    figs = {}
+    if series:
+        figs["fid_vs_minutes"] = str(plots.save_curves(
+            series, out / "figures" / "fid_vs_training_minutes.png",
+            "quality against training time (mean over seeds)", xlabel="training minutes",
+            log_y=True, ylabel="FID (offline features)").relative_to(out))
+    nfe_series = {}
+    for record in state["runs"].values():
+        if record.get("nfe_sweep"):
+            rows = record["nfe_sweep"]
+            nfe_series[record["family"]] = ([r["nfe"] for r in rows], [r["fid"] for r in rows])
+    if nfe_series:
+        figs["fid_vs_nfe"] = str(plots.save_curves(
+            nfe_series, out / "figures" / "fid_vs_nfe.png",
+            "quality against network evaluations per sample (seed 0)", xlabel="NFE",
+            ylabel="FID (offline features)").relative_to(out))
+    return figs

@@ -1,0 +1,214 @@
+"""Run folders -> one self-contained HTML page: runs grouped by family, one summary table per family
+(its key settings and headline metrics, from the recipe, so no column is empty for most rows),
+then each run's metrics and figures. Reads only the JSON files and PNGs that runs wrote
+(config.json, metrics.json, figures/*.png, the preview grids) and any extra figures given;
+images are linked by relative path."""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from genlab import checkpoint, recipes
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return ", ".join(_fmt(x) for x in v)
+    return html.escape(str(v))
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Sequence[str],
+           raw: Sequence[str] = ()) -> str:
+    """An HTML table; cells of the ``raw`` columns are HTML already, the rest are escaped."""
+    head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(
+        f"<td>{r.get(c, '') if c in raw else _fmt(r.get(c, ''))}</td>" for c in columns)
+        + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(path: Path, base: Path, caption: str) -> str:
+    rel = html.escape(os.path.relpath(path, base))
+    return (f'<figure><a href="{rel}"><img src="{rel}" alt="{html.escape(caption)}"></a>'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _family(run_dir: Path) -> str:
+    """The family a run folder belongs to now (an older genlab's 'gan' in 'generate' mode is a
+    'dcgan' run)."""
+    values = checkpoint.read_config_values(run_dir)
+    return recipes.get(values.get("family")).upgrade(values)["family"]
+
+
+def report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "genlab report",
+           extra_figures: Sequence[tuple[str, str | Path]] = ()) -> Path:
+    """Write ``out`` (an .html file) comparing ``run_dirs``; returns its path."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    base = out.parent
+    runs = [Path(d) for d in run_dirs]
+    by_family: dict[str, list[Path]] = {}
+    for d in runs:
+        by_family.setdefault(_family(d), []).append(d)
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    for family, members in by_family.items():
+        recipe = recipes.get(family)
+        rows = []
+        for d in members:
+            cfg, metrics = _read(d / "config.json"), checkpoint.read_metrics(d)
+            flat = _flatten(metrics)
+            rows.append({"run": f"<a href='#{html.escape(d.name)}'>{html.escape(d.name)}</a>",
+                         "dataset": cfg.get("dataset", ""),
+                         **{k: cfg[k] for k in recipe.key_config if k in cfg},
+                         **{k: flat[k] for k in recipe.headline if k in flat}})
+        columns = ["run", "dataset", *[c for c in (*recipe.key_config, *recipe.headline)
+                                       if any(c in r for r in rows)]]
+        parts += [f"<h2>{html.escape(family)}: {html.escape(recipe.summary)}</h2>",
+                  _table(rows, columns, raw=("run",))]
+    if extra_figures:
+        parts.append("<h2>Comparisons across runs</h2><div class='figs'>")
+        parts += [_img(Path(p), base, caption) for caption, p in extra_figures]
+        parts.append("</div>")
+    for d in runs:
+        metrics = checkpoint.read_metrics(d)
+        parts.append(f"<h2 id='{html.escape(d.name)}'>{html.escape(d.name)}</h2>")
+        parts.append(f"<p>run folder: <code>{html.escape(str(d))}</code> &middot; "
+                     f"<a href='{html.escape(os.path.relpath(d / 'config.json', base))}'>"
+                     f"config.json</a>"
+                     + (" &middot; <a href="
+                        f"'{html.escape(os.path.relpath(checkpoint.metrics_path(d), base))}'>"
+                        "metrics.json</a>" if metrics else " &middot; not evaluated yet")
+                     + "</p>")
+        if metrics:
+            flat = _flatten(metrics)
+            parts.append(_table([{"metric": k, "value": v} for k, v in flat.items()],
+                                ["metric", "value"]))
+        figures = sorted(checkpoint.figures_dir(d).glob("*.png"))
+        samples = checkpoint.previews(d)[-1:]
+        if figures or samples:
+            parts.append("<div class='figs'>")
+            parts += [_img(p, base, p.stem) for p in figures]
+            parts += [_img(p, base, f"samples at {p.stem}") for p in samples]
+            parts.append("</div>")
+    return _write_page(out, title, parts)
+
+
+STYLE = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px;padding:0 1em}"
+         "table{border-collapse:collapse;margin:1em 0;font-size:13px;display:block;"
+         "max-width:100%;overflow-x:auto}"
+         "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+         "th{background:#f3f3f3;overflow-wrap:break-word;font-weight:600}"
+         "td:first-child{text-align:left;white-space:nowrap}"
+         "td.best{background:#dff3df;font-weight:600}"
+         ".figs{display:flex;flex-wrap:wrap;gap:12px}"
+         "figure{margin:0}img{max-width:440px;max-height:440px;border:1px solid #ddd;"
+         "image-rendering:pixelated}.same img{width:360px;height:auto}"
+         "figcaption{font-size:12px;color:#555;max-width:440px}"
+         ".verdict{font-weight:600}.supported{color:#1a7f37}.contradicted{color:#b42318}"
+         ".unsettled{color:#9a6700}li{margin:.2em 0}")
+
+
+def _write_page(out: Path, title: str, parts: list[str]) -> Path:
+    page = (f"<!doctype html><html><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width'><title>{html.escape(title)}"
+            f"</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
+    out.write_text(page)
+    return out
+
+
+def compare_report(state: dict[str, Any], out: str | Path,
+                   figures: dict[str, str] | None = None) -> Path:
+    """The page of ``genlab compare``: a summary table (a row per family, a column per measure,
+    units and better direction marked, the best value highlighted), each claim with its test and
+    computed verdict, then the figures side by side at the same scale, then the runs."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    settings, table = state["settings"], state["summary"]
+    title = f"genlab compare: {settings['dataset']}"
+    parts = [f"<h1>{html.escape(title)}</h1>",
+             f"<p>{', '.join(settings['families'])}: default presets, {settings['minutes']:g} "
+             f"training minutes each, {settings['seeds']} seed(s); scored on "
+             f"{settings['num_samples']} samples against the test split in the features of a "
+             f"classifier trained on the dataset (mean ± std over seeds).</p>",
+             "<h2>Summary</h2>"]
+    head = "<th>family</th>"
+    for key, label, unit, better in table["measures"]:
+        arrow = {"lower": " ↓ lower is better", "higher": " ↑ higher is better"}.get(better, "")
+        unit_text = f" ({unit})" if unit else ""
+        head += f"<th title='{html.escape(key)}'>{html.escape(label + unit_text)}" \
+                f"<br><small>{html.escape(arrow)}</small></th>"
+    rows = []
+    for family, row in table["families"].items():
+        cells = [f"<td>{html.escape(family)}</td>"]
+        for key, *_ in table["measures"]:
+            if key not in row:
+                cells.append("<td>–</td>")
+                continue
+            v = row[key]
+            text = _fmt(float(v["mean"])) + (f" ± {_fmt(float(v['std']))}" if v["n"] > 1 else "")
+            best = " class='best'" if table["best"].get(key) == family else ""
+            cells.append(f"<td{best}>{text}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    parts.append("<h2>The claims, tested</h2>")
+    if not state["verdicts"]:
+        parts.append("<p>No claim applies to these families: the claims compare DDPM with the "
+                     "VAE and the DCGAN (compare vae,dcgan,ddpm,flow).</p>")
+    parts.append("<ol>")
+    for v in state["verdicts"]:
+        cls = {"supported": "supported", "contradicted": "contradicted"}.get(v["verdict"],
+                                                                             "unsettled")
+        evidence = "".join(f"<li><code>{html.escape(e)}</code></li>" for e in v["evidence"])
+        parts.append(f"<li><p><q>{html.escape(v['claim'])}</q><br>Test: {html.escape(v['test'])}"
+                     f"<br>Verdict: <span class='verdict {cls}'>{html.escape(v['verdict'])}"
+                     f"</span></p><ul>{evidence}</ul></li>")
+    parts.append("</ol>")
+    base = out.parent
+    curves = [(caption, base / figures[key]) for key, caption in
+              (("fid_vs_minutes", "FID against training minutes (25%, 50%, 100% of the budget)"),
+               ("fid_vs_nfe", "FID against network evaluations per sample"))
+              if figures and key in figures]
+    if curves:
+        parts.append("<h2>Quality against compute</h2><div class='figs'>")
+        parts += [_img(p, base, caption) for caption, p in curves]
+        parts.append("</div>")
+    for kind, heading in (("samples", "Samples (seed 0, same scale)"),
+                          ("control", "What a user can steer")):
+        figs = []
+        for record in state["runs"].values():
+            made = record.get("figures", {})
+            names = [k for k in made if (k == "samples") == (kind == "samples")]
+            figs += [(f"{record['family']}: {k}", base / made[k]) for k in names]
+        if figs:
+            parts.append(f"<h2>{heading}</h2><div class='figs same'>")
+            parts += [_img(p, base, caption) for caption, p in figs]
+            parts.append("</div>")
+    parts.append("<h2>Runs</h2>")
+    run_rows = [{"run": name, "family": r["family"], "seed": r["seed"],
+                 "steps": r.get("final", {}).get("step", ""),
+                 "train seconds": r.get("final", {}).get("train_seconds", ""),
+                 "diverged": r.get("diverged", "")} for name, r in state["runs"].items()]
+    parts.append(_table(run_rows, ["run", "family", "seed", "steps", "train seconds",
+                                   "diverged"]))
+    return _write_page(out, title, parts)
