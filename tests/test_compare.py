@@ -38,7 +38,10 @@ def test_verdicts_follow_the_numbers_and_their_spread():
                 dict(fid=32.0, precision=0.32, flops_per_sample=1e6, seconds_per_sample=1e-4)],
     }, seeds=2)
     found = {v["claim"][:30]: v["verdict"] for v in verdicts(good)}
-    assert found["Diffusion models train more st"] == "supported"
+    stable = next(v for v in verdicts(good) if v["claim"].startswith("Diffusion models train"))
+    assert [p["verdict"] for p in stable["parts"]] == ["supported", "not settled at this budget"]
+    assert found["Diffusion models train more st"] == (
+        "mixed: covers the modes better supported; trains more stably not settled at this budget")
     assert found["Diffusion models give higher-q"] == "supported"
     assert found["Diffusion models are slow to s"] == "supported"
     assert found["GANs give finer control over t"] == "not measured"
@@ -142,3 +145,16 @@ def test_run_report_renders_in_a_browser(tmp_path: Path, one_thread):
     text = page.read_text()
     assert text.count("<h2>vae: ") == 1 and text.count("<h2>ddpm: ") == 1
     check_in_browser(page)
+
+
+def test_a_claim_whose_parts_disagree_is_mixed():
+    state = state_with({"ddpm": [dict(fid=100.0, precision=0.2, flops_per_sample=1e9,
+                                      seconds_per_sample=0.5)],
+                        "vae": [dict(fid=20.0, precision=0.9, flops_per_sample=1e6,
+                                     seconds_per_sample=1e-4)]}, seeds=1)
+    quality = next(v for v in verdicts(state) if v["claim"].startswith("Diffusion models give"))
+    assert quality["verdict"] == "mixed: higher quality contradicted; more resources supported"
+    close = state_with({"ddpm": [dict(seconds_per_sample=0.9)],
+                        "vae": [dict(seconds_per_sample=1.0)]}, seeds=1)
+    slow = next(v for v in verdicts(close) if v["claim"].startswith("Diffusion models are"))
+    assert slow["verdict"] == "not settled at this budget"  # one seed: 10% is within noise

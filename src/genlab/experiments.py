@@ -83,9 +83,12 @@ def demo(out: str | Path | None = None, families: Sequence[str] | None = None,
         print(f"demo: {recipe.name} done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     if compare_minutes > 0:
         start = time.perf_counter()
+        small = dict(channels=(16, 32), num_threads=1)  # the demo's UNets: 8x8 digits
         compare_page = compare("digits", minutes=compare_minutes, seeds=1, out=out / "compare",
-                               num_samples=300, leg_samples=200, feature_steps=400,
-                               nfe_sweep=(5, 10, 20))
+                               num_samples=150, leg_samples=100, feature_steps=400,
+                               nfe_sweep=(5, 10, 20),
+                               overrides={"ddpm": {**small, "num_steps": 200}, "flow": small,
+                                          "dcgan": {"width": 16, "num_threads": 1}})
         print(f"demo: comparison done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         extra += [(f"mini-comparison ({compare_page.relative_to(out)}): {name}", path)
                   for name, path in (("FID against training minutes",

@@ -355,7 +355,7 @@ RECIPE = Recipe(
                        batch_size=64, lr=1e-3, warmup_steps=50, ema_decay=0.995,
                        num_threads=1,  # tiny 8x8 tensors: one thread beats two that wait
                        log_every=20, checkpoint_every=10_000),
-                  dict(num_samples=300, ddpm_samples=50, feature_steps=400)),),
+                  dict(num_samples=200, ddpm_samples=30, feature_steps=400)),),
     start_message=start_message,
     control_figure="interpolation",
     nfe_options=lambda nfe: {"sampler": "ddim", "steps": nfe},

@@ -239,7 +239,7 @@ RECIPE = Recipe(
                   dict(dataset="digits", channels=(16, 32), steps=600, batch_size=64, lr=1e-3,
                        warmup_steps=50, ema_decay=0.995, num_threads=1, log_every=20,
                        checkpoint_every=10_000),
-                  dict(num_samples=300, solvers=("euler", "heun"), nfe=(10, 20),
+                  dict(num_samples=200, solvers=("euler", "heun"), nfe=(10, 20),
                        feature_steps=400)),),
     control_figure="interpolation",
     nfe_options=lambda nfe: {"solver": "heun", "nfe": nfe},
