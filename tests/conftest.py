@@ -3,6 +3,8 @@ present."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import struct
 from pathlib import Path
 
@@ -27,6 +29,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """The `genlab` command in-process: (exit code, stdout, stderr)."""
+    from genlab.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
 
 
 def shared_data(sub: str) -> Path:

@@ -3,17 +3,15 @@ map of a Gaussian, evaluation counts, and the family end to end through the CLI.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_cli
 from torch import nn
 
-from genlab.cli import main
 from genlab.errors import ConfigError
 from genlab.objectives import flow_loss, flow_times
 from genlab.samplers import flow_nfe, flow_ode, flow_steps, slerp
@@ -124,14 +122,7 @@ def test_slerp_keeps_the_norm_and_hits_the_ends():
     assert torch.allclose(slerp(a, a, 0.3), a, atol=1e-5)  # parallel: no division by zero
 
 
-def genlab(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
+genlab = run_cli
 
 
 def test_flow_end_to_end(tmp_path: Path, one_thread, monkeypatch):

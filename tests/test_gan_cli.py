@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import run_cli
 from PIL import Image
 
 from genlab import training as train_module
-from genlab.cli import main
 from genlab.errors import TrainingDiverged
 from genlab.recipes import gan as gan_recipe
 from genlab.recipes import make_config
@@ -22,15 +20,7 @@ from genlab.samplers import bm3d_available
 SIDE = 16
 
 
-def genlab(*args: str) -> tuple[int, str, str]:
-    """The CLI in-process: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
+genlab = run_cli
 
 
 def blob_faces(n: int, side: int, seed: int) -> np.ndarray:
