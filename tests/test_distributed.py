@@ -273,6 +273,40 @@ def test_sigterm_finishes_the_step_checkpoints_and_resumes_exactly(tmp_path, one
     assert curve(run) == curve(straight)
 
 
+def signal_at(monkeypatch, at_step: int, times: int = 1, sig: int = signal.SIGINT) -> None:
+    """The VAE's step sends this process ``sig`` ``times`` times at ``at_step``."""
+    original = recipes.RECIPES["vae"]
+
+    def step(s, x, y, step):
+        if step == at_step:
+            for _ in range(times):
+                os.kill(os.getpid(), sig)
+        return original.step(s, x, y, step)
+
+    import dataclasses
+
+    monkeypatch.setitem(recipes.RECIPES, "vae", dataclasses.replace(original, step=step))
+
+
+def test_ctrl_c_finishes_the_step_and_twice_stops_at_once(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    with monkeypatch.context() as m:
+        signal_at(m, 4)
+        code = main(["train", "vae", "--preset", "reference", "--dataset", "digits", "--hidden",
+                     "8", "--steps", "20", "--device", "cpu", "--run-dir", str(run)])
+    assert code == 130
+    assert (f"genlab: preempted by SIGINT at step 5; checkpoint written; resume with `genlab "
+            f"train --resume {run}`") in capsys.readouterr().err
+    assert checkpoint.latest_checkpoint(run)["step"] == 5
+    with monkeypatch.context() as m:  # a second Ctrl-C: at once, the checkpoint of step 5 kept
+        signal_at(m, 7, times=2)
+        with pytest.raises(KeyboardInterrupt):
+            train_mod.train(resume=run, progress=False)
+    assert checkpoint.latest_checkpoint(run)["step"] == 5
+    assert not checkpoint.lock_path(run).exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
 def tiny_vae(tmp_path: Path, steps: int = 2):
     return recipes.make_config("vae", "reference", dataset="digits", hidden=(8,), latent_dim=2,
                                steps=steps, batch_size=16, log_every=1, device="cpu",

@@ -386,8 +386,9 @@ def _out_of_time(cfg: BaseConfig, seconds: float) -> bool:
 class _StopSignals:
     """Within ``with``: SIGTERM and SIGINT (a scheduler's preemption, Ctrl-C) only set
     ``received``; the loop reads it after each step, writes a checkpoint and stops. Signals that
-    follow are absorbed too (torchrun forwards the one it gets to processes that may have had it
-    already); SIGKILL still stops at once."""
+    follow are absorbed too (torchrun forwards the one it gets to workers that may have had it
+    already), except a second Ctrl-C outside torchrun, which stops at once (KeyboardInterrupt);
+    SIGKILL always does. The previous checkpoint is kept either way."""
 
     SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -402,6 +403,9 @@ class _StopSignals:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if (self.received and signum == signal.SIGINT
+                and "TORCHELASTIC_RUN_ID" not in os.environ):
+            raise KeyboardInterrupt
         self.received = self.received or signum
 
     def __exit__(self, *exc: Any) -> None:
