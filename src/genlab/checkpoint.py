@@ -9,6 +9,7 @@ A run folder holds everything needed to reload a model::
                 checkpoints/ckpt-<step>.state.pt      optimizer, scheduler, RNG and step state
                 checkpoints/latest.json               which pair is complete and current
                 samples/, figures/, metrics.json
+                lock.json          host, pid and start time of the process training in it now
 
 Weights are safetensors (no pickle). The state file holds only tensors and plain containers and is
 read with ``torch.load(weights_only=True)``. Every file is written to a temporary name and renamed,
@@ -18,6 +19,9 @@ and ``latest.json`` is renamed last, so a kill at any moment leaves the previous
 from __future__ import annotations
 
 import json
+import os
+import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,62 @@ def create_run(run_dir: Path, cfg: BaseConfig, data_info: dict[str, Any]) -> Non
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", to_dict(cfg))
     write_json(run_dir / "data.json", data_info)
+
+
+def lock_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "lock.json"
+
+
+def lock_run(run_dir: Path) -> None:
+    """Take the run folder for this process: one writer per run. A lock held by a live process
+    (or by any process on another host, which cannot be checked from here) is refused with a
+    RunError naming it; a lock left by a dead process on this host is replaced."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    mine = {"host": socket.gethostname(), "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    for _ in range(3):
+        try:  # O_EXCL: of two processes racing for the folder, exactly one creates the file
+            fd = os.open(lock_path(run_dir), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                held = json.loads(lock_path(run_dir).read_text())
+            except (OSError, json.JSONDecodeError):
+                held = {}  # half-written by a process that died at that moment: stale
+            if held and (held.get("host") != mine["host"] or _alive(int(held.get("pid", 0)))):
+                raise RunError(
+                    f"{run_dir} is in use by pid {held.get('pid')} on {held.get('host')} (since "
+                    f"{held.get('started')}); wait for it to finish, or if that process is gone, "
+                    f"delete {lock_path(run_dir)}") from None
+            lock_path(run_dir).unlink(missing_ok=True)  # stale: its process is dead
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(mine) + "\n")
+        return
+    raise RunError(f"could not take {lock_path(run_dir)}: other processes keep replacing it")
+
+
+def unlock_run(run_dir: Path) -> None:
+    """Release the run folder, if this process holds it."""
+    path = lock_path(run_dir)
+    try:
+        held = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return
+    if held.get("pid") == os.getpid() and held.get("host") == socket.gethostname():
+        path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
 
 
 def read_config_values(run_dir: Path) -> dict[str, Any]:

@@ -217,10 +217,17 @@ def _options(ns: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(ns, k) for k in ns.option_names if hasattr(ns, k)}
 
 
+ONCE_PER_JOB = ("evaluate", "sample", "plot", "report", "denoise")
+"""verbs that, launched on several processes, run on the main one only (the others exit 0)"""
+
+
 def run(ns: argparse.Namespace) -> int:
     import genlab
     from genlab.errors import ConfigError
+    from genlab.hardware import is_main_process
 
+    if ns.verb in ONCE_PER_JOB and not is_main_process():
+        return 0
     if ns.verb == "train":
         resume = ns.resume or getattr(ns, "resume_family", None)
         if ns.family is None:
@@ -234,13 +241,15 @@ def run(ns: argparse.Namespace) -> int:
         else:
             cfg = genlab.make_config(ns.family, ns.preset, **_overrides(ns, ns.family))
             run_dir = genlab.train(cfg)
-        print(f"run folder: {run_dir}")
+        if is_main_process():
+            print(f"run folder: {run_dir}")
     elif ns.verb == "sweep":
         cfg = genlab.make_config(ns.family, ns.preset, **_overrides(ns, ns.family))
         run_dirs, fig = genlab.sweep(ns.sweep_values, cfg)
-        for d in run_dirs:
-            print(f"run folder: {d}")
-        print(f"comparison figure: {fig}")
+        if is_main_process():
+            for d in run_dirs:
+                print(f"run folder: {d}")
+            print(f"comparison figure: {fig}")
     elif ns.verb == "evaluate":
         metrics = genlab.evaluate(ns.run_dir, split=ns.split, seed=ns.seed, device=ns.device,
                                   **_options(ns))
@@ -271,7 +280,8 @@ def run(ns: argparse.Namespace) -> int:
         print(f"comparison: {page.parent / 'compare.json'}\nreport: {page}")
     elif ns.verb == "demo":
         page = genlab.demo(ns.out, families=ns.families)
-        print(f"figures and metrics: {page.parent}\nreport: {page}")
+        if is_main_process():
+            print(f"figures and metrics: {page.parent}\nreport: {page}")
     elif ns.verb == "denoise":
         run_denoise(ns)
     return 0
@@ -320,15 +330,38 @@ def run_denoise(ns: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from genlab.errors import GenlabError
+    """Exit codes: 0 done; 2 an error in the input, a run folder or the training (one line on
+    stderr); 128 + the signal number (143 SIGTERM, 130 SIGINT) when training was preempted: it
+    finished its step, wrote a checkpoint, and `genlab train --resume RUN` continues it."""
+    from genlab.errors import GenlabError, Preempted
 
     ns = build_parser().parse_args(argv)
     try:
         return run(ns)
+    except Preempted as stop:
+        _report(str(stop), every_rank=True, red=False)
+        return stop.exit_code
     except GenlabError as err:
-        red, reset = ("\033[31m", "\033[0m") if sys.stderr.isatty() else ("", "")
-        print(f"{red}genlab: error: {err}{reset}", file=sys.stderr)
+        _report(f"error: {err}", every_rank=err.every_rank, red=True)
         return 2
+
+
+def _report(message: str, every_rank: bool, red: bool) -> None:
+    """One line on stderr. Under several processes, a message that every process has alike is
+    printed by the main one, and all of them then meet, so that the launcher tears none down
+    before it is printed; another process's own error is printed with its rank."""
+    from genlab.hardware import launched_processes, process_rank
+    from genlab.training import wait_for_other_processes
+
+    rank = process_rank()
+    if every_rank and rank != 0:
+        wait_for_other_processes()
+        return
+    where = f" (rank {rank})" if launched_processes() > 1 and rank != 0 else ""
+    on, off = ("\033[31m", "\033[0m") if red and sys.stderr.isatty() else ("", "")
+    print(f"{on}genlab{where}: {message}{off}", file=sys.stderr, flush=True)
+    if every_rank:
+        wait_for_other_processes()
 
 
 if __name__ == "__main__":

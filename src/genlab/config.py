@@ -76,6 +76,10 @@ class BaseConfig:
     """random horizontal flips of the training images"""
     single_image: str | None = None
     """train on copies of one image: a file path or a training-split index"""
+    sync_batchnorm: bool = False
+    """under several processes on CUDA, BatchNorm layers normalise with the statistics of the
+    global batch (SyncBatchNorm) instead of each process's share; one process: no effect; CPU:
+    refused (torch's SyncBatchNorm runs on GPUs only)"""
 
     def check(self) -> None:
         """Range checks of a family's own fields (recipes override it); ConfigError if off."""

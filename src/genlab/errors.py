@@ -1,8 +1,14 @@
 """The exceptions genlab raises for bad input; the CLI prints them as one line and exits 2."""
 
+from __future__ import annotations
+
 
 class GenlabError(ValueError):
     """Base class: input, data, a run folder or a request that genlab cannot use."""
+
+    every_rank: bool = False
+    """set on an error that every process of a multi-process run raised alike, at the same point
+    (the CLI prints it once, on the main process)"""
 
 
 class ConfigError(GenlabError):
@@ -19,3 +25,24 @@ class RunError(GenlabError):
 
 class TrainingDiverged(GenlabError):
     """A non-finite loss or a collapsed adversarial game; the last good checkpoint is kept."""
+
+
+def on_every_rank(err: GenlabError) -> GenlabError:
+    """Mark ``err`` as raised alike by every process (see ``GenlabError.every_rank``)."""
+    err.every_rank = True
+    return err
+
+
+class Preempted(Exception):
+    """Training stopped on SIGTERM or SIGINT after finishing its step and writing a checkpoint;
+    ``genlab train --resume RUN`` continues it exactly. The CLI exits with ``exit_code``:
+    128 + the signal number (143 for SIGTERM, 130 for SIGINT), as a shell reports a process
+    ended by that signal, so a batch script can tell "preempted, resume me" from a failure."""
+
+    def __init__(self, message: str, signal_number: int, step: int) -> None:
+        super().__init__(message)
+        self.signal_number, self.step = signal_number, step
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signal_number

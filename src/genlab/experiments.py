@@ -1,9 +1,11 @@
 """Multi-run experiments built from the verbs: sweeps of one config field and the offline demo.
-Both are driven by the recipes (their ``sweep`` and ``demo`` slots); nothing here names a family."""
+Both are driven by the recipes (their ``sweep`` and ``demo`` slots); nothing here names a family.
+
+Under several processes (torchrun) every process trains each run together; the figures, the
+evaluations and the report are made once, by the main process."""
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -15,6 +17,7 @@ from genlab.comparison import compare
 from genlab.config import BaseConfig, replace
 from genlab.errors import ConfigError
 from genlab.evaluation import evaluate
+from genlab.hardware import is_main_process, launched_processes
 from genlab.training import train as train_loop
 
 
@@ -22,7 +25,7 @@ def train(config: BaseConfig | None = None, resume: str | Path | None = None,
           plot: bool = True, progress: bool = True, **overrides: Any) -> Path:
     """Train (or resume) a run, then draw its figures; returns the run folder."""
     run_dir = train_loop(config, resume=resume, progress=progress, **overrides)
-    if plot and os.environ.get("RANK", "0") == "0":  # one process draws, under torchrun/accelerate
+    if plot and is_main_process():  # one process draws, under torchrun/accelerate
         figures.plot_all(run_dir)
     return run_dir
 
@@ -41,6 +44,8 @@ def sweep(values: Sequence[Any] | None = None, config: BaseConfig | None = None,
     values = tuple(values) if values is not None else spec.values
     if not values:
         raise ConfigError(f"no {spec.field} values to sweep")
+    if not (out or base.run_dir):
+        _one_name_per_job("sweep", "--run-dir")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = Path(out or base.run_dir or f"runs/sweep-{base.family}-{base.dataset}-{stamp}")  # type: ignore[attr-defined]
     short = "z" if spec.field == "latent_dim" else spec.field
@@ -49,8 +54,10 @@ def sweep(values: Sequence[Any] | None = None, config: BaseConfig | None = None,
         cfg = replace(base, **{spec.field: value}, run_dir=str(out / f"{short}{value}"),
                       **overrides)
         run_dirs.append(train(cfg, progress=progress))
-        if run_evaluate:
+        if run_evaluate and is_main_process():
             evaluate(run_dirs[-1])
+    if not is_main_process():
+        return run_dirs, out / spec.figure_name
     return run_dirs, spec.figure(run_dirs, out / spec.figure_name)
 
 
@@ -61,6 +68,7 @@ def demo(out: str | Path | None = None, families: Sequence[str] | None = None,
     generators (``compare_minutes`` each, one seed; 0 skips it) in out/compare/report.html.
     Without ``out``: runs/demo, or runs/demo-<time> when an earlier demo is there."""
     if out is None:
+        _one_name_per_job("demo", "--out")
         out = Path("runs/demo")
         if out.exists():
             out = Path(f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -77,10 +85,16 @@ def demo(out: str | Path | None = None, families: Sequence[str] | None = None,
             cfg = recipes.make_config(recipe.name, spec.preset, **spec.overrides,
                                       run_dir=str(out / spec.name))
             family_runs.append(train(cfg, progress=False))
-            evaluate(family_runs[-1], **spec.evaluate)
-        extra += recipe.demo_figures(family_runs, out)
+            if is_main_process():
+                evaluate(family_runs[-1], **spec.evaluate)
+        if is_main_process():
+            extra += recipe.demo_figures(family_runs, out)
         run_dirs += family_runs
-        print(f"demo: {recipe.name} done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        if is_main_process():
+            print(f"demo: {recipe.name} done in {time.perf_counter() - start:.0f} s",
+                  file=sys.stderr)
+    if not is_main_process():
+        return out / "report.html"
     if compare_minutes > 0:
         start = time.perf_counter()
         small = dict(channels=(16, 32), num_threads=1)  # the demo's UNets: 8x8 digits
@@ -97,3 +111,10 @@ def demo(out: str | Path | None = None, families: Sequence[str] | None = None,
                   if path.is_file()]
     return reporting.report(run_dirs, out / "report.html", title="genlab demo (digits)",
                          extra_figures=extra)
+
+
+def _one_name_per_job(verb: str, flag: str) -> None:
+    """Under several processes a folder named after the time could differ between them: refuse."""
+    if launched_processes() > 1:
+        raise ConfigError(f"under several processes, give `genlab {verb}` its folder with {flag} "
+                          f"(each process would otherwise name its own after the time)")

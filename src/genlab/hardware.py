@@ -3,10 +3,13 @@
 bf16 is fast where the hardware has it (AMX or AVX512-BF16 on CPUs, compute capability 8.0 and up
 on NVIDIA GPUs) and very slow where it is emulated: on an AVX2-only CPU a bf16 matmul ran ~300x
 slower than fp32. So genlab uses bf16 only where it is native.
+
+Also: which process of a multi-process job (torchrun, ``accelerate launch``) this one is.
 """
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
 import torch
@@ -68,3 +71,19 @@ def resolve_precision(requested: str, device_type: str = "cpu") -> tuple[str, st
         return "bf16", (f"warning: bf16 is emulated on {where}: a bf16 matmul measured "
                         f"{slowdown} slower than fp32 here; --precision auto would pick fp32")
     return requested, f"precision {requested} as asked"
+
+
+def process_rank() -> int:
+    """This process's global rank under torchrun or ``accelerate launch`` (which set RANK), else
+    0. For the drivers that must act once per job (figures, evaluation, reports) and run before
+    or after the training loop's own process group."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    return process_rank() == 0
+
+
+def launched_processes() -> int:
+    """The number of processes torchrun or ``accelerate launch`` started (WORLD_SIZE), else 1."""
+    return int(os.environ.get("WORLD_SIZE", "1"))

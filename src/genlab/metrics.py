@@ -143,11 +143,14 @@ def fid_kid(features: nn.Module, real: torch.Tensor, fake: torch.Tensor, batch_s
 
     features.eval()
     subset = min(kid_subset_size, len(real), len(fake))
-    fid = FrechetInceptionDistance(feature=features, normalize=True)
+    # Both sets are whole here: no merging with other processes' (torchmetrics would wait for
+    # them when torch.distributed is initialised, as in a sweep run under torchrun)
+    local = {"normalize": True, "sync_on_compute": False}
+    fid = FrechetInceptionDistance(feature=features, **local)
     with warnings.catch_warnings():  # KID keeps every feature vector: a few MB at 128 dims
         warnings.filterwarnings("ignore", message=".*will save all extracted features.*")
-        kid = KernelInceptionDistance(feature=features, normalize=True, subsets=kid_subsets,
-                                      subset_size=subset)
+        kid = KernelInceptionDistance(feature=features, subsets=kid_subsets, subset_size=subset,
+                                      **local)
     device = next(features.parameters()).device
     fid.to(device)
     kid.to(device)
@@ -228,7 +231,7 @@ def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights_path: str | Pa
         copy = Path(tmp) / "inception.pth"
         torch.save(state, copy)
         try:
-            fid = FrechetInceptionDistance(feature=2048, normalize=True,
+            fid = FrechetInceptionDistance(feature=2048, normalize=True, sync_on_compute=False,
                                            feature_extractor_weights_path=str(copy))
         except RuntimeError as err:  # load_state_dict: missing/unexpected keys, shapes
             raise DataError(f"Inception weights {path}: do not fit torch-fidelity's "

@@ -7,14 +7,24 @@ optimizer step). Accelerate wraps the loop (device placement, DDP across process
 autocast); it does not replace it. Batches are drawn from the in-memory uint8 split by a
 permutation that depends only on (seed, epoch), so a run resumed from a checkpoint draws the same
 batches, noise and updates as one never interrupted.
+
+Under several processes (torchrun, ``accelerate launch``) each draws its share of every batch and
+its own noise; the main process alone writes the run folder (holding its lock), and every decision
+to stop (a signal, the time budget, a non-finite loss) is combined across the processes, so that
+all of them stop after the same step. SIGTERM and SIGINT end a run with a checkpoint and
+``Preempted``.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,7 +34,14 @@ from torch import nn
 
 from genlab import checkpoint, data, recipes
 from genlab.config import BaseConfig, diff, replace, to_dict
-from genlab.errors import ConfigError, RunError, TrainingDiverged
+from genlab.errors import (
+    ConfigError,
+    GenlabError,
+    Preempted,
+    RunError,
+    TrainingDiverged,
+    on_every_rank,
+)
 from genlab.hardware import resolve_precision
 from genlab.plots import save_grid
 from genlab.recipes.base import TrainState
@@ -108,9 +125,11 @@ def resolve_resume(run_dir: Path, cfg: BaseConfig | None, overrides: dict[str, A
 def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
           progress: bool = True, **overrides: Any) -> Path:
     """Train a model; returns the run folder. ``resume`` continues a run from its last
-    checkpoint."""
+    checkpoint. SIGTERM or SIGINT finish the current step, write a checkpoint and raise
+    ``Preempted``; under several processes every decision to stop (a signal, the time budget, a
+    non-finite loss) is agreed, so all of them stop at the same step."""
     if resume is not None:
-        run_dir = Path(resume)
+        run_dir: Path | None = Path(resume)
         cfg = resolve_resume(run_dir, cfg, overrides)
         if checkpoint.latest_checkpoint(run_dir) is None:
             raise RunError(f"{run_dir} has no checkpoint to resume from; start it again instead")
@@ -119,7 +138,7 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
             raise ConfigError("train() needs a config or resume=RUN_DIR")
         if overrides:
             cfg = replace(cfg, **overrides)
-        run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+        run_dir = None
     recipe = recipes.get(cfg.family)  # type: ignore[attr-defined]
 
     from accelerate import Accelerator
@@ -129,29 +148,57 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
     use_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but torch sees no CUDA GPU")
+    if cfg.sync_batchnorm and use_cpu:
+        raise ConfigError("sync_batchnorm needs CUDA (torch's SyncBatchNorm runs on GPUs only); "
+                          "on CPUs drop --sync-batchnorm: each process then normalises its own "
+                          "share of the batch")
     precision, reason = resolve_precision(cfg.precision, "cpu" if use_cpu else "cuda")
     if precision != cfg.precision:  # 'auto' is resolved once and recorded in config.json
         cfg = replace(cfg, precision=precision)
     accelerator = Accelerator(cpu=use_cpu,
                               mixed_precision="bf16" if cfg.precision == "bf16" else "no")
-    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
+    world = accelerator.num_processes
+    warning = launch_warning(dict(os.environ), world)
+    if accelerator.is_main_process and warning:
+        print(warning, file=sys.stderr)
+    if run_dir is None:  # one name for the job: each process would stamp its own time
+        run_dir = Path(_on_main(accelerator, lambda: str(cfg.run_dir or default_run_dir(cfg))))
 
-    train_data = data.load(cfg.dataset, "train", cfg.data_dir, cfg.download)
+    with accelerator.main_process_first():  # a download happens once; the others then read it
+        train_data = data.load(cfg.dataset, "train", cfg.data_dir, cfg.download)
     info = {"dataset": cfg.dataset, "image_shape": list(train_data.image_shape),
             "classes": list(train_data.classes), "num_train": len(train_data)}
+    # One writer per run folder: the main process takes its lock and creates it (or truncates the
+    # log of a resumed run to its checkpoint); every process gets the outcome, so a refusal stops
+    # them all and the others read the log only once it is truncated.
+    _on_main(accelerator, lambda: _open_run(run_dir, cfg, info, new=resume is None))
     if resume is None and accelerator.is_main_process:
-        checkpoint.create_run(run_dir, cfg, info)
         for message in (reason, recipe.start_message(cfg)):  # said once, when the run starts
             if message:
                 print(message, file=sys.stderr)
     elif accelerator.is_main_process and "warning" in reason:
         print(reason, file=sys.stderr)
-    accelerator.wait_for_everyone()
+    try:
+        with _StopSignals() as signals:
+            return _loop(cfg, recipe, accelerator, run_dir, train_data, info, resume is not None,
+                         signals, progress)
+    finally:
+        if accelerator.is_main_process:
+            checkpoint.unlock_run(run_dir)
 
+
+def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
+          train_data: data.ImageData, info: dict[str, Any], resuming: bool,
+          signals: _StopSignals, progress: bool) -> Path:
+    """The loop itself, on every process: build, load a checkpoint, step, log, save."""
+    device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     torch.manual_seed(cfg.seed)
     modules = recipes.build_modules(cfg, train_data.image_shape, len(train_data.classes))
     optimizers = recipe.setup(cfg, modules)
     trained = [name for name in modules if name in optimizers]
+    if cfg.sync_batchnorm and world > 1:  # BatchNorm statistics of the global batch
+        for name in trained:
+            modules[name] = nn.SyncBatchNorm.convert_sync_batchnorm(modules[name])
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     for module in modules.values():
         module.to(device=device, memory_format=memory_format)
@@ -166,40 +213,56 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
     n = len(train_data)
     per_epoch = data.steps_per_epoch(n, cfg.batch_size, world)
     total = cfg.steps if cfg.steps > 0 else cfg.epochs * per_epoch
-    start = 0
-    if resume is not None:
+    start, trained_seconds = 0, 0.0
+    if resuming:
         weights, _ = checkpoint.load_weights(run_dir)
         saved = checkpoint.load_state(run_dir)
+        # Resuming is exact only on the number of processes the run was trained on: each process
+        # draws its own share of every batch and its own noise stream. Making both independent of
+        # the number of processes would mean per-sample noise in every family's step; refusing
+        # a changed count, with the command that continues the run, keeps the steps as they are.
+        saved_world = int(saved.get("world_size", len(saved["gen_state"])))
+        if saved_world != world:
+            raise on_every_rank(RunError(
+                f"{run_dir} was trained on {_processes(saved_world)} and this job has "
+                f"{_processes(world)}; resume it on {saved_world} "
+                f"(`{resume_command(run_dir, saved_world, int(saved.get('num_nodes', 1)))}`): "
+                f"each process draws its own share of the batch and its own noise, so only "
+                f"that count continues the run exactly"))
         for name, module in modules.items():
             accelerator.unwrap_model(module).load_state_dict(weights[name])
         for name, opt in optimizers.items():
             opt.load_state_dict(saved["optimizers"][name])
-        gen.set_state(saved["gen_state"][rank] if world > 1 else saved["gen_state"][0])
-        torch.set_rng_state(saved["torch_rng"])
+        gen.set_state(saved["gen_state"][rank])
+        torch.set_rng_state(saved["cpu_rng"][rank] if "cpu_rng" in saved else saved["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in saved:
+            torch.cuda.set_rng_state(saved["cuda_rng"][rank], device)
         state.extra.update(saved.get("extra", {}))
         start = int(saved["step"])
-        if accelerator.is_main_process:
-            checkpoint.truncate_log(run_dir, start)
         trained_seconds = next((r["train_seconds"] for r in reversed(checkpoint.read_log(run_dir))
                                 if "train_seconds" in r), 0.0)
-        if start >= total or _out_of_time(cfg, trained_seconds, accelerator):
+        if start >= total or _out_of_time(cfg, trained_seconds):
             return run_dir
 
-    else:
-        trained_seconds = 0.0
     images, labels = train_data.images.to(device), train_data.labels.to(device)
     one = single_image(cfg, train_data.image_shape).to(device) if cfg.single_image else None
+    nan_at = _test_hook("GENLAB_TEST_NAN_AT", rank)
+    signal_at = _test_hook("GENLAB_TEST_SIGNAL_AT", rank)
     bar = _progress(progress and accelerator.is_main_process, total, start, run_dir)
     sums: dict[str, float] = {}
-    count, tick, batches, last_ckpt = 0, time.perf_counter(), None, start
+    count, seen, tick, batches, last_ckpt = 0, 0, time.perf_counter(), None, start
     try:
         for step in range(start, total):
+            if step == signal_at:
+                os.kill(os.getpid(), signal.SIGTERM)
             epoch, i = divmod(step, per_epoch)
             if batches is None or i == 0:
                 batches = data.epoch_batches(n, cfg.batch_size, cfg.seed, epoch, rank, world)
             idx = batches[i].to(device)
             x, y = data.to_float(images[idx] if one is None else one.expand(len(idx), -1, -1, -1)
                                  ), labels[idx]               # (B, C, H, W) in [-1, 1]
+            if step == nan_at:
+                x = x * float("nan")
             if cfg.hflip:
                 flip = torch.rand(x.shape[0], generator=gen, device=device) < 0.5
                 x = torch.where(flip[:, None, None, None], x.flip(-1), x)
@@ -214,20 +277,24 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
                                                                (1 + step) / (10 + step)))
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
-            count += 1
+            count, seen = count + 1, seen + x.shape[0]
             if bar is not None:
                 bar.update(1)
             done = step + 1
-            # the time budget is checked every step on one process, at log lines under several
-            timed_out = ((world == 1 or done % cfg.log_every == 0) and _out_of_time(
-                cfg, trained_seconds + time.perf_counter() - tick, accelerator))
-            if done % cfg.log_every == 0 or done == total or timed_out:
+            # A signal or the spent time budget stops the run here; under several processes the
+            # flags are combined across them every step, so all stop after the same step.
+            flags = [signals.received, _out_of_time(
+                cfg, trained_seconds + time.perf_counter() - tick)]
+            stop_signal, timed_out = _any_process(accelerator, flags) if world > 1 else flags
+            if done == total:
+                stop_signal = 0  # finished anyway: nothing to resume
+            if done % cfg.log_every == 0 or done == total or timed_out or stop_signal:
                 elapsed = time.perf_counter() - tick
                 trained_seconds += elapsed
-                record = {"step": done, "epoch": round(done / per_epoch, 4),
-                          **{k: v / count for k, v in sums.items()},
+                means, seen = _global_means(accelerator, sums, count, seen)
+                record = {"step": done, "epoch": round(done / per_epoch, 4), **means,
                           "lr": cfg.lr * lr_scale,
-                          "images_per_s": round(count * cfg.batch_size * world / elapsed, 1),
+                          "images_per_s": round(seen / elapsed, 1),
                           "train_seconds": round(trained_seconds, 2)}
                 if accelerator.is_main_process:
                     checkpoint.append_log(run_dir, record)
@@ -235,15 +302,23 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
                     bar.set_postfix(epoch=f"{done / per_epoch:.2f}",
                                     loss=f"{record.get('loss', 0):.4g}",
                                     img_s=f"{record['images_per_s']:.0f}")
-                sums, count, tick = {}, 0, time.perf_counter()
-            if timed_out or done % cfg.checkpoint_every == 0 or done == total:
+                sums, count, seen, tick = {}, 0, 0, time.perf_counter()
+            if timed_out or stop_signal or done % cfg.checkpoint_every == 0 or done == total:
                 _save(state, run_dir, done, world)
                 last_ckpt = done
+            if stop_signal:
+                accelerator.wait_for_everyone()  # the checkpoint is written before any exits
+                name = signal.Signals(int(stop_signal)).name
+                raise Preempted(f"preempted by {name} at step {done}; checkpoint written; resume "
+                                f"with `{resume_command(run_dir, world, _num_nodes(world))}`",
+                                int(stop_signal), done)
             if timed_out:
                 break
     except TrainingDiverged as err:
-        raise TrainingDiverged(f"{err}; stopped, the last good checkpoint (step {last_ckpt}) is "
-                               f"kept in {run_dir / 'checkpoints'}") from None
+        stopped = TrainingDiverged(f"{err}; stopped, the last good checkpoint (step {last_ckpt}) "
+                                   f"is kept in {run_dir / 'checkpoints'}")
+        stopped.every_rank = err.every_rank or world == 1
+        raise stopped from None
     finally:
         if bar is not None:
             bar.close()
@@ -251,36 +326,170 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
     return run_dir
 
 
-def _out_of_time(cfg: BaseConfig, seconds: float, accelerator) -> bool:
-    """Whether the training-time budget is spent; every process gets the main process's answer."""
-    if cfg.max_minutes <= 0:
-        return False
-    spent = seconds >= 60 * cfg.max_minutes
-    if accelerator.num_processes == 1:  # no tensor, no device sync on the per-step path
-        return spent
-    from accelerate.utils import broadcast
+def _open_run(run_dir: Path, cfg: BaseConfig, info: dict[str, Any], new: bool) -> None:
+    """On the main process: lock the run folder, then create it (a new run) or drop the log lines
+    past its checkpoint (a resumed one)."""
+    checkpoint.lock_run(run_dir)
+    try:
+        if new:
+            checkpoint.create_run(run_dir, cfg, info)
+        else:
+            checkpoint.truncate_log(run_dir, int(checkpoint.latest_checkpoint(run_dir)["step"]))
+    except BaseException:
+        checkpoint.unlock_run(run_dir)
+        raise
 
-    flag = torch.tensor([float(spent)], device=accelerator.device)
-    return bool(broadcast(flag, from_process=0).item())
+
+def _on_main(accelerator, fn: Callable[[], Any]) -> Any:
+    """``fn()`` on the main process only; every process returns its result or raises its
+    GenlabError, so that all of them go on, or stop, together."""
+    outcome: list[Any] = [None, None]
+    if accelerator.is_main_process:
+        try:
+            outcome = [fn(), None]
+        except GenlabError as err:
+            outcome = [None, err]
+    if accelerator.num_processes > 1:
+        from accelerate.utils import broadcast_object_list
+
+        broadcast_object_list(outcome, from_process=0)
+    if outcome[1] is not None:
+        raise on_every_rank(outcome[1])
+    return outcome[0]
+
+
+def _any_process(accelerator, flags: list[float]) -> list[float]:
+    """The largest value of each flag over the processes (a flag raised by any of them)."""
+    t = torch.tensor([float(f) for f in flags], device=accelerator.device)
+    return accelerator.reduce(t, "max").tolist()
+
+
+def _global_means(accelerator, sums: dict[str, float], count: int, seen: int
+                  ) -> tuple[dict[str, float], int]:
+    """Per-step means of the logged terms over every process's batches, and the images that
+    all processes saw (partial last batches counted as they are)."""
+    if accelerator.num_processes == 1:
+        return {k: v / count for k, v in sums.items()}, seen
+    keys = sorted(sums)  # every process logs the same terms
+    t = torch.tensor([sums[k] for k in keys] + [float(seen)], dtype=torch.float64,
+                     device=accelerator.device)
+    t = accelerator.reduce(t, "sum").tolist()
+    steps = count * accelerator.num_processes
+    return {k: t[j] / steps for j, k in enumerate(keys)}, int(t[-1])
+
+
+def _out_of_time(cfg: BaseConfig, seconds: float) -> bool:
+    """Whether the training-time budget is spent."""
+    return cfg.max_minutes > 0 and seconds >= 60 * cfg.max_minutes
+
+
+class _StopSignals:
+    """Within ``with``: SIGTERM and SIGINT (a scheduler's preemption, Ctrl-C) only set
+    ``received``; the loop reads it after each step, writes a checkpoint and stops. Signals that
+    follow are absorbed too (torchrun forwards the one it gets to workers that may have had it
+    already), except a second Ctrl-C outside torchrun, which stops at once (KeyboardInterrupt);
+    SIGKILL always does. The previous checkpoint is kept either way."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        if threading.current_thread() is threading.main_thread():  # only there can they be set
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if (self.received and signum == signal.SIGINT
+                and "TORCHELASTIC_RUN_ID" not in os.environ):
+            raise KeyboardInterrupt
+        self.received = self.received or signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _processes(n: int) -> str:
+    return f"{n} process" + ("es" if n > 1 else "")
+
+
+def _num_nodes(world: int) -> int:
+    """Machines of this job, from torchrun's LOCAL_WORLD_SIZE (processes per machine)."""
+    return max(1, world // int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+
+
+def resume_command(run_dir: Path, world: int, num_nodes: int = 1) -> str:
+    """The command that continues ``run_dir`` on ``world`` processes over ``num_nodes``
+    machines."""
+    if world == 1:
+        return f"genlab train --resume {run_dir}"
+    if num_nodes == 1:
+        return f"torchrun --nproc_per_node {world} -m genlab.cli train --resume {run_dir}"
+    return (f"torchrun --nnodes {num_nodes} --nproc_per_node {world // num_nodes} "
+            f"--rdzv_backend c10d --rdzv_endpoint HOST:PORT -m genlab.cli train --resume "
+            f"{run_dir}, on each machine")
+
+
+def launch_warning(env: dict[str, str], world: int) -> str | None:
+    """A warning when ``accelerate launch --cpu --num_processes N`` (N > 1) started this as one
+    process: without mpirun its --cpu launcher runs a single process, saying nothing. It leaves
+    MASTER_ADDR set and ACCELERATE_USE_CPU true, but no WORLD_SIZE."""
+    if (world == 1 and env.get("ACCELERATE_USE_CPU", "").lower() in ("true", "1")
+            and "MASTER_ADDR" in env and "WORLD_SIZE" not in env):
+        return ("warning: `accelerate launch --cpu` started one process, not the several asked "
+                "for (it runs several on CPUs only through mpirun); use `torchrun "
+                "--nproc_per_node N -m genlab.cli train ...` instead")
+    return None
+
+
+def _test_hook(name: str, rank: int) -> int | None:
+    """Test hooks, read from the environment (tests/test_distributed.py; unset in normal use):
+    GENLAB_TEST_NAN_AT="RANK:STEP" turns that process's batch at that step into NaNs;
+    GENLAB_TEST_SIGNAL_AT="RANK:STEP" makes that process send itself SIGTERM before that step."""
+    value = os.environ.get(name)
+    if not value:
+        return None
+    hook_rank, _, hook_step = value.partition(":")
+    return int(hook_step) if int(hook_rank) == rank else None
+
+
+def _per_process(acc, t: torch.Tensor) -> list[torch.Tensor]:
+    """Every process's copy of a small CPU tensor (an RNG state), indexed by rank."""
+    if acc.num_processes == 1:
+        return [t]
+    gathered = acc.gather(t.to(acc.device)[None])
+    return [g.cpu().clone() for g in gathered]  # rows, not views of one
 
 
 def _save(state: TrainState, run_dir: Path, step: int, world: int) -> None:
-    """Checkpoint and a preview grid; refuses to overwrite good weights with non-finite ones."""
+    """Checkpoint and a preview grid; refuses to overwrite good weights with non-finite ones.
+    Saves every process's noise generator and global CPU (and CUDA) RNG states, so that a run
+    resumed on as many processes draws what it would have drawn."""
     acc = state.accelerator
     unwrapped = {name: acc.unwrap_model(m) for name, m in state.modules.items()}
-    for name, module in unwrapped.items():
-        for pname, p in module.state_dict().items():
-            if p.is_floating_point() and not torch.isfinite(p).all():
-                raise TrainingDiverged(f"non-finite weights in {name}.{pname} at step {step}")
-    gen_states = [state.gen.get_state()]
-    if world > 1:
-        gathered = acc.gather(state.gen.get_state().to(acc.device)[None])
-        gen_states = [g.cpu().clone() for g in gathered]  # rows, not views of one
+    bad = next((f"{name}.{pname}" for name, module in unwrapped.items()
+                for pname, p in module.state_dict().items()
+                if p.is_floating_point() and not torch.isfinite(p).all()), None)
+    if world > 1:  # BatchNorm statistics differ between processes: agree on the verdict
+        if _any_process(acc, [bad is not None])[0] and bad is None:
+            bad = "another process's weights"
+    if bad is not None:
+        raise on_every_rank(TrainingDiverged(f"non-finite weights in {bad} at step {step}"))
+    gen_states = _per_process(acc, state.gen.get_state())
+    cpu_states = _per_process(acc, torch.get_rng_state())
+    cuda_states = (_per_process(acc, torch.cuda.get_rng_state(acc.device))
+                   if acc.device.type == "cuda" else None)
     if not acc.is_main_process:
         return
     payload = {"optimizers": {n: o.state_dict() for n, o in state.optimizers.items()},
-               "gen_state": gen_states, "torch_rng": torch.get_rng_state(),
-               "extra": state.extra}
+               "gen_state": gen_states, "torch_rng": cpu_states[0], "cpu_rng": cpu_states,
+               "world_size": world, "num_nodes": _num_nodes(world), "extra": state.extra}
+    if cuda_states is not None:
+        payload["cuda_rng"] = cuda_states
     checkpoint.save_checkpoint(run_dir, step, unwrapped, payload, state.cfg)
     preview_gen = torch.Generator(device=acc.device).manual_seed(12345)
     was_training = {n: m.training for n, m in unwrapped.items()}
@@ -290,6 +499,16 @@ def _save(state: TrainState, run_dir: Path, step: int, world: int) -> None:
     for n, m in unwrapped.items():
         m.train(was_training[n])
     save_grid(data.to_uint8(images), checkpoint.preview_path(run_dir, step), nrow=8)
+
+
+def wait_for_other_processes() -> None:
+    """Under torch.distributed, meet every other process of the job here (the CLI, after an error
+    that all of them raised, so that the launcher tears none down before the main process has
+    reported it); otherwise nothing."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
 
 
 def _progress(enabled: bool, total: int, start: int, run_dir: Path):

@@ -10,6 +10,7 @@ the config's).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -23,7 +24,7 @@ from torch import nn
 from genlab import checkpoint, data, plots
 from genlab.checkpoint import Run
 from genlab.config import BaseConfig
-from genlab.errors import ConfigError, TrainingDiverged
+from genlab.errors import ConfigError, TrainingDiverged, on_every_rank
 from genlab.featurenet import feature_network
 from genlab.hardware import native_bf16
 from genlab.metrics import fid_kid, inception_fid
@@ -73,11 +74,31 @@ class TrainState:
         """The network previews sample from: the EMA copy where the run keeps one."""
         return self.unwrap("ema") if "ema" in self.modules else self.unwrap("model")
 
+    def mean_over_processes(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean of a tensor over the processes of a multi-process run (the tensor itself on
+        one): for a quantity every process must take the same decision on."""
+        if self.accelerator.num_processes == 1:
+            return value
+        return self.accelerator.reduce(value.detach().float(), "mean")
+
+    def check_finite(self, loss: torch.Tensor, step: int, what: str = "loss") -> None:
+        """Stop before a non-finite loss reaches the weights. Under several processes each sees
+        every process's loss, so a NaN on any of them stops all of them at this step (one that
+        stopped alone would leave the others waiting in the gradient all-reduce)."""
+        if self.accelerator.num_processes == 1:
+            check_finite(loss, step, what)
+            return
+        losses = self.accelerator.gather(loss.detach().float().reshape(1)).tolist()
+        bad = [rank for rank, value in enumerate(losses) if not math.isfinite(value)]
+        if bad:
+            raise on_every_rank(TrainingDiverged(
+                f"{what} is {losses[bad[0]]} at step {step} on rank {bad[0]}"))
+
     def update(self, name: str, loss: torch.Tensor, step: int,
                what: str = "loss") -> dict[str, torch.Tensor]:
         """One optimizer step of module ``name`` on ``loss``: refuse a non-finite loss, backward,
         clip the gradient norm to cfg.grad_clip (when > 0), step. Returns the logged grad norm."""
-        check_finite(loss, step, what)
+        self.check_finite(loss, step, what)
         opt = self.optimizers[name]
         opt.zero_grad(set_to_none=True)
         self.accelerator.backward(loss)

@@ -18,7 +18,7 @@ from genlab import data, plots
 from genlab.checkpoint import Run
 from genlab.config import BaseConfig
 from genlab.corruption import NOISY_TEST_SEED, corrupt, fixed_noisy, noise_label
-from genlab.errors import ConfigError, RunError, TrainingDiverged
+from genlab.errors import ConfigError, RunError, TrainingDiverged, on_every_rank
 from genlab.metrics import psnr, sharpness, ssim, ssim_window
 from genlab.models.gan import (
     PatchDiscriminator,
@@ -160,14 +160,16 @@ def adversarial_step(s: TrainState, x0: torch.Tensor | None, x_real: torch.Tenso
             d_loss, d_logs = gan_d_loss(disc, x_real, x_fake, cond)
         logs.update(d_logs)
         logs.update(s.update("disc", d_loss, step, "discriminator loss"))
-        d_real, d_fake = d_logs["d_real"].item(), d_logs["d_fake"].item()
+        # over the global batch, so that every process takes the same decision to stop
+        d_both = torch.stack([d_logs["d_real"].float(), d_logs["d_fake"].float()])
+        d_real, d_fake = s.mean_over_processes(d_both).tolist()
         wins = d_real > D_WINS[0] and d_fake < D_WINS[1]
         s.extra["d_wins"] = s.extra.get("d_wins", 0) + 1 if wins else 0
         if cfg.max_d_wins and s.extra["d_wins"] >= cfg.max_d_wins:
-            raise TrainingDiverged(
+            raise on_every_rank(TrainingDiverged(
                 f"the discriminator has won outright (D(x) > {D_WINS[0]}, D(G(.)) < {D_WINS[1]}) "
                 f"for {s.extra['d_wins']} consecutive steps at step {step} (D(x) = {d_real:.3f}, "
-                f"D(G(.)) = {d_fake:.3g}); lower --lr-d, raise --l1-weight or --max-d-wins")
+                f"D(G(.)) = {d_fake:.3g}); lower --lr-d, raise --l1-weight or --max-d-wins"))
     # 2. generator: fool the updated discriminator (and stay close to x0 under L1)
     if disc is not None:
         disc.requires_grad_(False)  # no gradient into D's weights from the generator's loss
