@@ -224,10 +224,13 @@ ONCE_PER_JOB = ("evaluate", "sample", "plot", "report", "denoise")
 def run(ns: argparse.Namespace) -> int:
     import genlab
     from genlab.errors import ConfigError
-    from genlab.hardware import is_main_process
+    from genlab.hardware import is_main_process, launched_processes
 
     if ns.verb in ONCE_PER_JOB and not is_main_process():
         return 0
+    if ns.verb == "compare" and launched_processes() > 1:
+        raise ConfigError("genlab compare trains its runs one after another in one process; "
+                          "launch it without torchrun or accelerate launch")
     if ns.verb == "train":
         resume = ns.resume or getattr(ns, "resume_family", None)
         if ns.family is None:
