@@ -153,3 +153,22 @@ def test_time_budget_stops_with_a_checkpoint_and_resumes_exactly(tmp_path, monke
             torch.testing.assert_close(a[name][key], b[name][key], rtol=0, atol=0)
     steps = [r["step"] for r in checkpoint.read_log(run_dir)]
     assert steps == sorted(steps) and steps[-1] == 30 and stopped["step"] in steps
+
+
+def test_keep_checkpoints_and_pick_a_step(tmp_path):
+    from conftest import run_cli
+
+    run = train_mod.train(tiny_cfg(tmp_path, steps=30, keep_checkpoints=0), progress=False)
+    assert checkpoint.checkpoint_steps(run) == [10, 20, 30]
+    assert recipes.load_run(run, step=10).step == 10 and recipes.load_run(run).step == 30
+    early = recipes.load_run(run, step=10).model.state_dict()
+    late = recipes.load_run(run).model.state_dict()
+    assert not all(torch.equal(early[k], late[k]) for k in early)
+    code, out, err = run_cli("sample", str(run), "-n", "2", "--step", "20", "--out",
+                             str(tmp_path / "s"))
+    assert code == 0, err
+    code, _, err = run_cli("evaluate", str(run), "--step", "15", "--k", "2")
+    assert code == 2 and err.count("\n") == 1
+    assert "keeps no checkpoint of step 15; it has steps [10, 20, 30]" in err
+    default = train_mod.train(tiny_cfg(tmp_path, "two", steps=30), progress=False)
+    assert checkpoint.checkpoint_steps(default) == [20, 30]  # keep_checkpoints 2

@@ -176,8 +176,9 @@ def truncate_log(run_dir: Path, step: int) -> None:
 
 
 def save_checkpoint(run_dir: Path, step: int, modules: dict[str, nn.Module],
-                    state: dict[str, Any], cfg: BaseConfig) -> None:
-    """Write weights + state for ``step`` atomically, then point latest.json at them."""
+                    state: dict[str, Any], cfg: BaseConfig, keep: int = KEEP_CHECKPOINTS) -> None:
+    """Write weights + state for ``step`` atomically, then point latest.json at them; keep the
+    newest ``keep`` checkpoints (0: all)."""
     folder = Path(run_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"ckpt-{step:08d}"
@@ -191,7 +192,7 @@ def save_checkpoint(run_dir: Path, step: int, modules: dict[str, nn.Module],
     write_json(folder / "latest.json", {"step": step, "weights": f"{stem}.safetensors",
                                         "state": f"{stem}.state.pt"})
     # Older checkpoints go only after latest.json points at the new one.
-    old = sorted(folder.glob("ckpt-*.safetensors"))[:-KEEP_CHECKPOINTS]
+    old = sorted(folder.glob("ckpt-*.safetensors"))[:-keep] if keep > 0 else []
     for path in old:
         path.unlink(missing_ok=True)
         path.with_name(path.name.replace(".safetensors", ".state.pt")).unlink(missing_ok=True)
@@ -209,15 +210,29 @@ def _latest(run_dir: Path) -> dict[str, Any]:
     return latest
 
 
-def load_weights(run_dir: Path) -> tuple[dict[str, dict[str, torch.Tensor]], int]:
-    """Weights per module name of the latest checkpoint, and its step."""
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    """The steps whose weights the run folder keeps, oldest first."""
+    return sorted(int(p.name[len("ckpt-"):-len(".safetensors")])
+                  for p in (Path(run_dir) / "checkpoints").glob("ckpt-*.safetensors"))
+
+
+def load_weights(run_dir: Path, step: int | None = None
+                 ) -> tuple[dict[str, dict[str, torch.Tensor]], int]:
+    """Weights per module name of the latest checkpoint (or of ``step``), and its step."""
     latest = _latest(run_dir)
-    flat = load_file(Path(run_dir) / "checkpoints" / latest["weights"])
+    name = latest["weights"]
+    if step is not None and step != latest["step"]:
+        kept = checkpoint_steps(run_dir)
+        if step not in kept:
+            raise RunError(f"{run_dir} keeps no checkpoint of step {step}; it has steps "
+                           f"{kept} (train with --keep-checkpoints 0 to keep every one)")
+        name = f"ckpt-{step:08d}.safetensors"
+    flat = load_file(Path(run_dir) / "checkpoints" / name)
     weights: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in flat.items():
         name, _, rest = key.partition(".")
         weights.setdefault(name, {})[rest] = value
-    return weights, int(latest["step"])
+    return weights, int(latest["step"] if step is None else step)
 
 
 def load_state(run_dir: Path) -> dict[str, Any]:
@@ -264,12 +279,12 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_into(run_dir: Path, modules: dict[str, nn.Module], device: str | torch.device = "cpu"
-              ) -> int:
-    """Load the latest checkpoint's weights into ``modules`` (eval mode, on ``device``); returns
-    the checkpoint's step. Weights of modules not asked for are ignored (an old run's EMA copy at
-    decay 0, which equals the model)."""
-    weights, step = load_weights(run_dir)
+def load_into(run_dir: Path, modules: dict[str, nn.Module], device: str | torch.device = "cpu",
+              step: int | None = None) -> int:
+    """Load the latest checkpoint's weights (or ``step``'s) into ``modules`` (eval mode, on
+    ``device``); returns the checkpoint's step. Weights of modules not asked for are ignored (an
+    old run's EMA copy at decay 0, which equals the model)."""
+    weights, step = load_weights(run_dir, step)
     for name, module in modules.items():
         if name not in weights:
             raise RunError(f"{run_dir}: checkpoint has no weights for {name!r}")

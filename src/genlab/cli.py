@@ -154,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split to score (default: test)")
     p.add_argument("--seed", type=int, default=0, help="seed of all sampling (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--step", type=int, default=None,
+                   help="use the checkpoint of this step (default: the latest; "
+                        "--keep-checkpoints sets how many a run keeps)")
     p.set_defaults(option_names=add_option_flags(p, "evaluate"))
 
     p = sub.add_parser("sample", help="draw images from a run: a gallery and one PNG each")
@@ -163,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--nrow", type=int, default=None, help="gallery columns (default: sqrt(n))")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--step", type=int, default=None,
+                   help="use the checkpoint of this step (default: the latest; "
+                        "--keep-checkpoints sets how many a run keeps)")
     p.set_defaults(option_names=add_option_flags(p, "sample"))
 
     p = sub.add_parser("plot", help="draw one figure of a run")
@@ -175,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="data split for data-based figures (default: test)")
     p.add_argument("--num-images", type=int, default=None,
                    help="vae t-SNE: embed only the first N images (default: all)")
+    p.add_argument("--step", type=int, default=None,
+                   help="use the checkpoint of this step (default: the latest; "
+                        "--keep-checkpoints sets how many a run keeps)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
 
     p = sub.add_parser("report", help="one HTML page comparing run folders")
@@ -213,6 +222,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _train_summary(run_dir: Path) -> str:
+    """One line at the end of training: where the run is, how far and how fast it trained."""
+    from genlab.checkpoint import read_log
+
+    log = read_log(run_dir)
+    if not log:
+        return f"run folder: {run_dir}"
+    last = log[-1]
+    speeds = [r["images_per_s"] for r in log if "images_per_s" in r]
+    return (f"run folder: {run_dir} (step {last['step']}, {last.get('train_seconds', 0):.0f} s of "
+            f"training, {sum(speeds) / max(len(speeds), 1):.0f} images/s)")
+
+
 def _options(ns: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(ns, k) for k in ns.option_names if hasattr(ns, k)}
 
@@ -245,7 +267,7 @@ def run(ns: argparse.Namespace) -> int:
             cfg = genlab.make_config(ns.family, ns.preset, **_overrides(ns, ns.family))
             run_dir = genlab.train(cfg)
         if is_main_process():
-            print(f"run folder: {run_dir}")
+            print(_train_summary(run_dir))
     elif ns.verb == "sweep":
         cfg = genlab.make_config(ns.family, ns.preset, **_overrides(ns, ns.family))
         run_dirs, fig = genlab.sweep(ns.sweep_values, cfg)
@@ -255,7 +277,7 @@ def run(ns: argparse.Namespace) -> int:
             print(f"comparison figure: {fig}")
     elif ns.verb == "evaluate":
         metrics = genlab.evaluate(ns.run_dir, split=ns.split, seed=ns.seed, device=ns.device,
-                                  **_options(ns))
+                                  step=ns.step, **_options(ns))
         for key, value in metrics.items():
             if isinstance(value, dict):  # the GAN's table: one line per method
                 print(f"{key}:")
@@ -267,12 +289,13 @@ def run(ns: argparse.Namespace) -> int:
                 print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
         print(f"written: {ns.run_dir / 'metrics.json'}")
     elif ns.verb == "sample":
-        images = genlab.sample(ns.run_dir, n=ns.n, seed=ns.seed, device=ns.device, **_options(ns))
+        images = genlab.sample(ns.run_dir, n=ns.n, seed=ns.seed, device=ns.device, step=ns.step,
+                               **_options(ns))
         gallery = genlab.save_samples(images, ns.out, nrow=ns.nrow)
         print(f"{len(images)} images in {ns.out}; gallery: {gallery}")
     elif ns.verb == "plot":
         path = genlab.plot(ns.run_dir, ns.kind, out=ns.out, device=ns.device, split=ns.split,
-                           num_images=ns.num_images)
+                           num_images=ns.num_images, step=ns.step)
         print(f"figure: {path}")
     elif ns.verb == "report":
         print(f"report: {genlab.report(ns.run_dirs, ns.out)}")
@@ -313,6 +336,9 @@ def add_denoise_parser(sub: Any) -> None:
                    help="with --add-noise: Gaussian sigma in grey levels (default: the run's)")
     p.add_argument("--seed", type=int, default=0, help="seed of --add-noise (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--step", type=int, default=None,
+                   help="use the checkpoint of this step (default: the latest; "
+                        "--keep-checkpoints sets how many a run keeps)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="fp32, or bf16 autocast (faster on CPUs with AVX512-BF16/AMX and recent "
                         "GPUs) (default: fp32)")
@@ -323,7 +349,8 @@ def run_denoise(ns: argparse.Namespace) -> None:
 
     records = genlab.denoise_files(ns.run_dir, ns.inputs, ns.out, clean=ns.clean,
                                    add_noise=ns.add_noise, peak=ns.peak, sigma=ns.sigma,
-                                   seed=ns.seed, device=ns.device, precision=ns.precision)
+                                   seed=ns.seed, device=ns.device, precision=ns.precision,
+                                   step=ns.step)
     for r in records:
         line = f"{r['input']} ({r['size']}, {r['bits']}-bit) -> {r['output']}"
         if "psnr_denoised" in r:

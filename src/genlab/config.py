@@ -61,6 +61,8 @@ class BaseConfig:
     """write a line to log.jsonl every this many steps"""
     checkpoint_every: int = 1000
     """write a checkpoint every this many steps (and always at the end)"""
+    keep_checkpoints: int = 2
+    """checkpoints kept in the run folder, newest first (0: every one; `--step N` picks one)"""
     num_threads: int = 0
     """CPU threads for torch; 0 keeps torch's default"""
     ema_decay: float = 0.0
@@ -119,7 +121,7 @@ def validate(cfg: BaseConfig) -> None:
     for name in positive:
         if getattr(cfg, name) <= 0:
             raise ConfigError(f"{name} must be positive, got {getattr(cfg, name)}")
-    for name in ["epochs", "steps", "num_threads", "seed"]:
+    for name in ["epochs", "steps", "num_threads", "seed", "keep_checkpoints"]:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.epochs == 0 and cfg.steps == 0:

@@ -17,10 +17,11 @@ from genlab.checkpoint import pick_device
 
 
 def evaluate(run_dir: str | Path, split: str = "test", seed: int = 0, device: str = "auto",
-             **options: Any) -> dict[str, Any]:
-    """Score the run's latest weights on ``split`` and write run_dir/metrics.json."""
+             step: int | None = None, **options: Any) -> dict[str, Any]:
+    """Score the run's latest weights (or checkpoint ``step``'s) on ``split`` and write
+    run_dir/metrics.json, which records the step."""
     run_dir = Path(run_dir)
-    run = recipes.load_run(run_dir, pick_device(device))
+    run = recipes.load_run(run_dir, pick_device(device), step)
     recipe = recipes.get(run.family)
     opts = recipes.verb_options(run.family, "evaluate", options)
     cfg = run.config

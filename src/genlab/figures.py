@@ -15,9 +15,10 @@ from genlab.errors import ConfigError
 
 
 def plot(run_dir: str | Path, kind: str, out: str | Path | None = None, device: str = "auto",
-         run: Run | None = None, **options: Any) -> Path:
-    """Draw one figure of a run; returns the PNG's path (default run_dir/figures/<kind>.png)."""
-    run = run or recipes.load_run(run_dir, pick_device(device))
+         run: Run | None = None, step: int | None = None, **options: Any) -> Path:
+    """Draw one figure of a run (its latest weights, or checkpoint ``step``'s); returns the PNG's
+    path (default run_dir/figures/<kind>.png)."""
+    run = run or recipes.load_run(run_dir, pick_device(device), step)
     kinds = recipes.get(run.family).figures
     if kind not in kinds:
         raise ConfigError(f"unknown figure {kind!r} for a {run.family} run; expected one of "

@@ -17,9 +17,11 @@ from genlab.errors import ConfigError, DataError, RunError
 from genlab.samplers import denoise
 
 
-def load_denoiser(run_dir: str | Path | Run, device: str = "auto") -> Run:
+def load_denoiser(run_dir: str | Path | Run, device: str = "auto",
+                  step: int | None = None) -> Run:
     """A run whose model is a denoiser, else a one-line RunError."""
-    run = run_dir if isinstance(run_dir, Run) else recipes.load_run(run_dir, pick_device(device))
+    run = (run_dir if isinstance(run_dir, Run)
+           else recipes.load_run(run_dir, pick_device(device), step))
     if not recipes.get(run.family).denoises:
         denoisers = sorted(name for name, r in recipes.RECIPES.items() if r.denoises)
         raise RunError(f"{run.run_dir} is a {run.family} run, not a denoiser; train one with "
@@ -57,7 +59,8 @@ def _write_png(arr: np.ndarray, path: Path) -> Path:
 def denoise_files(run_dir: str | Path | Run, inputs: list[str | Path], out_dir: str | Path,
                   clean: list[str | Path] | None = None, add_noise: bool = False,
                   peak: float | None = None, sigma: float | None = None, seed: int = 0,
-                  device: str = "auto", precision: str = "fp32") -> list[dict[str, Any]]:
+                  device: str = "auto", precision: str = "fp32",
+                  step: int | None = None) -> list[dict[str, Any]]:
     """Denoise image files of any size, grey or RGB (per channel), 8- or 16-bit, into
     ``out_dir``/<name>.png; returns one record per image (paths, size, and PSNR/SSIM in dB
     against ``clean`` references, given in the same order as ``inputs``).
@@ -70,7 +73,7 @@ def denoise_files(run_dir: str | Path | Run, inputs: list[str | Path], out_dir: 
     from genlab.corruption import corrupt
     from genlab.metrics import psnr, ssim, ssim_window
 
-    run = load_denoiser(run_dir, device)
+    run = load_denoiser(run_dir, device, step)
     cfg = run.config
     if clean is not None and len(clean) != len(inputs):
         raise ConfigError(f"{len(clean)} --clean reference(s) for {len(inputs)} input(s); give "
@@ -121,12 +124,14 @@ def denoise_files(run_dir: str | Path | Run, inputs: list[str | Path], out_dir: 
 
 
 def sample(run_dir: str | Path | Run, n: int = 64, seed: int = 0, device: str = "auto",
-           **options: Any) -> torch.Tensor:
-    """``n`` images from the run's latest (EMA, where kept) weights, float in [-1, 1]; ``options``
-    are the fields of the family's sample options (a name it does not take is refused)."""
+           step: int | None = None, **options: Any) -> torch.Tensor:
+    """``n`` images from the run's latest (or checkpoint ``step``'s) weights, the EMA copy where
+    kept, float in [-1, 1]; ``options`` are the fields of the family's sample options (a name it
+    does not take is refused)."""
     if n <= 0:
         raise ConfigError(f"number of samples must be positive, got {n}")
-    run = run_dir if isinstance(run_dir, Run) else recipes.load_run(run_dir, pick_device(device))
+    run = (run_dir if isinstance(run_dir, Run)
+           else recipes.load_run(run_dir, pick_device(device), step))
     opts = recipes.verb_options(run.family, "sample", options)
     gen = torch.Generator(device=run.device).manual_seed(seed)
     return recipes.get(run.family).sample(run, n, gen, opts).cpu()

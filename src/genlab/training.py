@@ -48,7 +48,7 @@ from genlab.recipes.base import TrainState
 
 # Fields that may change when a run is resumed: they extend it or move it, not change its maths.
 RESUMABLE_CHANGES = ("epochs", "steps", "max_minutes", "device", "num_threads", "log_every",
-                     "checkpoint_every", "run_dir", "data_dir", "download")
+                     "checkpoint_every", "keep_checkpoints", "run_dir", "data_dir", "download")
 PREVIEW_IMAGES = 64
 
 
@@ -490,7 +490,8 @@ def _save(state: TrainState, run_dir: Path, step: int, world: int) -> None:
                "world_size": world, "num_nodes": _num_nodes(world), "extra": state.extra}
     if cuda_states is not None:
         payload["cuda_rng"] = cuda_states
-    checkpoint.save_checkpoint(run_dir, step, unwrapped, payload, state.cfg)
+    checkpoint.save_checkpoint(run_dir, step, unwrapped, payload, state.cfg,
+                               keep=state.cfg.keep_checkpoints)
     preview_gen = torch.Generator(device=acc.device).manual_seed(12345)
     was_training = {n: m.training for n, m in unwrapped.items()}
     for m in unwrapped.values():
@@ -517,4 +518,5 @@ def _progress(enabled: bool, total: int, start: int, run_dir: Path):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, initial=start, desc=run_dir.name, unit="step", mininterval=0.5,
-                disable=not sys.stderr.isatty(), dynamic_ncols=True)
+                disable=not (sys.stderr.isatty() or "ipykernel" in sys.modules),  # Jupyter too
+                dynamic_ncols=True)

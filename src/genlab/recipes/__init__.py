@@ -79,13 +79,15 @@ def build_modules(cfg: BaseConfig, image_shape: tuple[int, int, int],
     return modules
 
 
-def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> Run:
-    """Rebuild the networks of a run folder from its config and load the latest weights."""
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
+             step: int | None = None) -> Run:
+    """Rebuild the networks of a run folder from its config and load the latest weights (or
+    those of checkpoint ``step``)."""
     run_dir = Path(run_dir)
     cfg = config_from_values(checkpoint.read_config_values(run_dir))
     info = checkpoint.read_data_info(run_dir)
     modules = build_modules(cfg, tuple(info["image_shape"]), len(info["classes"]))
-    step = checkpoint.load_into(run_dir, modules, device)
+    step = checkpoint.load_into(run_dir, modules, device, step)
     run = Run(run_dir, cfg, info, modules, step)
     if get(cfg.family).channels_last:  # type: ignore[attr-defined]
         run.model.to(memory_format=torch.channels_last)
