@@ -11,7 +11,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "genlab"
 LAYERS = {
     -1: {"errors"},  # the exception classes, importable from anywhere
     0: {"config", "diffusion", "corruption", "metrics", "plots", "files", "hardware"},
-    1: {"data", "models"},
+    1: {"data", "models", "trackers"},
     2: {"objectives", "samplers", "checkpoint", "featurenet"},
     3: {"recipes"},
     4: {"training", "evaluation", "figures", "inference", "reporting"},

@@ -61,6 +61,10 @@ class BaseConfig:
     """write a line to log.jsonl every this many steps"""
     checkpoint_every: int = 1000
     """write a checkpoint every this many steps (and always at the end)"""
+    log_with: Literal["none", "tensorboard", "wandb", "mlflow"] = "none"
+    """also send every log line's scalars, the preview grids and the final metrics to a tracker
+    (through Accelerate; pip install 'genlab[track]' for TensorBoard, wandb or mlflow yourself);
+    TensorBoard writes into RUN/trackers"""
     keep_checkpoints: int = 2
     """checkpoints kept in the run folder, newest first (0: every one; `--step N` picks one)"""
     num_threads: int = 0

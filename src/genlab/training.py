@@ -45,10 +45,12 @@ from genlab.errors import (
 from genlab.hardware import resolve_precision
 from genlab.plots import save_grid
 from genlab.recipes.base import TrainState
+from genlab.trackers import log_images, start_trackers, tracker
 
 # Fields that may change when a run is resumed: they extend it or move it, not change its maths.
 RESUMABLE_CHANGES = ("epochs", "steps", "max_minutes", "device", "num_threads", "log_every",
-                     "checkpoint_every", "keep_checkpoints", "run_dir", "data_dir", "download")
+                     "checkpoint_every", "keep_checkpoints", "log_with", "run_dir", "data_dir",
+                     "download")
 PREVIEW_IMAGES = 64
 
 
@@ -156,7 +158,9 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
     if precision != cfg.precision:  # 'auto' is resolved once and recorded in config.json
         cfg = replace(cfg, precision=precision)
     accelerator = Accelerator(cpu=use_cpu,
-                              mixed_precision="bf16" if cfg.precision == "bf16" else "no")
+                              mixed_precision="bf16" if cfg.precision == "bf16" else "no",
+                              log_with=tracker(cfg.log_with),
+                              project_dir=str(run_dir or cfg.run_dir or "."))  # set once known
     world = accelerator.num_processes
     warning = launch_warning(dict(os.environ), world)
     if accelerator.is_main_process and warning:
@@ -178,13 +182,19 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
                 print(message, file=sys.stderr)
     elif accelerator.is_main_process and "warning" in reason:
         print(reason, file=sys.stderr)
+    if cfg.log_with != "none":
+        start_trackers(accelerator, run_dir, cfg)
     try:
         with _StopSignals() as signals:
             return _loop(cfg, recipe, accelerator, run_dir, train_data, info, resume is not None,
                          signals, progress)
     finally:
+        if cfg.log_with != "none":
+            accelerator.end_training()
         if accelerator.is_main_process:
             checkpoint.unlock_run(run_dir)
+
+
 
 
 def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
@@ -298,6 +308,8 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
                           "train_seconds": round(trained_seconds, 2)}
                 if accelerator.is_main_process:
                     checkpoint.append_log(run_dir, record)
+                if cfg.log_with != "none":
+                    accelerator.log({k: v for k, v in record.items() if k != "step"}, step=done)
                 if bar is not None:
                     bar.set_postfix(epoch=f"{done / per_epoch:.2f}",
                                     loss=f"{record.get('loss', 0):.4g}",
@@ -500,6 +512,8 @@ def _save(state: TrainState, run_dir: Path, step: int, world: int) -> None:
     for n, m in unwrapped.items():
         m.train(was_training[n])
     save_grid(data.to_uint8(images), checkpoint.preview_path(run_dir, step), nrow=8)
+    if state.cfg.log_with != "none":
+        log_images(acc, "preview", data.to_uint8(images).cpu(), step)
 
 
 def wait_for_other_processes() -> None:
