@@ -357,7 +357,8 @@ def test_one_writer_per_run_folder(tmp_path, capsys):
     assert not checkpoint.lock_path(run).exists()
 
 
-@pytest.mark.slow  # four interpreters start (two agents, two workers): about 45 s on 2 cores
+# four interpreters start (two agents, two workers): about 30-45 s on 2 cores; issue 11 asks
+# for this proof in the default suite
 def test_two_nodes_on_one_machine_train_one_run(tmp_path, job):
     """Two torchrun agents, one process each, meeting at a c10d rendezvous on loopback: the
     same run as two processes under one agent, through the real `genlab` command."""
