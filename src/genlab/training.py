@@ -187,7 +187,9 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
 
     else:
         trained_seconds = 0.0
-    images, labels = train_data.images.to(device), train_data.labels.to(device)
+    # a memory-mapped (prepared) split stays on disk: each batch reads its rows, then moves alone
+    images = train_data.images if train_data.memory_mapped else train_data.images.to(device)
+    labels = train_data.labels.to(device)
     one = single_image(cfg, train_data.image_shape).to(device) if cfg.single_image else None
     bar = _progress(progress and accelerator.is_main_process, total, start, run_dir)
     sums: dict[str, float] = {}
@@ -198,8 +200,9 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
             if batches is None or i == 0:
                 batches = data.epoch_batches(n, cfg.batch_size, cfg.seed, epoch, rank, world)
             idx = batches[i].to(device)
-            x, y = data.to_float(images[idx] if one is None else one.expand(len(idx), -1, -1, -1)
-                                 ), labels[idx]               # (B, C, H, W) in [-1, 1]
+            batch = images[idx.to(images.device)].to(device) if one is None else one.expand(
+                len(idx), -1, -1, -1)
+            x, y = data.to_float(batch), labels[idx]           # (B, C, H, W) in [-1, 1]
             if cfg.hflip:
                 flip = torch.rand(x.shape[0], generator=gen, device=device) < 0.5
                 x = torch.where(flip[:, None, None, None], x.flip(-1), x)
