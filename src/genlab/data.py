@@ -117,8 +117,9 @@ def _max_value(dtype: torch.dtype) -> int:
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 0..255 (or uint16 0..65535) -> float32 in [-1, 1]."""
-    return x.to(torch.float32).div_(_max_value(x.dtype) / 2).sub_(1.0)
+    """uint8 (or float) grey levels 0..255, or uint16 0..65535 -> float32 in [-1, 1]."""
+    half = 65535 / 2 if x.dtype == torch.uint16 else 127.5
+    return x.to(torch.float32).div_(half).sub_(1.0)
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
