@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import mmap
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -586,9 +587,20 @@ def read_prepared_info(root: Path) -> dict[str, Any]:
     return meta
 
 
+def map_images(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A raw image file as an array mapped from disk (as np.memmap does): copy-on-write, so the
+    file is never modified, and advised for random access, since each batch reads scattered rows
+    (no readahead that a set larger than memory would only evict again)."""
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    if hasattr(mapped, "madvise"):  # POSIX only
+        mapped.madvise(mmap.MADV_RANDOM)
+    return np.frombuffer(mapped, dtype).reshape(shape)
+
+
 def load_prepared(root: Path, split: str, resolution: int = 0, channels: int = 0) -> ImageData:
-    """One split of a prepared folder; ``images`` is backed by np.memmap, so indexing a batch
-    reads only its rows from disk (copy-on-write: the file is never modified)."""
+    """One split of a prepared folder; ``images`` is a memory-mapped view of the file, so
+    indexing a batch reads only its rows from disk (see ``map_images``)."""
     meta = read_prepared_info(root)
     splits = meta["splits"]
     name = split if split in splits else ("test" if split == "val" and "test" in splits else None)
@@ -621,7 +633,7 @@ def load_prepared(root: Path, split: str, resolution: int = 0, channels: int = 0
     if count == 0:
         images = torch.empty((0, *shape), dtype=torch.from_numpy(np.empty(0, dtype)).dtype)
     else:
-        images = torch.from_numpy(np.memmap(images_path, dtype, mode="c", shape=(count, *shape)))
+        images = torch.from_numpy(map_images(images_path, dtype, (count, *shape)))
     return ImageData(images, torch.from_numpy(labels.astype(np.int64)), tuple(meta["classes"]),
                      f"prepared:{root}", split, memory_mapped=True)
 
