@@ -28,7 +28,7 @@ import genlab  # noqa: E402
 from genlab.models.vae import MLPVAE  # noqa: E402
 from genlab.objectives import vae_loss  # noqa: E402
 
-train_module = importlib.import_module("genlab.train")
+train_module = importlib.import_module("genlab.training")
 
 
 def peak_rss_mib() -> float:

@@ -123,7 +123,7 @@ def test_image_folder_bad_inputs(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         data.load(f"folder:{tmp_path / 'nope'}")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="no class subfolders"):
+    with pytest.raises(DataError, match="contains no images; expected them directly in it"):
         data.load(f"folder:{tmp_path / 'empty'}")
     (tmp_path / "empty" / "cls").mkdir()
     with pytest.raises(DataError, match="contains no images"):

@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--families", type=_tuple_of(str), default=None, metavar="F,F,...",
                    help=f"families to run (default: all: {','.join(RECIPES)})")
     add_denoise_parser(sub)
+    add_prepare_parser(sub)
     return parser
 
 
@@ -310,6 +311,8 @@ def run(ns: argparse.Namespace) -> int:
             print(f"figures and metrics: {page.parent}\nreport: {page}")
     elif ns.verb == "denoise":
         run_denoise(ns)
+    elif ns.verb == "prepare":
+        run_prepare(ns)
     return 0
 
 
@@ -357,6 +360,45 @@ def run_denoise(ns: argparse.Namespace) -> None:
             line += (f"  PSNR {r['psnr_noisy']:.2f} -> {r['psnr_denoised']:.2f} dB, "
                      f"SSIM {r['ssim_noisy']:.3f} -> {r['ssim_denoised']:.3f}")
         print(line)
+
+
+# --- the prepare verb ------------------------------------------------------------------------
+
+
+def add_prepare_parser(sub: Any) -> None:
+    from genlab.config import BaseConfig
+
+    docs, base = field_docs(BaseConfig), BaseConfig()
+    p = sub.add_parser(
+        "prepare", help="convert a dataset once into files that training reads from disk "
+                        "(--dataset prepared:DIR)",
+        description="Convert a dataset once into OUT/{train,test}.u8 (raw uint8 (N, C, H, W) "
+                    "images; .u16 for 16-bit files), OUT/{train,test}.labels.npy and "
+                    "OUT/dataset.json. Train on it with --dataset prepared:OUT: each batch reads "
+                    "only its own rows, so a set larger than memory trains in the same seeded "
+                    "batch order.")
+    p.add_argument("source", help="a dataset name (digits, mnist, fashion-mnist, cifar10, "
+                                  "fer2013) or folder:PATH")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output folder (created; must not hold a prepared dataset already)")
+    p.add_argument("--data-dir", default=None, help=docs["data_dir"])
+    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=base.download,
+                   help=f"{docs['download']} (default: {base.download})")
+    p.add_argument("--resolution", type=int, default=base.resolution,
+                   help=f"{docs['resolution']} (default: {base.resolution})")
+    p.add_argument("--image-channels", type=int, choices=(0, 1, 3), default=base.image_channels,
+                   help=f"{docs['image_channels']} (default: {base.image_channels})")
+
+
+def run_prepare(ns: argparse.Namespace) -> None:
+    from genlab import data
+
+    meta = data.prepare(ns.source, ns.out, ns.data_dir, ns.download, resolution=ns.resolution,
+                        channels=ns.image_channels, progress=sys.stderr.isatty())
+    for split, entry in meta["splits"].items():
+        print(f"{split}: {entry['count']} images of {'x'.join(map(str, meta['image_shape']))} "
+              f"{meta['dtype']} -> {ns.out / entry['images']}")
+    print(f"train on it with --dataset prepared:{ns.out}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -242,7 +242,7 @@ def _score(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int) -
                                     for p in m.parameters()),
               "loss_spikes": _spikes(log), "log_lines": len(log)}
     if recipe.likelihood is not None:
-        test = data.load(run.config.dataset, "test", run.config.data_dir, run.config.download)
+        test = data.load_split(run.config, "test")
         result["likelihood"] = recipe.likelihood(run, test, seed)
     return result
 

@@ -30,11 +30,19 @@ class BaseConfig:
     """Fields shared by every family: data, optimisation, bookkeeping."""
 
     dataset: str = "digits"
-    """dataset name: digits, mnist, fashion-mnist, cifar10, fer2013 or folder:PATH"""
+    """dataset name: digits, mnist, fashion-mnist, cifar10, fer2013, folder:PATH (images in it or
+    in one subfolder per class, optionally under train/ and test/) or prepared:DIR (written by
+    `genlab prepare`, read from disk batch by batch)"""
     data_dir: str | None = None
     """folder holding dataset files (default: ~/.cache/genlab/data); torchvision downloads there"""
     download: bool = True
     """download torchvision datasets that are missing from data_dir"""
+    resolution: int = 0
+    """resize the shorter side to N and centre-crop to N x N; 0 keeps the images' size, which
+    must then all agree"""
+    image_channels: int = 0
+    """1 or 3: convert every image to grey or RGB; 0 keeps them, and mixed grey/RGB is an error
+    naming a file"""
     run_dir: str | None = None
     """run folder (default: runs/<family>-<dataset>-<time>)"""
     seed: int = 0
@@ -134,9 +142,12 @@ def validate(cfg: BaseConfig) -> None:
         raise ConfigError(f"lr must be positive, got {cfg.lr}")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ConfigError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
-    for name in ["warmup_steps", "grad_clip", "max_minutes"]:
+    for name in ["warmup_steps", "grad_clip", "max_minutes", "resolution"]:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.image_channels not in (0, 1, 3):
+        raise ConfigError(f"image_channels must be 0 (keep), 1 (grey) or 3 (RGB), got "
+                          f"{cfg.image_channels}")
     cfg.check()
 
 

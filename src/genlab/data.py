@@ -1,43 +1,64 @@
-"""Datasets held in memory as one uint8 tensor per split; batches drawn by seeded index.
+"""Datasets as one integer tensor per split, in memory or memory-mapped; batches drawn by
+seeded index.
 
-Every loader returns an ``ImageData``: ``images`` (N, C, H, W) uint8 and ``labels`` (N,) int64.
-Batches are float in [-1, 1], converted per batch by ``to_float``. The image ranges are defined
-here and nowhere else: ``to_float`` / ``to_uint8`` (uint8 <-> [-1, 1]) and ``to_unit`` /
-``from_unit`` ([-1, 1] <-> [0, 1]). No per-item DataLoader on the hot path: indexing one
-in-memory tensor is several times faster than decoding items one by one.
+Every loader returns an ``ImageData``: ``images`` (N, C, H, W) uint8 (uint16 for image folders of
+16-bit files) and ``labels`` (N,) int64. Batches are float in [-1, 1], converted per batch by
+``to_float``. The image ranges are defined here and nowhere else: ``to_float`` / ``to_uint8``
+(uint8 or uint16 <-> [-1, 1]) and ``to_unit`` / ``from_unit`` ([-1, 1] <-> [0, 1]). No per-item
+DataLoader on the hot path: indexing one tensor is several times faster than decoding items one
+by one.
+
+Images are taken as users keep them: ``folder:PATH`` reads a flat folder (unlabelled) or one
+subfolder per class, optionally under train/ test/ split folders; ``resolution`` and ``channels``
+resize, centre-crop and convert every dataset. ``prepare`` converts any source once into raw
+(N, C, H, W) files plus dataset.json (as EDM's dataset_tool and nanoGPT's prepare.py do), and
+``prepared:DIR`` maps them from disk, so a batch reads only its own rows and a set larger than
+memory trains with the same seeded batch order.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
+import mmap
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from genlab.errors import DataError
+from genlab.config import BaseConfig
+from genlab.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 SPLITS = ("train", "test", "val")
+SPLIT_FOLDERS = {"train": ("train",), "test": ("test",), "val": ("val", "valid", "validation")}
+UNLABELLED = "unlabelled"  # the one class of a flat image folder
 FER_USAGE = {"Training": "train", "PublicTest": "test", "PrivateTest": "val"}
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                  "truck")
+PREPARED_FORMAT, PREPARED_VERSION = "genlab-prepared", 1
+FILE_SUFFIX = {"uint8": ".u8", "uint16": ".u16"}  # raw image files of a prepared dataset
+CHUNK = 1024  # images converted and written at a time
 
 
 @dataclass
 class ImageData:
-    """One split of a dataset, in memory."""
+    """One split of a dataset: in memory, or memory-mapped from a prepared folder."""
 
-    images: torch.Tensor  # (N, C, H, W) uint8, 0..255
+    images: torch.Tensor  # (N, C, H, W) uint8 0..255 (uint16 0..65535 for 16-bit image files)
     labels: torch.Tensor  # (N,) int64
     classes: tuple[str, ...]
     name: str
     split: str
+    memory_mapped: bool = False  # images read from disk row by row: keep them on the CPU
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -53,28 +74,100 @@ def default_data_dir() -> Path:
 
 
 def load(name: str, split: str = "train", data_dir: str | Path | None = None,
-         download: bool = True) -> ImageData:
-    """Load one split of a dataset by name (see DATASETS, plus ``folder:PATH``)."""
+         download: bool = True, resolution: int = 0, channels: int = 0) -> ImageData:
+    """Load one split of a dataset by name (see DATASETS), ``folder:PATH`` or ``prepared:DIR``
+    (a folder holding dataset.json is read as prepared), every image resized and centre-cropped
+    to ``resolution`` x ``resolution`` and converted to ``channels`` (1 grey, 3 RGB) when those
+    are non-zero."""
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+    check_target(resolution, channels)
+    if name.startswith("prepared:"):
+        return load_prepared(Path(name[len("prepared:"):]), split, resolution, channels)
     if name.startswith("folder:"):
-        return _load_folder_dataset(Path(name[len("folder:"):]), split)
+        root = Path(name[len("folder:"):])
+        if (root / "dataset.json").is_file():
+            return load_prepared(root, split, resolution, channels)
+        return _load_folder_dataset(root, split, resolution, channels)
     if name not in DATASETS:
         raise DataError(
-            f"unknown dataset {name!r}; expected one of {sorted(DATASETS)} or folder:PATH"
+            f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}, folder:PATH or "
+            "prepared:DIR"
         )
     root = Path(data_dir) if data_dir is not None else default_data_dir()
-    return DATASETS[name](root, split, download)
+    split_data = DATASETS[name](root, split, download)
+    if resolution or channels:
+        split_data.images = torch.cat([conform(chunk, resolution, channels)
+                                       for chunk in split_data.images.split(CHUNK)])
+    return split_data
+
+
+def check_target(resolution: int, channels: int) -> None:
+    """ConfigError unless resolution >= 0 and channels is 0, 1 or 3."""
+    if resolution < 0:
+        raise ConfigError(f"resolution must be >= 0 (0 keeps the images' size), got {resolution}")
+    if channels not in (0, 1, 3):
+        raise ConfigError(f"channels must be 0 (keep), 1 (grey) or 3 (RGB), got {channels}")
+
+
+def _max_value(dtype: torch.dtype) -> int:
+    if dtype == torch.uint8:
+        return 255
+    if dtype == torch.uint16:
+        return 65535
+    raise DataError(f"images must be uint8 or uint16, got {dtype}")
+
+
+def load_split(cfg: BaseConfig, split: str) -> ImageData:
+    """One split of a run's dataset, as its config says: data_dir, download, resolution and
+    image_channels."""
+    return load(cfg.dataset, split, cfg.data_dir, cfg.download, resolution=cfg.resolution,
+                channels=cfg.image_channels)
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 0..255 -> float32 in [-1, 1]."""
-    return x.to(torch.float32).div_(127.5).sub_(1.0)
+    """uint8 (or float) grey levels 0..255, or uint16 0..65535 -> float32 in [-1, 1]."""
+    half = 65535 / 2 if x.dtype == torch.uint16 else 127.5
+    return x.to(torch.float32).div_(half).sub_(1.0)
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """float in [-1, 1] -> uint8 0..255 (values outside the range are clipped, then rounded)."""
     return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, channels, H, W): grey is copied into R, G and B; RGB becomes grey by
+    ITU-R 601-2 luma (PIL's L = 0.299 R + 0.587 G + 0.114 B), rounded. 0 keeps the images."""
+    have = images.shape[1]
+    if channels in (0, have):
+        return images
+    if have == 1:
+        return images.expand(-1, channels, -1, -1).contiguous()
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    grey = (images.to(torch.float32) * luma).sum(1, keepdim=True)
+    return grey.round_().clamp_(0, _max_value(images.dtype)).to(images.dtype)
+
+
+def resize_crop(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, resolution, resolution): the shorter side resized to
+    ``resolution`` (bilinear, antialiased when shrinking), then the centre cropped; same dtype,
+    rounded. 0 keeps the images."""
+    height, width = images.shape[-2:]
+    if resolution == 0 or height == width == resolution:
+        return images
+    scale = resolution / min(height, width)
+    size = (max(resolution, round(height * scale)), max(resolution, round(width * scale)))
+    x = F.interpolate(images.to(torch.float32), size=size, mode="bilinear", antialias=True,
+                      align_corners=False)
+    top, left = (size[0] - resolution) // 2, (size[1] - resolution) // 2
+    x = x[..., top:top + resolution, left:left + resolution]
+    return x.round_().clamp_(0, _max_value(images.dtype)).to(images.dtype).contiguous()
+
+
+def conform(images: torch.Tensor, resolution: int, channels: int) -> torch.Tensor:
+    """``convert_channels`` then ``resize_crop``: what ``resolution`` and ``channels`` do."""
+    return resize_crop(convert_channels(images, channels), resolution)
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
@@ -255,7 +348,7 @@ def read_image(path: str | Path) -> np.ndarray:
                 arr = np.array(im, dtype=np.int64).clip(0, 65535).astype(np.uint16)
             elif im.mode in ("L", "RGB"):
                 arr = np.array(im)
-            elif im.mode == "LA":
+            elif im.mode in ("1", "LA"):
                 arr = np.array(im.convert("L"))
             else:
                 arr = np.array(im.convert("RGB"))
@@ -264,59 +357,293 @@ def read_image(path: str | Path) -> np.ndarray:
     return arr[:, :, None] if arr.ndim == 2 else arr
 
 
-def _load_folder_dataset(root: Path, split: str) -> ImageData:
-    """Images in one subfolder per class; ``root/<split>/<class>/`` when split folders exist.
+def _visible(path: Path, root: Path) -> bool:
+    """False for hidden files and anything inside a hidden folder below ``root``."""
+    return not any(part.startswith(".") for part in path.relative_to(root).parts)
 
-    Without split folders, every tenth image (in sorted order) forms the test split.
+
+def _image_files(folder: Path, recursive: bool) -> list[Path]:
+    """The image files in ``folder`` (and its subfolders when ``recursive``), sorted; any other
+    visible file is an error naming it."""
+    candidates = folder.rglob("*") if recursive else folder.iterdir()
+    files = sorted(p for p in candidates if p.is_file() and _visible(p, folder))
+    for p in files:
+        if p.suffix.lower() not in IMAGE_SUFFIXES:
+            raise DataError(f"{p}: not an image file (expected one of {sorted(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _folder_split(root: Path, split: str) -> tuple[list[tuple[Path, int]], tuple[str, ...]]:
+    """The (file, label) pairs of one split of an image folder, and its class names.
+
+    ``root`` holds images directly (one class, ``unlabelled``) or one subfolder per class, whose
+    images may sit in deeper subfolders; either layout may sit under train/ test/ (val/) split
+    folders. Class names are those of every split folder, so labels agree across splits. Without
+    split folders, every tenth image (in sorted order) forms the test split.
     """
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist")
-    split_names = {"train": ["train"], "test": ["test"], "val": ["val", "valid", "validation"]}
-    has_splits = any((root / s).is_dir() for s in ("train", "test"))
+    split_dirs = {s: next((root / f for f in folders if (root / f).is_dir()), None)
+                  for s, folders in SPLIT_FOLDERS.items()}
+    has_splits = split_dirs["train"] is not None or split_dirs["test"] is not None
     base = root
     if has_splits:
-        base = next((root / s for s in split_names[split] if (root / s).is_dir()), None)
+        base = split_dirs[split] or (split_dirs["test"] if split == "val" else None)
         if base is None:
-            if split == "val":
-                base = root / "test"
-            else:
-                raise DataError(f"image folder {root} has no {split}/ subfolder")
-    class_dirs = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not class_dirs:
-        raise DataError(f"image folder {base} has no class subfolders; expected "
-                        f"{base}/<class>/<image>.png")
-    files: list[tuple[Path, int]] = []
-    for label, d in enumerate(class_dirs):
-        for p in sorted(d.iterdir()):
-            if p.name.startswith(".") or p.is_dir():
-                continue
-            if p.suffix.lower() not in IMAGE_SUFFIXES:
-                raise DataError(f"{p}: not an image file (expected one of "
-                                f"{sorted(IMAGE_SUFFIXES)})")
-            files.append((p, label))
+            raise DataError(f"image folder {root} has no {split}/ subfolder")
+    bases = [d for d in split_dirs.values() if d is not None] if has_splits else [root]
+    classes = tuple(sorted({p.name for b in bases for p in b.iterdir()
+                            if p.is_dir() and not p.name.startswith(".")}))
+    if classes:
+        # other files beside the class folders (a README, a labels.csv) are not images: ignored
+        loose = sorted(p for p in base.iterdir() if p.is_file() and _visible(p, base)
+                       and p.suffix.lower() in IMAGE_SUFFIXES)
+        if loose:
+            raise DataError(f"{loose[0]}: an image beside the class folders of {base}; move it "
+                            f"into a class folder (or every image out of them, for an unlabelled "
+                            f"set)")
+        files = [(p, label) for label, name in enumerate(classes) if (base / name).is_dir()
+                 for p in _image_files(base / name, recursive=True)]
+    else:
+        classes = (UNLABELLED,)
+        files = [(p, 0) for p in _image_files(base, recursive=False)]
     if not files:
-        raise DataError(f"image folder {base} contains no images")
+        raise DataError(f"image folder {base} contains no images; expected them directly in it "
+                        f"(unlabelled) or in one subfolder per class")
     if not has_splits:
         files = [f for i, f in enumerate(files) if (i % 10 == 9) == (split != "train")]
         if not files:
             raise DataError(f"image folder {base} has too few images for a {split} split")
-    arrays = []
-    first_shape = None
-    for p, _ in files:
-        arr = read_image(p)
-        if arr.dtype != np.uint8:
-            arr = (arr.astype(np.float64) / 257.0).round().astype(np.uint8)
-        if first_shape is None:
-            first_shape = arr.shape
-        if arr.shape[:2] != first_shape[:2]:
-            raise DataError(f"{p}: image is {arr.shape[1]}x{arr.shape[0]}; expected "
-                            f"{first_shape[1]}x{first_shape[0]} like {files[0][0]}")
-        arrays.append(arr)
-    channels = max(a.shape[2] for a in arrays)
-    arrays = [np.repeat(a, channels, axis=2) if a.shape[2] != channels else a for a in arrays]
-    images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return files, classes
+
+
+def _describe(image: torch.Tensor, depth: np.dtype) -> str:
+    kind = {1: "grey", 3: "RGB"}.get(image.shape[1], f"{image.shape[1]}-channel")
+    return f"{8 * depth.itemsize}-bit {kind}"
+
+
+def read_folder_images(files: Iterable[Path], resolution: int = 0,
+                       channels: int = 0) -> Iterator[np.ndarray]:
+    """Each image file as a (C, H, W) array, conformed to ``resolution`` and ``channels``; the
+    first image sets the size, mode and bit depth that every later one must share (a DataError
+    names the first that does not, and the flag that would reconcile them)."""
+    first: tuple[Path, torch.Size, str] | None = None
+    for path in files:
+        arr = read_image(path)                                       # (H, W, C) uint8 or uint16
+        image = conform(torch.from_numpy(arr).permute(2, 0, 1)[None], resolution, channels)
+        mode = _describe(image, arr.dtype)
+        if first is None:
+            first = (path, image.shape, mode)
+        elif mode != first[2]:
+            fix = ("convert the files to one bit depth" if image.shape[1] == first[1][1]
+                   else "pass --image-channels 1 or 3 to convert every image")
+            raise DataError(f"{path}: {mode} image; expected {first[2]} like {first[0]}; {fix}")
+        elif image.shape[-2:] != first[1][-2:]:
+            (h, w), (h0, w0) = image.shape[-2:], first[1][-2:]
+            raise DataError(f"{path}: image is {w}x{h}; expected {w0}x{h0} like {first[0]}; "
+                            f"pass --resolution N to resize and centre-crop every image to NxN")
+        yield image[0].numpy()
+
+
+def _load_folder_dataset(root: Path, split: str, resolution: int = 0,
+                         channels: int = 0) -> ImageData:
+    """One split of an image folder (see ``_folder_split``) in memory; 16-bit files stay uint16."""
+    files, classes = _folder_split(root, split)
+    images = None
+    for i, image in enumerate(read_folder_images((p for p, _ in files), resolution, channels)):
+        if images is None:
+            images = np.empty((len(files), *image.shape), image.dtype)
+        images[i] = image
     labels = torch.tensor([label for _, label in files], dtype=torch.int64)
-    return ImageData(images, labels, tuple(d.name for d in class_dirs), f"folder:{root}", split)
+    return ImageData(torch.from_numpy(images), labels, classes, f"folder:{root}", split)
+
+
+# --- prepared datasets: raw (N, C, H, W) files read memory-mapped ------------------------------
+
+
+def prepare(source: str, out: str | Path, data_dir: str | Path | None = None,
+            download: bool = True, resolution: int = 0, channels: int = 0,
+            progress: bool = False) -> dict[str, Any]:
+    """Convert a dataset (a name or ``folder:PATH``) once into ``out``: {split}.u8, the raw
+    (N, C, H, W) uint8 images in row order ({split}.u16 for 16-bit files), {split}.labels.npy
+    and dataset.json; returns what dataset.json holds. An image folder is converted CHUNK images
+    at a time, never held whole in memory. ``load("prepared:OUT")`` then maps the files."""
+    check_target(resolution, channels)
+    out = Path(out)
+    if (out / "dataset.json").exists():
+        raise DataError(f"{out / 'dataset.json'} exists; {out} already holds a prepared dataset "
+                        f"(remove it or choose another --out)")
+    if source.startswith("prepared:"):
+        raise DataError(f"{source} is prepared already; pass its source (a dataset name or "
+                        f"folder:PATH) to prepare it again")
+    splits: dict[str, tuple[Iterable[np.ndarray], np.ndarray, int]] = {}
+    classes: tuple[str, ...] = ()
+    folder = Path(source[len("folder:"):]) if source.startswith("folder:") else None
+    for split in ("train", "test"):
+        if folder is not None:
+            if split == "test" and not _folder_has_split(folder, split):
+                continue
+            files, classes = _folder_split(folder, split)
+            images = read_folder_images((p for p, _ in files), resolution, channels)
+            labels = np.array([label for _, label in files], dtype=np.int64)
+            splits[split] = (_chunks(images), labels, len(files))
+        else:
+            split_data = load(source, split, data_dir, download, resolution, channels)
+            classes = split_data.classes
+            splits[split] = ((c.numpy() for c in split_data.images.split(CHUNK)),
+                             split_data.labels.numpy(), len(split_data))
+    return write_prepared(out, splits, classes, source, resolution, channels, progress)
+
+
+def _folder_has_split(root: Path, split: str) -> bool:
+    """Whether ``_folder_split(root, split)`` has a split to read (flat folders always do)."""
+    folders = [root / f for f in (*SPLIT_FOLDERS["train"], *SPLIT_FOLDERS["test"])]
+    if not any(f.is_dir() for f in folders):
+        return True
+    return any((root / f).is_dir() for f in SPLIT_FOLDERS[split])
+
+
+def _chunks(images: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """(C, H, W) arrays -> (k, C, H, W) arrays of up to CHUNK images."""
+    batch: list[np.ndarray] = []
+    for image in images:
+        batch.append(image)
+        if len(batch) == CHUNK:
+            yield np.stack(batch)
+            batch = []
+    if batch:
+        yield np.stack(batch)
+
+
+def write_prepared(out: str | Path,
+                   splits: dict[str, tuple[Iterable[np.ndarray], np.ndarray, int]],
+                   classes: tuple[str, ...], source: str, resolution: int = 0, channels: int = 0,
+                   progress: bool = False) -> dict[str, Any]:
+    """Write a prepared dataset: for each split, (k, C, H, W) image chunks appended to one raw
+    file, its labels and count; dataset.json last, so a folder without it is incomplete."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    entries: dict[str, Any] = {}
+    shape: tuple[int, ...] | None = None
+    dtype: np.dtype | None = None
+    for split, (chunks, labels, count) in splits.items():
+        labels = np.asarray(labels, dtype=np.int64)
+        if labels.shape != (count,):
+            raise DataError(f"{source} {split}: {labels.shape[0]} labels for {count} images")
+        bar = tqdm(total=count, desc=f"{split}", unit="img", disable=not progress,
+                   mininterval=0.5, dynamic_ncols=True)
+        written = 0
+        tmp = out / f"{split}.images.tmp"
+        try:
+            with open(tmp, "wb") as f:
+                for chunk in chunks:
+                    if shape is None:
+                        shape, dtype = tuple(chunk.shape[1:]), chunk.dtype
+                    if tuple(chunk.shape[1:]) != shape or chunk.dtype != dtype:
+                        raise DataError(f"{source} {split}: images are {tuple(chunk.shape[1:])} "
+                                        f"{chunk.dtype}; the earlier ones are {shape} {dtype} "
+                                        f"(pass --resolution and --image-channels to make them "
+                                        f"agree)")
+                    f.write(np.ascontiguousarray(chunk).tobytes())
+                    written += len(chunk)
+                    bar.update(len(chunk))
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # no half-written file is left behind
+            raise
+        finally:
+            bar.close()
+        if written != count:
+            raise DataError(f"{source} {split}: wrote {written} images; expected {count}")
+        if dtype is None:
+            raise DataError(f"{source} {split}: no images to prepare")
+        path = out / f"{split}{FILE_SUFFIX[str(dtype)]}"
+        os.replace(tmp, path)
+        np.save(out / f"{split}.labels.npy", labels)
+        entries[split] = {"count": count, "shape": [count, *shape], "images": path.name,
+                          "labels": f"{split}.labels.npy"}
+    meta = {"format": PREPARED_FORMAT, "version": PREPARED_VERSION, "source": source,
+            "resolution": resolution, "channels": channels, "image_shape": list(shape or ()),
+            "dtype": str(dtype), "classes": list(classes), "splits": entries,
+            "created_by": f"genlab {getattr(sys.modules.get('genlab'), '__version__', '?')}"}
+    (out / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def read_prepared_info(root: Path) -> dict[str, Any]:
+    """dataset.json of a prepared folder, checked; a DataError names the file and the fault."""
+    path = root / "dataset.json"
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; expected a folder written by "
+                        f"`genlab prepare SOURCE --out {root}`")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != PREPARED_FORMAT:
+        raise DataError(f"{path}: not a genlab prepared dataset (expected \"format\": "
+                        f"\"{PREPARED_FORMAT}\")")
+    if meta.get("version") != PREPARED_VERSION:
+        raise DataError(f"{path}: version {meta.get('version')!r}; this genlab reads version "
+                        f"{PREPARED_VERSION}")
+    missing = [k for k in ("image_shape", "dtype", "classes", "splits") if k not in meta]
+    if missing:
+        raise DataError(f"{path}: missing key(s) {missing}")
+    if meta["dtype"] not in FILE_SUFFIX:
+        raise DataError(f"{path}: dtype {meta['dtype']!r}; expected one of {list(FILE_SUFFIX)}")
+    return meta
+
+
+def map_images(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """A raw image file as an array mapped from disk (as np.memmap does): copy-on-write, so the
+    file is never modified, and advised for random access, since each batch reads scattered rows
+    (no readahead that a set larger than memory would only evict again)."""
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+    if hasattr(mapped, "madvise"):  # POSIX only
+        mapped.madvise(mmap.MADV_RANDOM)
+    return np.frombuffer(mapped, dtype).reshape(shape)
+
+
+def load_prepared(root: Path, split: str, resolution: int = 0, channels: int = 0) -> ImageData:
+    """One split of a prepared folder; ``images`` is a memory-mapped view of the file, so
+    indexing a batch reads only its rows from disk (see ``map_images``)."""
+    meta = read_prepared_info(root)
+    splits = meta["splits"]
+    name = split if split in splits else ("test" if split == "val" and "test" in splits else None)
+    if name is None:
+        raise DataError(f"{root} has no {split} split (prepared: {', '.join(splits)})")
+    shape = tuple(meta["image_shape"])                               # (C, H, W)
+    if resolution and shape[1:] != (resolution, resolution):
+        raise DataError(f"{root} holds {shape[2]}x{shape[1]} images; prepare it again with "
+                        f"--resolution {resolution} (or leave --resolution at 0)")
+    if channels and shape[0] != channels:
+        raise DataError(f"{root} holds {shape[0]}-channel images; prepare it again with "
+                        f"--image-channels {channels} (or leave --image-channels at 0)")
+    entry = splits[name]
+    count, dtype = int(entry["count"]), np.dtype(meta["dtype"])
+    images_path, labels_path = root / entry["images"], root / entry["labels"]
+    expected = count * math.prod(shape) * dtype.itemsize
+    if not images_path.is_file():
+        raise DataError(f"{images_path}: no such file; expected {expected} bytes of {name} images")
+    size = images_path.stat().st_size
+    if size != expected:
+        raise DataError(f"{images_path}: {size} bytes; expected {expected} ({count} images of "
+                        f"{'x'.join(map(str, shape))} {dtype}), so the file is truncated or from "
+                        f"another preparation; run genlab prepare again")
+    try:
+        labels = np.load(labels_path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{labels_path}: not a readable .npy file ({err})") from None
+    if labels.shape != (count,):
+        raise DataError(f"{labels_path}: {labels.shape} labels; expected ({count},)")
+    if count == 0:
+        images = torch.empty((0, *shape), dtype=torch.from_numpy(np.empty(0, dtype)).dtype)
+    else:
+        images = torch.from_numpy(map_images(images_path, dtype, (count, *shape)))
+    return ImageData(images, torch.from_numpy(labels.astype(np.int64)), tuple(meta["classes"]),
+                     f"prepared:{root}", split, memory_mapped=True)
 
 
 DATASETS: dict[str, Callable[[Path, str, bool], ImageData]] = {

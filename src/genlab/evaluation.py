@@ -26,7 +26,7 @@ def evaluate(run_dir: str | Path, split: str = "test", seed: int = 0, device: st
     recipe = recipes.get(run.family)
     opts = recipes.verb_options(run.family, "evaluate", options)
     cfg = run.config
-    split_data = data.load(cfg.dataset, split, cfg.data_dir, cfg.download)
+    split_data = data.load_split(cfg, split)
     results = recipe.evaluate(run, split_data, seed, opts)
     metrics = {"family": run.family, "dataset": cfg.dataset, "split": split, "step": run.step,
                **results}

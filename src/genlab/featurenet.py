@@ -36,7 +36,8 @@ def cache_root() -> Path:
 
 def feature_network(dataset: str, data_dir: str | None = None, download: bool = True,
                     steps: int = 1500, device: str | torch.device = "cpu",
-                    progress: bool = False) -> tuple[Features, dict[str, Any]]:
+                    progress: bool = False, resolution: int = 0,
+                    channels: int = 0) -> tuple[Features, dict[str, Any]]:
     """The classifier whose features the offline FID/KID use, trained once on the dataset's
     labelled train split and cached (weights + info.json with its recipe and test accuracy)
     under cache_root()/feature-nets/<dataset>-<hash of the recipe>/."""
@@ -44,14 +45,17 @@ def feature_network(dataset: str, data_dir: str | None = None, download: bool = 
     precision = "bf16" if native_bf16(device.type) else "fp32"
     recipe = {**FEATURE_NET, "precision": precision, "steps": steps, "dataset": dataset,
               "data_dir": str(Path(data_dir).resolve()) if data_dir else None}
+    recipe.update({k: v for k, v in (("resolution", resolution), ("channels", channels)) if v})
     digest = hashlib.sha1(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:10]
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", dataset).strip("_")
     folder = cache_root() / "feature-nets" / f"{slug}-{digest}"
     if (folder / "info.json").is_file():
         info = read_json(folder / "info.json")
     else:
-        info = _train_feature_network(data.load(dataset, "train", data_dir, download),
-                                      data.load(dataset, "test", data_dir, download),
+        info = _train_feature_network(data.load(dataset, "train", data_dir, download,
+                                                resolution, channels),
+                                      data.load(dataset, "test", data_dir, download,
+                                                resolution, channels),
                                       recipe, folder, progress, device)
     net = Classifier(info["image_shape"][0], len(info["classes"]), tuple(info["widths"]),
                      info["feature_dim"])

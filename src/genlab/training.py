@@ -69,7 +69,7 @@ def single_image(cfg: BaseConfig, image_shape: tuple[int, ...]) -> torch.Tensor:
     an image file of the dataset's shape."""
     spec = str(cfg.single_image)
     if spec.isdigit():
-        split = data.load(cfg.dataset, "train", cfg.data_dir, cfg.download)
+        split = data.load_split(cfg, "train")
         if int(spec) >= len(split):
             raise ConfigError(f"single_image index {spec} is outside the {cfg.dataset} train "
                               f"split (0..{len(split) - 1})")
@@ -169,7 +169,7 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
         run_dir = Path(_on_main(accelerator, lambda: str(cfg.run_dir or default_run_dir(cfg))))
 
     with accelerator.main_process_first():  # a download happens once; the others then read it
-        train_data = data.load(cfg.dataset, "train", cfg.data_dir, cfg.download)
+        train_data = data.load_split(cfg, "train")
     info = {"dataset": cfg.dataset, "image_shape": list(train_data.image_shape),
             "classes": list(train_data.classes), "num_train": len(train_data)}
     # One writer per run folder: the main process takes its lock and creates it (or truncates the
@@ -254,7 +254,9 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
         if start >= total or _out_of_time(cfg, trained_seconds):
             return run_dir
 
-    images, labels = train_data.images.to(device), train_data.labels.to(device)
+    # a memory-mapped (prepared) split stays on disk: each batch reads its rows, then moves alone
+    images = train_data.images if train_data.memory_mapped else train_data.images.to(device)
+    labels = train_data.labels.to(device)
     one = single_image(cfg, train_data.image_shape).to(device) if cfg.single_image else None
     nan_at = _test_hook("GENLAB_TEST_NAN_AT", rank)
     signal_at = _test_hook("GENLAB_TEST_SIGNAL_AT", rank)
@@ -269,8 +271,9 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
             if batches is None or i == 0:
                 batches = data.epoch_batches(n, cfg.batch_size, cfg.seed, epoch, rank, world)
             idx = batches[i].to(device)
-            x, y = data.to_float(images[idx] if one is None else one.expand(len(idx), -1, -1, -1)
-                                 ), labels[idx]               # (B, C, H, W) in [-1, 1]
+            batch = images[idx.to(images.device)].to(device) if one is None else one.expand(
+                len(idx), -1, -1, -1)
+            x, y = data.to_float(batch), labels[idx]           # (B, C, H, W) in [-1, 1]
             if step == nan_at:
                 x = x * float("nan")
             if cfg.hflip:

@@ -270,7 +270,7 @@ def noise_interpolation_figure(run: Run, out: Path,
 
 def load_split(run: Run, split: str) -> data.ImageData:
     cfg = run.config
-    return data.load(cfg.dataset, split, cfg.data_dir, cfg.download)
+    return data.load_split(cfg, split)
 
 
 @dataclass(frozen=True)
@@ -300,7 +300,9 @@ class SampleScorer:
         cfg = run.config
         self.opts, self.seed = opts, seed
         self.features, self.info = feature_network(cfg.dataset, cfg.data_dir, cfg.download,
-                                                   opts.feature_steps, run.device)
+                                                   opts.feature_steps, run.device,
+                                                   resolution=cfg.resolution,
+                                                   channels=cfg.image_channels)
         images = split_data.images[:opts.num_images] if opts.num_images else split_data.images
         self.real = data.to_float(images)
 
