@@ -301,7 +301,7 @@ def demo_figures(run_dirs: list[Path], out: Path) -> list[tuple[str, Path]]:
     return [("VAE reconstructions by latent size (default preset)", fig)]
 
 
-_DEMO = dict(dataset="digits", epochs=60, log_every=10, checkpoint_every=10_000)
+_DEMO = dict(dataset="digits", epochs=40, log_every=10, checkpoint_every=10_000)
 
 RECIPE = Recipe(
     name="vae",
