@@ -14,7 +14,6 @@ from torch import nn
 
 from genlab import data, plots
 from genlab.checkpoint import Run
-from genlab.config import BaseConfig
 from genlab.errors import ConfigError
 from genlab.models.gan import DCGANDiscriminator, DCGANGenerator
 from genlab.recipes.base import (
@@ -26,32 +25,26 @@ from genlab.recipes.base import (
     TrainState,
     gallery_figure,
 )
-from genlab.recipes.gan import adversarial_curves_figure, adversarial_step, setup
+from genlab.recipes.gan import (
+    AdversarialConfig,
+    adversarial_curves_figure,
+    adversarial_step,
+    setup,
+)
 from genlab.samplers import sample_gan, slerp
 
 
 @dataclass(frozen=True)
-class DCGANConfig(BaseConfig):
+class DCGANConfig(AdversarialConfig):
     """Unconditional DCGAN: z ~ N(0, I) -> image."""
 
     family: Literal["dcgan"] = "dcgan"
     """model family"""
-    width: int = 32
-    """base channel count of both networks"""
     latent_dim: int = 100
     """size of the noise vector z"""
-    adv_weight: float = 1.0
-    """scale of the generator's loss"""
-    lr_d: float = 1e-4
-    """Adam learning rate of the discriminator"""
-    beta1: float = 0.5
-    """Adam beta1 of both optimizers (0.5 as in DCGAN)"""
-    max_d_wins: int = 2000
-    """stop as diverged after this many consecutive steps with D(x) > 0.99 and D(G(z)) < 0.01"""
 
     def check(self) -> None:
-        if self.width <= 0:
-            raise ConfigError(f"width must be positive, got {self.width}")
+        super().check()
         if self.latent_dim <= 0:
             raise ConfigError(f"latent_dim must be positive, got {self.latent_dim}")
         if self.adv_weight <= 0:

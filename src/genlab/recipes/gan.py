@@ -39,27 +39,15 @@ from genlab.samplers import BM3D_MIN_SIZE, bm3d_available, denoise, denoise_clas
 
 
 @dataclass(frozen=True)
-class GANConfig(BaseConfig):
-    """Conditional GAN that denoises: noisy -> clean (pix2pix)."""
+class AdversarialConfig(BaseConfig):
+    """What both GAN families set alike: the networks' width, the weight of the adversarial
+    term, the two Adam optimizers and the divergence check."""
 
-    family: Literal["gan"] = "gan"
-    """model family"""
-    arch: Literal["reference", "unet"] = "unet"
-    """generator architecture: the notebook's 'reference' conv net, or a small 'unet'"""
-    disc: Literal["reference", "patch"] = "patch"
-    """discriminator: the notebook's 'reference' net, or a PatchGAN"""
     width: int = 32
-    """base channel count of the generator"""
-    noise: Literal["poisson", "gaussian"] = "poisson"
-    """corruption model"""
-    peak: float = 255.0
-    """Poisson: photons at white (255 = the reference: the grey level is the rate)"""
-    sigma: float = 25.0
-    """Gaussian: noise standard deviation in grey levels"""
-    l1_weight: float = 100.0
-    """weight of the L1 reconstruction term in the generator loss (pix2pix lambda)"""
+    """base channel count of the networks"""
     adv_weight: float = 1.0
-    """weight of the adversarial term (0 trains the L1-only ablation, no discriminator)"""
+    """weight of the adversarial term in the generator's loss (gan: 0 trains the L1-only
+    ablation, with no discriminator)"""
     lr_d: float = 1e-4
     """Adam learning rate of the discriminator"""
     beta1: float = 0.5
@@ -68,12 +56,35 @@ class GANConfig(BaseConfig):
     """stop as diverged after this many consecutive steps with D(x) > 0.99 and D(G(.)) < 0.01"""
 
     def check(self) -> None:
+        if self.width <= 0:
+            raise ConfigError(f"width must be positive, got {self.width}")
+
+
+@dataclass(frozen=True)
+class GANConfig(AdversarialConfig):
+    """Conditional GAN that denoises: noisy -> clean (pix2pix)."""
+
+    family: Literal["gan"] = "gan"
+    """model family"""
+    arch: Literal["reference", "unet"] = "unet"
+    """generator architecture: the notebook's 'reference' conv net, or a small 'unet'"""
+    disc: Literal["reference", "patch"] = "patch"
+    """discriminator: the notebook's 'reference' net, or a PatchGAN"""
+    noise: Literal["poisson", "gaussian"] = "poisson"
+    """corruption model"""
+    peak: float = 255.0
+    """Poisson: photons at white (255 = the reference: the grey level is the rate)"""
+    sigma: float = 25.0
+    """Gaussian: noise standard deviation in grey levels"""
+    l1_weight: float = 100.0
+    """weight of the L1 reconstruction term in the generator loss (pix2pix lambda)"""
+
+    def check(self) -> None:
+        super().check()
         if self.peak <= 0:
             raise ConfigError(f"peak (photons at white) must be positive, got {self.peak}")
         if self.sigma <= 0:
             raise ConfigError(f"sigma (grey levels) must be positive, got {self.sigma}")
-        if self.width <= 0:
-            raise ConfigError(f"width must be positive, got {self.width}")
 
 
 PRESETS = {
