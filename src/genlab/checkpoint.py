@@ -22,7 +22,7 @@ import json
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +252,6 @@ class Run:
     data_info: dict[str, Any]
     modules: dict[str, nn.Module]
     step: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model(self) -> nn.Module:

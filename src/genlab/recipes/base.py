@@ -268,6 +268,15 @@ def noise_interpolation_figure(run: Run, out: Path,
     return gallery_figure(images.float().cpu(), out, nrow=steps)
 
 
+def display_examples(split_data: data.ImageData, count: int = 10) -> torch.Tensor:
+    """Indices of fixed examples to show: the first image of each class, then the next ones."""
+    labels = split_data.labels
+    firsts = [int((labels == c).nonzero()[0]) for c in range(len(split_data.classes))
+              if (labels == c).any()]
+    rest = [i for i in range(len(labels)) if i not in set(firsts)]
+    return torch.tensor((firsts + rest)[:count])
+
+
 def load_split(run: Run, split: str) -> data.ImageData:
     cfg = run.config
     return data.load_split(cfg, split)

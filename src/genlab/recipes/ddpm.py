@@ -30,6 +30,7 @@ from genlab.recipes.base import (
     bf16_autocast,
     class_labels,
     curves_figure,
+    display_examples,
     gallery_figure,
     inference_precision,
     labels_with_dropout,
@@ -254,11 +255,7 @@ def forward_timesteps(num_steps: int, count: int = 6) -> list[int]:
 def display_images(run: Run, split: str, count: int = 8) -> torch.Tensor:
     """The first image of each class of the split (then the next ones), float in [-1, 1]."""
     split_data = load_split(run, split)
-    labels = split_data.labels
-    firsts = [int((labels == c).nonzero()[0]) for c in range(len(split_data.classes))
-              if (labels == c).any()]
-    rest = [i for i in range(len(labels)) if i not in set(firsts)]
-    return data.to_float(split_data.images[(firsts + rest)[:count]])
+    return data.to_float(split_data.images[display_examples(split_data, count)])
 
 
 def forward_figure(run: Run, out: Path, split: str = "test", seed: int = 0, **_: Any) -> Path:

@@ -29,6 +29,7 @@ from genlab.recipes.base import (
     TrainState,
     adam,
     curves_figure,
+    display_examples,
     gallery_figure,
     load_split,
 )
@@ -147,15 +148,6 @@ def evaluate(run: Run, split_data: data.ImageData, seed: int,
 
 
 # --- figures -------------------------------------------------------------------------------------
-
-
-def display_examples(split_data: data.ImageData, count: int = 10) -> torch.Tensor:
-    """Indices of fixed examples to show: the first image of each class, then the next ones."""
-    labels = split_data.labels
-    firsts = [int((labels == c).nonzero()[0]) for c in range(len(split_data.classes))
-              if (labels == c).any()]
-    rest = [i for i in range(len(labels)) if i not in set(firsts)]
-    return torch.tensor((firsts + rest)[:count])
 
 
 @torch.no_grad()
