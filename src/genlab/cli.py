@@ -210,6 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: runs/compare-DATASET)")
     p.add_argument("--num-samples", type=int, default=1000,
                    help="samples scored per run (default: 1000)")
+    p.add_argument("--leg-samples", type=int, default=300,
+                   help="samples behind each point of the FID-vs-training-minutes and "
+                        "FID-vs-NFE curves (default: 300)")
     p.add_argument("--feature-steps", type=int, default=1500,
                    help="training steps of the cached feature classifier (default: 1500)")
 
@@ -302,8 +305,8 @@ def run(ns: argparse.Namespace) -> int:
         print(f"report: {genlab.report(ns.run_dirs, ns.out)}")
     elif ns.verb == "compare":
         page = genlab.compare(ns.dataset, ns.data_dir, ns.minutes, ns.seeds, ns.families, ns.out,
-                              num_samples=ns.num_samples, feature_steps=ns.feature_steps,
-                              download=ns.download)
+                              num_samples=ns.num_samples, leg_samples=ns.leg_samples,
+                              feature_steps=ns.feature_steps, download=ns.download)
         print(f"comparison: {page.parent / 'compare.json'}\nreport: {page}")
     elif ns.verb == "demo":
         page = genlab.demo(ns.out, families=ns.families)

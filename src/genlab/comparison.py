@@ -162,6 +162,9 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
         if recipes.get(name).denoises:
             raise ConfigError(f"{name} is a denoiser: it has no samples to compare; compare "
                               f"generators such as {list(DEFAULT_FAMILIES)}")
+    if not 0 < leg_samples <= num_samples:
+        raise ConfigError(f"need 0 < --leg-samples <= --num-samples (the last curve point reuses "
+                          f"the final samples), got {leg_samples} and {num_samples}")
     if minutes <= 0 or seeds < 1:
         raise ConfigError(f"need minutes > 0 and seeds >= 1, got {minutes} and {seeds}")
     out = Path(out or f"runs/compare-{dataset}")
@@ -190,21 +193,27 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
                 _train_leg(cfg, run_dir, fraction * minutes, record)
                 if checkpoint.latest_checkpoint(run_dir) is None:  # diverged before any
                     break
-                run = recipes.load_run(run_dir, checkpoint.pick_device())
-                gen = torch.Generator(device=run.device).manual_seed(seed)
-                opts = recipes.verb_options(family, "sample", {})
-                fake = recipe.sample(run, leg_samples, gen, opts).cpu()
+                if fraction == LEGS[-1]:  # the last leg's curve point reuses the final draw
+                    _progress(f"{name}: scoring")
+                    record["final"], fake = _score(run_dir, recipe, scorer, seed, num_samples)
+                    run_step = record["final"]["step"]
+                else:
+                    run = recipes.load_run(run_dir, checkpoint.pick_device())
+                    gen = torch.Generator(device=run.device).manual_seed(seed)
+                    opts = recipes.verb_options(family, "sample", {})
+                    fake = recipe.sample(run, leg_samples, gen, opts).cpu()
+                    run_step = run.step
                 log = checkpoint.read_log(run_dir)
-                record["legs"].append({"fraction": fraction, "step": run.step,
+                record["legs"].append({"fraction": fraction, "step": run_step,
                                        "train_seconds": log[-1]["train_seconds"] if log else 0,
-                                       **scorer.quick_fid(fake)})
+                                       **scorer.quick_fid(fake[:leg_samples])})
                 write_json(path, state)
             if checkpoint.latest_checkpoint(run_dir) is None:
                 _progress(f"{name}: no checkpoint to score ({record.get('diverged', '')})")
                 continue
-            if "final" not in record:
+            if "final" not in record:  # a diverged run's last leg did not score it
                 _progress(f"{name}: scoring")
-                record["final"] = _score(run_dir, recipe, scorer, seed, num_samples)
+                record["final"] = _score(run_dir, recipe, scorer, seed, num_samples)[0]
                 write_json(path, state)
             if seed == 0 and "nfe_sweep" not in record and recipe.nfe_options is not None:
                 record["nfe_sweep"] = _nfe_sweep(run_dir, recipe, scorer, leg_samples, nfe_sweep)
@@ -219,7 +228,9 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     return compare_report(state, out / "report.html", figs)
 
 
-def _score(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int) -> dict[str, Any]:
+def _score(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int
+           ) -> tuple[dict[str, Any], torch.Tensor]:
+    """The final scores of a run, and the samples they were computed from."""
     run = recipes.load_run(run_dir, checkpoint.pick_device())
     opts = recipes.verb_options(recipe.name, "sample", {})
 
@@ -244,7 +255,7 @@ def _score(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int) -
     if recipe.likelihood is not None:
         test = data.load_split(run.config, "test")
         result["likelihood"] = recipe.likelihood(run, test, seed)
-    return result
+    return result, fake
 
 
 def _nfe_sweep(run_dir: Path, recipe, scorer: Scorer, n: int,
