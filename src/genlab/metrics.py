@@ -24,6 +24,30 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp(), dim=1)
 
 
+def normal_kl(mean1: torch.Tensor, var1: torch.Tensor | float, mean2: torch.Tensor,
+              var2: torch.Tensor | float) -> torch.Tensor:
+    """KL(N(mean1, var1) || N(mean2, var2)) per element, for diagonal Gaussians."""
+    var1, var2 = torch.as_tensor(var1), torch.as_tensor(var2)
+    return 0.5 * (torch.log(var2 / var1) + (var1 + (mean1 - mean2).pow(2)) / var2 - 1)
+
+
+def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor,
+                                        std: torch.Tensor | float,
+                                        half_bin: float = 1 / 255) -> torch.Tensor:
+    """log P(x) per element for images x on the grid of [-1, 1] (bins of width 2 * half_bin:
+    1/255 for 8-bit data), under N(mean, std^2) integrated over x's bin; the first and last bins
+    reach to -inf and +inf, so the probabilities of all grid values sum to 1 (Ho et al. 2020,
+    eq. 13)."""
+    std = torch.as_tensor(std, dtype=mean.dtype, device=mean.device)
+    upper = (x + half_bin - mean) / std
+    lower = (x - half_bin - mean) / std
+    log_cdf_upper = torch.special.log_ndtr(upper)             # x at -1: log P(X <= x + half)
+    log_sf_lower = torch.special.log_ndtr(-lower)             # x at +1: log P(X >= x - half)
+    mass = (torch.special.ndtr(upper) - torch.special.ndtr(lower)).clamp_min(1e-12)
+    return torch.where(x < -1 + half_bin, log_cdf_upper,
+                       torch.where(x > 1 - half_bin, log_sf_lower, mass.log()))
+
+
 def _log_normal(x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """log N(x; mu, diag(exp(logvar))) summed over the last dimension."""
     return -0.5 * (LOG_2PI + logvar + (x - mu).pow(2) / logvar.exp()).sum(-1)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.diffusion import NoiseSchedule
-from genlab.metrics import gaussian_kl
+from genlab.metrics import discretized_gaussian_log_likelihood, gaussian_kl, normal_kl
 
 
 def vae_loss(net: nn.Module, x01: torch.Tensor, beta: float = 1.0,
@@ -98,7 +98,39 @@ def ddpm_loss(net: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor,
     return loss, {"loss": loss.detach()}
 
 
+def ddpm_vlb_term(net: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor,
+                  y: torch.Tensor | None = None, gen: torch.Generator | None = None,
+                  half_bin: float = 1 / 255) -> torch.Tensor:
+    """One term of the DDPM variational bound (Ho et al. 2020, eq. 5) per image, in nats, at the
+    code timesteps ``t`` (B,) (paper t + 1), for the reverse process genlab samples with: mean
+    from eps (eq. 11), variance the posterior variance beta_tilde.
+
+    t >= 1: L_t = KL(q(x_{t-1} | x_t, x_0) || p(x_{t-1} | x_t)), x_t drawn from q(x_t | x_0);
+    both Gaussians have variance beta_tilde_t, so it is |mu_tilde - mu_theta|^2 / (2 beta_tilde_t).
+    t = 0: L_0 = -log p(x_0 | x_1), the discretised Gaussian decoder around the predicted mean,
+    with beta_tilde_1 as its variance (beta_tilde_0 is 0; improved-diffusion clips it the same
+    way). ``x0`` (B, C, H, W) on the data's grid in [-1, 1].
+    """
+    eps = torch.randn(x0.shape, generator=gen, device=x0.device)
+    x_t = schedule.q_sample(x0, t, eps)
+    mean = schedule.posterior_mean(x_t, t, net(x_t, t, y).float())       # mu_theta(x_t, t)
+    var = schedule.gather(schedule.posterior_variance, t.clamp_min(1), x0)  # beta_tilde_t
+    kl = normal_kl(schedule.posterior_mean_x0(x_t, t, x0), var, mean, var).flatten(1).sum(1)
+    decoder = -discretized_gaussian_log_likelihood(x0, mean, var.sqrt(), half_bin)
+    return torch.where(t == 0, decoder.flatten(1).sum(1), kl)
+
+
+def ddpm_prior_term(schedule: NoiseSchedule, x0: torch.Tensor) -> torch.Tensor:
+    """L_T = KL(q(x_T | x_0) || N(0, I)) per image, in nats: what the noise schedule leaves of
+    x_0 at t = T (about 0 when alpha_bar_T is about 0)."""
+    t_last = schedule.num_steps - 1
+    mean = schedule.gather(schedule.sqrt_alpha_bar, t_last, x0) * x0
+    var = schedule.gather(1 - schedule.alpha_bar, t_last, x0)
+    return normal_kl(mean, var, torch.zeros_like(x0), 1.0).flatten(1).sum(1)
+
+
 # --- flow matching -------------------------------------------------------------------------------
+
 
 def flow_times(n: int, sampling: str = "logit-normal", mean: float = 0.0, std: float = 1.0,
                gen: torch.Generator | None = None, device: torch.device | str = "cpu"
