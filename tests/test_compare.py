@@ -9,8 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
-from genlab import checkpoint
+from genlab import checkpoint, comparison
 from genlab.comparison import compare, summary, verdicts
 
 
@@ -85,9 +86,28 @@ def test_a_tiny_comparison_runs_resumes_and_renders(tmp_path: Path, one_thread, 
     assert [r["nfe"] for r in state["runs"]["flow-seed0"]["nfe_sweep"]] == [2, 4]
     assert {v["verdict"] for v in state["verdicts"]} <= {
         "supported", "contradicted", "not settled at this budget", "not measured"}
+    for name in ("vae-seed0", "flow-seed0"):
+        assert state["runs"][name]["final"]["path_length"] > 0
     lines = len(checkpoint.read_log(out / "flow-seed0"))
     compare(**args)  # everything is there: nothing is trained again
     assert len(checkpoint.read_log(out / "flow-seed0")) == lines
+    # measures an older genlab did not take, and the Inception FID asked for later, are added
+    # on resume without training anything
+    for record in state["runs"].values():
+        record["final"].pop("path_length")
+    (out / "compare.json").write_text(json.dumps(state))
+    calls = []
+    monkeypatch.setattr(comparison, "inception_fid",
+                        lambda real, fake, weights: calls.append((len(fake), weights)) or 12.5)
+    compare(**args, inception_weights="weights.pth")
+    again = json.loads((out / "compare.json").read_text())
+    assert len(checkpoint.read_log(out / "flow-seed0")) == lines
+    assert calls == [(150, "weights.pth")] * 2
+    for name in ("vae-seed0", "flow-seed0"):
+        final = again["runs"][name]["final"]
+        assert final["inception_fid"] == 12.5 and final["path_length"] > 0
+        assert final["path_length"] == pytest.approx(state["runs"][name]["final"].get(
+            "path_length", final["path_length"]))
     text = page.read_text()
     assert "Summary" in text and "lower is better" in text and "class='best'" in text
     for img in ("figures/fid_vs_training_minutes.png", "figures/flow-samples.png",
@@ -145,6 +165,28 @@ def test_run_report_renders_in_a_browser(tmp_path: Path, one_thread):
     text = page.read_text()
     assert text.count("<h2>vae: ") == 1 and text.count("<h2>ddpm: ") == 1
     check_in_browser(page)
+
+
+def test_path_length_is_zero_for_a_constant_map_and_scales_with_the_square_of_the_map():
+    identity = comparison.path_length(lambda z: z.float(), lambda x: x, (16,), pairs=200)
+    doubled = comparison.path_length(lambda z: 2 * z.float(), lambda x: x, (16,), pairs=200)
+    constant = comparison.path_length(lambda z: torch.ones_like(z), lambda x: x, (16,))
+    assert constant["path_length"] == 0
+    assert doubled["path_length"] == pytest.approx(4 * identity["path_length"], rel=1e-3)
+    # on the identity, |d slerp / dt|^2 = omega^2 |z|^2 ~ (pi/2)^2 * 16 for 16-d Gaussians
+    assert 20 < identity["path_length"] < 60
+
+
+def test_compare_set_flags_parse_as_json_values():
+    from genlab.cli import _preset_changes
+    from genlab.errors import ConfigError
+
+    assert _preset_changes(["ddpm.class_conditional=true", "flow.channels=[16,32]",
+                       "vae.beta=0.5", "ddpm.schedule=linear"]) == {
+        "ddpm": {"class_conditional": True, "schedule": "linear"},
+        "flow": {"channels": [16, 32]}, "vae": {"beta": 0.5}}
+    with pytest.raises(ConfigError, match="FAMILY.FIELD=VALUE"):
+        _preset_changes(["class_conditional=true"])
 
 
 def test_a_claim_whose_parts_disagree_is_mixed():

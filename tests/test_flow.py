@@ -150,3 +150,36 @@ def test_flow_end_to_end(tmp_path: Path, one_thread, monkeypatch):
     for label, nfe in (("euler2", 2), ("euler4", 4), ("heun2", 2), ("heun4", 4)):
         assert metrics[f"nfe_{label}"] == nfe and metrics[f"fid_{label}"] >= 0
         assert metrics[f"num_samples_{label}"] == 40
+
+
+def test_the_control_figure_of_a_class_conditional_run_adds_guidance_rows(tmp_path, monkeypatch):
+    from genlab import recipes
+    from genlab.checkpoint import Run
+    from genlab.recipes import base
+    from genlab.recipes import flow as flow_recipe
+
+    cfg = recipes.make_config("flow", "default", dataset="digits", channels=(8, 8),
+                              class_conditional=True, ema_decay=0.0)
+    modules = recipes.build_modules(cfg, (1, 8, 8), 10)
+    torch.manual_seed(0)
+    for m in modules.values():  # random weights everywhere (the output layer starts at zero)
+        for p in m.parameters():
+            torch.nn.init.normal_(p, std=0.1)
+        m.eval()
+    run = Run(tmp_path, cfg, {"image_shape": [1, 8, 8], "classes": [str(i) for i in range(10)]},
+              modules, 0)
+    shown = []
+    monkeypatch.setattr(base, "gallery_figure", lambda images, out, nrow: shown.append(images))
+    flow_recipe.interpolation_figure(run, tmp_path / "x.png")  # 6 rows of 10 steps
+    images = shown[0]
+    assert images.shape == ((6 + len(base.GUIDANCE_ROWS)) * 10, 1, 8, 8)
+    # the guidance rows share one noise per column; w = 1 is the plain conditional sampler
+    gen = torch.Generator().manual_seed(0)
+    torch.randn((12, 1, 8, 8), generator=gen)  # the six pairs of interpolation noises
+    columns = torch.randn((10, 1, 8, 8), generator=gen)
+    plain = flow_ode(run.model, columns.shape, 20, "heun", torch.arange(10), None, x1=columns,
+                     time_scale=flow_recipe.TIME_SCALE)
+    w1 = 6 + base.GUIDANCE_ROWS.index(1.0)
+    assert torch.allclose(images[w1 * 10:(w1 + 1) * 10], plain, atol=1e-5)
+    w0 = 6 + base.GUIDANCE_ROWS.index(0.0)
+    assert not torch.allclose(images[w0 * 10:(w0 + 1) * 10], plain, atol=1e-3)

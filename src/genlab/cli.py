@@ -10,6 +10,7 @@ with code 2.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import typing
 from dataclasses import MISSING, Field, fields
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from genlab.config import choices, field_docs
+from genlab.errors import ConfigError
 from genlab.recipes import RECIPES
 
 SKIP_FIELDS = {"family"}
@@ -35,6 +37,24 @@ def _tuple_of(kind: type) -> Any:
             raise argparse.ArgumentTypeError(
                 f"expected comma-separated {kind.__name__} values, got {text!r}") from None
     return parse
+
+
+def _preset_changes(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``FAMILY.FIELD=VALUE`` strings -> {family: {field: value}}; VALUE is read as JSON (true,
+    3, 0.5, [16, 32]) and else kept as text."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        family, dot, field = key.partition(".")
+        if not (eq and dot and family and field):
+            raise ConfigError(f"--set {item!r}: expected FAMILY.FIELD=VALUE, e.g. "
+                              f"ddpm.class_conditional=true")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out.setdefault(family, {})[field.replace("-", "_")] = value
+    return out
 
 
 def _shown(value: Any) -> str:
@@ -210,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output folder (default: runs/compare-DATASET)")
     p.add_argument("--num-samples", type=int, default=1000,
                    help="samples scored per run (default: 1000)")
+    p.add_argument("--inception-weights", default=None, metavar="PATH",
+                   help="also score every final sample set by the standard Inception FID with "
+                        "these weights (torch-fidelity's pt_inception-2015-12-05-6726825d.pth; "
+                        "needs pip install 'genlab[eval]'; about 6 GFLOP per image on the CPU)")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="FAMILY.FIELD=VALUE",
+                   help="change a family's default preset, e.g. ddpm.class_conditional=true "
+                        "(repeatable)")
     p.add_argument("--leg-samples", type=int, default=300,
                    help="samples behind each point of the FID-vs-training-minutes and "
                         "FID-vs-NFE curves (default: 300)")
@@ -249,7 +277,6 @@ ONCE_PER_JOB = ("evaluate", "sample", "plot", "report", "denoise")
 
 def run(ns: argparse.Namespace) -> int:
     import genlab
-    from genlab.errors import ConfigError
     from genlab.hardware import is_main_process, launched_processes
 
     if ns.verb in ONCE_PER_JOB and not is_main_process():
@@ -306,7 +333,9 @@ def run(ns: argparse.Namespace) -> int:
     elif ns.verb == "compare":
         page = genlab.compare(ns.dataset, ns.data_dir, ns.minutes, ns.seeds, ns.families, ns.out,
                               num_samples=ns.num_samples, leg_samples=ns.leg_samples,
-                              feature_steps=ns.feature_steps, download=ns.download)
+                              feature_steps=ns.feature_steps, download=ns.download,
+                              overrides=_preset_changes(ns.overrides),
+                              inception_weights=ns.inception_weights)
         print(f"comparison: {page.parent / 'compare.json'}\nreport: {page}")
     elif ns.verb == "demo":
         page = genlab.demo(ns.out, families=ns.families)

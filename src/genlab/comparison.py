@@ -29,13 +29,18 @@ from genlab.errors import ConfigError, TrainingDiverged
 from genlab.featurenet import feature_network
 from genlab.figures import plot
 from genlab.files import read_json, write_json
-from genlab.metrics import fid_kid, precision_recall
+from genlab.metrics import fid_kid, inception_fid, precision_recall
 from genlab.reporting import compare_report
+from genlab.samplers import slerp
 from genlab.training import train
 
 DEFAULT_FAMILIES = ("vae", "dcgan", "ddpm", "flow")
 LEGS = (0.25, 0.5, 1.0)
 NFE_SWEEP = (10, 20, 50)
+PATH_PAIRS, PATH_EPSILON = 64, 1e-4
+# settings added after comparisons were already written, with the value that matches those
+NEW_SETTINGS = {"inception_weights": None, "path_pairs": PATH_PAIRS}
+ADDITIVE = ("inception_weights",)  # settings that only add a measure: changeable on resume
 
 
 def _progress(message: str) -> None:
@@ -101,8 +106,10 @@ class Scorer:
     a subset of the training images for the memorisation distances."""
 
     def __init__(self, dataset: str, data_dir: str | None, download: bool,
-                 feature_steps: int, num_train_reference: int = 5000) -> None:
+                 feature_steps: int, num_train_reference: int = 5000,
+                 inception_weights: str | None = None) -> None:
         self.net, self.info = feature_network(dataset, data_dir, download, feature_steps)
+        self.inception_weights = inception_weights
         test = data.load(dataset, "test", data_dir, download)
         train_split = data.load(dataset, "train", data_dir, download)
         self.classes = list(test.classes)
@@ -124,7 +131,9 @@ class Scorer:
         d_fake = _nearest(fake[:n_mem], self.train_ref)
         d_test = _nearest(self.real[:n_mem], self.train_ref)
         close = float(torch.quantile(d_test, 0.01))
-        return {"fid": s["fid"], "kid": s["kid"], "kid_std": s["kid_std"],
+        inception = ({"inception_fid": inception_fid(self.real, fake, self.inception_weights)}
+                     if self.inception_weights else {})
+        return {"fid": s["fid"], "kid": s["kid"], "kid_std": s["kid_std"], **inception,
                 **{k: pr[k] for k in ("precision", "recall", "density", "coverage")},
                 "class_counts": counts, "class_entropy": _entropy(counts),
                 "real_class_entropy": _entropy(real_counts),
@@ -133,6 +142,27 @@ class Scorer:
                 "nn_train_distance_test": float(d_test.median()),
                 "nn_distance_ratio": float(d_fake.median() / d_test.median()),
                 "share_closer_than_test_1pct": float((d_fake < close).float().mean())}
+
+
+@torch.no_grad()
+def path_length(decode, features, latent_shape: tuple[int, ...], pairs: int = PATH_PAIRS,
+                epsilon: float = PATH_EPSILON, seed: int = 0) -> dict[str, float]:
+    """Perceptual path length (Karras et al. 2019, eq. 3) in the feature classifier's space: the
+    mean over ``pairs`` random points t of slerp paths between latents z0, z1 ~ N(0, I) of
+    |f(G(slerp(z0, z1, t))) - f(G(slerp(z0, z1, t + epsilon)))|^2 / epsilon^2, the values outside
+    the 1st-99th percentiles left out as they do. Low: small steps in the latent move the image
+    a little, which is what steering by latent needs (a collapsed generator is also low, so read
+    it beside recall and coverage)."""
+    gen = torch.Generator().manual_seed(seed)
+    z0 = torch.randn((pairs, *latent_shape), generator=gen)
+    z1 = torch.randn((pairs, *latent_shape), generator=gen)
+    t = torch.rand((pairs, 1), generator=gen, dtype=torch.float64) * (1 - epsilon)
+    images = decode(torch.cat([slerp(z0, z1, t), slerp(z0, z1, t + epsilon)])).float().cpu()
+    f = features(images)
+    d = (f[:pairs] - f[pairs:]).double().pow(2).sum(1) / epsilon**2
+    lo, hi = torch.quantile(d, 0.01), torch.quantile(d, 0.99)
+    return {"path_length": float(d[(d >= lo) & (d <= hi)].mean()),
+            "path_length_median": float(d.median()), "path_pairs": pairs}
 
 
 def _train_leg(cfg, run_dir: Path, minutes: float, record: dict[str, Any]) -> None:
@@ -154,9 +184,12 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
             seeds: int = 1, families: Sequence[str] | None = None, out: str | Path | None = None,
             num_samples: int = 1000, leg_samples: int = 300, feature_steps: int = 1500,
             download: bool = True, nfe_sweep: Sequence[int] = NFE_SWEEP,
-            overrides: dict[str, dict[str, Any]] | None = None) -> Path:
+            overrides: dict[str, dict[str, Any]] | None = None,
+            inception_weights: str | None = None, path_pairs: int = PATH_PAIRS) -> Path:
     """Train, score and compare ``families`` on ``dataset``; returns the report's path.
-    ``overrides`` changes a family's default preset (the demo shrinks the networks)."""
+    ``overrides`` changes a family's default preset (the demo shrinks the networks; ``{"ddpm":
+    {"class_conditional": True}}`` adds guidance rows to its control figure).
+    ``inception_weights`` adds the standard Inception FID of every final sample set."""
     families = tuple(families or DEFAULT_FAMILIES)
     for name in families:
         if recipes.get(name).denoises:
@@ -172,12 +205,17 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     settings = {"dataset": dataset, "data_dir": data_dir, "minutes": minutes, "seeds": seeds,
                 "families": list(families), "num_samples": num_samples,
                 "leg_samples": leg_samples, "feature_steps": feature_steps, "legs": list(LEGS),
-                "nfe_sweep": list(nfe_sweep), "overrides": overrides or {}}
+                "nfe_sweep": list(nfe_sweep), "overrides": overrides or {},
+                "inception_weights": inception_weights, "path_pairs": path_pairs}
     state = read_json(path) if path.is_file() else {"settings": settings, "runs": {}}
-    if state["settings"] != settings:
+    state["settings"] = {**NEW_SETTINGS, **state["settings"]}
+    if {k: v for k, v in state["settings"].items() if k not in ADDITIVE} != {
+            k: v for k, v in settings.items() if k not in ADDITIVE}:
         raise ConfigError(f"{path} was written with other settings ({state['settings']}); pass "
                           f"the same ones to resume it, or another --out")
-    scorer = Scorer(dataset, data_dir, download, feature_steps)
+    state["settings"] = settings
+    scorer = Scorer(dataset, data_dir, download, feature_steps,
+                    inception_weights=inception_weights)
     for family in families:
         recipe = recipes.get(family)
         for seed in range(seeds):
@@ -195,7 +233,8 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
                     break
                 if fraction == LEGS[-1]:  # the last leg's curve point reuses the final draw
                     _progress(f"{name}: scoring")
-                    record["final"], fake = _score(run_dir, recipe, scorer, seed, num_samples)
+                    record["final"], fake = _score(run_dir, recipe, scorer, seed, num_samples,
+                                                   path_pairs)
                     run_step = record["final"]["step"]
                 else:
                     run = recipes.load_run(run_dir, checkpoint.pick_device())
@@ -213,7 +252,14 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
                 continue
             if "final" not in record:  # a diverged run's last leg did not score it
                 _progress(f"{name}: scoring")
-                record["final"] = _score(run_dir, recipe, scorer, seed, num_samples)[0]
+                record["final"] = _score(run_dir, recipe, scorer, seed, num_samples,
+                                         path_pairs)[0]
+                write_json(path, state)
+            missing = _missing_measures(record["final"], recipe, scorer)
+            if missing:  # scored by an older genlab, or without --inception-weights
+                _progress(f"{name}: adding {', '.join(missing)}")
+                record["final"].update(_measure(run_dir, recipe, scorer, seed, num_samples,
+                                                path_pairs, missing))
                 write_json(path, state)
             if seed == 0 and "nfe_sweep" not in record and recipe.nfe_options is not None:
                 record["nfe_sweep"] = _nfe_sweep(run_dir, recipe, scorer, leg_samples, nfe_sweep)
@@ -228,8 +274,36 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     return compare_report(state, out / "report.html", figs)
 
 
-def _score(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int
-           ) -> tuple[dict[str, Any], torch.Tensor]:
+def _missing_measures(final: dict[str, Any], recipe, scorer: Scorer) -> list[str]:
+    """The measures a run's final scores lack that this comparison takes."""
+    wanted = {"likelihood": recipe.likelihood is not None,
+              "path_length": recipe.latent_map is not None,
+              "inception_fid": scorer.inception_weights is not None}
+    return [key for key, want in wanted.items() if want and key not in final]
+
+
+def _measure(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
+             path_pairs: int, keys: Sequence[str]) -> dict[str, Any]:
+    """The measures ``keys`` of a scored run (likelihood, path length, Inception FID)."""
+    run = recipes.load_run(run_dir, checkpoint.pick_device())
+    out: dict[str, Any] = {}
+    if "likelihood" in keys:
+        out["likelihood"] = recipe.likelihood(run, data.load_split(run.config, "test"), seed)
+    if "path_length" in keys:
+        shape, decode = recipe.latent_map(run)
+        out.update(path_length(lambda z: decode(z.to(run.device)),
+                               lambda x: _features(scorer.net, x)[0], shape, path_pairs,
+                               seed=seed))
+    if "inception_fid" in keys:
+        gen = torch.Generator(device=run.device).manual_seed(seed)
+        opts = recipes.verb_options(recipe.name, "sample", {})
+        fake = recipe.sample(run, num_samples, gen, opts).cpu()
+        out["inception_fid"] = inception_fid(scorer.real, fake, scorer.inception_weights)
+    return out
+
+
+def _score(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
+           path_pairs: int = PATH_PAIRS) -> tuple[dict[str, Any], torch.Tensor]:
     """The final scores of a run, and the samples they were computed from."""
     run = recipes.load_run(run_dir, checkpoint.pick_device())
     opts = recipes.verb_options(recipe.name, "sample", {})
@@ -252,9 +326,9 @@ def _score(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int
               "params_trained": sum(p.numel() for n, m in run.modules.items() if n != "ema"
                                     for p in m.parameters()),
               "loss_spikes": _spikes(log), "log_lines": len(log)}
-    if recipe.likelihood is not None:
-        test = data.load_split(run.config, "test")
-        result["likelihood"] = recipe.likelihood(run, test, seed)
+    result.update(_measure(run_dir, recipe, scorer, seed, num_samples, path_pairs,
+                           [k for k in _missing_measures(result, recipe, scorer)
+                            if k != "inception_fid"]))  # Scorer.full computed that one
     return result, fake
 
 
@@ -286,6 +360,7 @@ def _figures(run_dir: Path, recipe, out: Path) -> dict[str, str]:
 SUMMARY_MEASURES = (
     # key, label, unit, better ('lower' / 'higher' / None)
     ("fid", "FID", "", "lower"),
+    ("inception_fid", "Inception FID", "", "lower"),
     ("kid", "KID", "", "lower"),
     ("precision", "precision", "", "higher"),
     ("recall", "recall", "", "higher"),
@@ -293,6 +368,7 @@ SUMMARY_MEASURES = (
     ("class_entropy", "class entropy", "nats", "higher"),
     ("nn_distance_ratio", "NN-train distance, samples / test", "", None),
     ("nll_bits_per_dim", "NLL bound", "bits/dim", "lower"),
+    ("path_length", "latent path length", "", "lower"),
     ("seconds_per_sample", "time per sample", "s", "lower"),
     ("nfe", "network evaluations per sample", "", "lower"),
     ("flops_per_sample", "FLOPs per sample", "GFLOP", "lower"),
@@ -427,9 +503,12 @@ def verdicts(state: dict[str, Any]) -> list[dict[str, Any]]:
     if "dcgan" in families and diffusion:
         claim("GANs give finer control over the features of what they generate than diffusion "
               "models.",
-              "no single number measures 'control'; the control figures show latent "
-              "interpolation (GAN) against noise interpolation (DDPM, flow) side by side",
-              [("finer control", [])])
+              "perceptual path length in the classifier's features (Karras et al. 2019): how "
+              "far the image moves per small step along a path between two latents; lower is "
+              "smoother steering. The control figures show the paths (GAN: latent slerp; DDPM "
+              "and flow: noise slerp through their deterministic samplers)",
+              [("smoother latent paths", [("path_length", "dcgan", f, "lower")
+                                          for f in diffusion])])
     return out
 
 

@@ -286,10 +286,11 @@ def in_batches(draw: Callable[[tuple[int, ...], torch.Tensor | None], torch.Tens
     return torch.cat(out)
 
 
-def slerp(z0: torch.Tensor, z1: torch.Tensor, w: float) -> torch.Tensor:
+def slerp(z0: torch.Tensor, z1: torch.Tensor, w: float | torch.Tensor) -> torch.Tensor:
     """Spherical interpolation between latent or noise vectors (White 2016; Song et al. 2021 use
     it between DDIM noises): stays on the shell where Gaussian samples live, where a straight
-    line would pass through low-norm, untypical points. Rows of ``z0``/``z1`` are flattened."""
+    line would pass through low-norm, untypical points. Rows of ``z0``/``z1`` are flattened;
+    ``w`` is one weight, or an (n, 1) tensor of one weight per row."""
     a, b = z0.flatten(1).double(), z1.flatten(1).double()
     cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
     omega = torch.arccos(cos.clamp(-1, 1))[:, None]             # angle between the rows

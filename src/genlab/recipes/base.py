@@ -142,6 +142,9 @@ class NoOptions:
     """This verb takes no family options."""
 
 
+LatentMap = tuple[tuple[int, ...], Callable[[torch.Tensor], torch.Tensor]]
+
+
 @dataclass(frozen=True)
 class Recipe:
     """One model family, as the drivers see it. Every slot is filled (a test checks)."""
@@ -195,6 +198,9 @@ class Recipe:
     """(run, test split, seed) -> a bound on the test log-likelihood, where the family has one"""
     nfe_options: Callable[[int], dict[str, Any]] | None = None
     """a budget of network evaluations -> sample options that spend it (iterative samplers)"""
+    latent_map: Callable[[Run], LatentMap] | None = None
+    """run -> (shape of one latent, a deterministic map from latents (n, *shape) ~ N(0, I) to
+    images in [-1, 1]): what a user steers, as the path-length score of ``compare`` sees it"""
 
 
 # --- pieces several recipes share ------------------------------------------------------------
@@ -251,12 +257,19 @@ def gallery_figure(images: torch.Tensor, out: Path, nrow: int = 10) -> Path:
     return plots.save_grid(data.to_uint8(images), out, nrow=nrow)
 
 
+GUIDANCE_ROWS = (0.0, 1.0, 2.0, 4.0)  # classifier-free guidance scales of the control figure
+
+
 def noise_interpolation_figure(run: Run, out: Path,
-                               draw: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+                               draw: Callable[[torch.Tensor, torch.Tensor | None, float | None],
+                                              torch.Tensor],
                                seed: int = 0, rows: int = 6, steps: int = 10) -> Path:
     """Images along great circles between pairs of starting noises (slerp, as Song et al. 2021
     interpolate DDIM noises), one pair per row, through a deterministic sampler
-    ``draw(noise, labels)``; conditional runs fix a class per row."""
+    ``draw(noise, labels, guidance)``. Class-conditional runs fix a class per row, and add one
+    row per guidance scale in GUIDANCE_ROWS (0: unconditional, 1: plain conditional) with a
+    class per column (0, 1, ...) and one noise per column, so that a column shows what the
+    scale does to the same start."""
     gen = torch.Generator().manual_seed(seed)
     shape = (rows, *run.image_shape)
     n0, n1 = torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
@@ -264,8 +277,12 @@ def noise_interpolation_figure(run: Run, out: Path,
     y = class_labels(run.model, rows)
     y = None if y is None else y.repeat_interleave(steps)
     with bf16_autocast(run):
-        images = draw(noise.reshape(rows * steps, *run.image_shape).to(run.device), y)
-    return gallery_figure(images.float().cpu(), out, nrow=steps)
+        images = [draw(noise.reshape(rows * steps, *run.image_shape).to(run.device), y, None)]
+        if y is not None:
+            columns = torch.randn((steps, *run.image_shape), generator=gen).to(run.device)
+            labels = class_labels(run.model, steps)
+            images += [draw(columns, labels, w) for w in GUIDANCE_ROWS]
+    return gallery_figure(torch.cat([i.float().cpu() for i in images]), out, nrow=steps)
 
 
 def display_examples(split_data: data.ImageData, count: int = 10) -> torch.Tensor:

@@ -18,6 +18,7 @@ from genlab.errors import ConfigError
 from genlab.models.gan import DCGANDiscriminator, DCGANGenerator
 from genlab.recipes.base import (
     DemoRun,
+    LatentMap,
     NoOptions,
     Recipe,
     SampleScoreOptions,
@@ -120,6 +121,11 @@ def interpolation_figure(run: Run, out: Path, seed: int = 0, rows: int = 6, step
     return plots.save_grid(data.to_uint8(images), out, nrow=steps)
 
 
+def latent_map(run: Run) -> LatentMap:
+    """z ~ N(0, I) -> G(z)."""
+    return (run.config.latent_dim,), lambda z: sample_gan(run.model, len(z), z=z)  # type: ignore[attr-defined]
+
+
 FIGURES = {"samples": samples_figure, "interpolation": interpolation_figure,
            "curves": adversarial_curves_figure}
 
@@ -145,4 +151,5 @@ RECIPE = Recipe(
                        checkpoint_every=10_000, num_threads=1),
                   dict(num_samples=300, feature_steps=400)),),
     control_figure="interpolation",
+    latent_map=latent_map,
 )

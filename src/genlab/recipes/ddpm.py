@@ -23,6 +23,7 @@ from genlab.models.unet import ReferenceUNet, ResUNet
 from genlab.objectives import ddpm_loss, ddpm_prior_term, ddpm_vlb_term
 from genlab.recipes.base import (
     DemoRun,
+    LatentMap,
     Recipe,
     SampleScoreOptions,
     SampleScorer,
@@ -363,12 +364,25 @@ def samples_figure(run: Run, out: Path, seed: int = 0, n: int = 100, **_: Any) -
 
 
 def interpolation_figure(run: Run, out: Path, seed: int = 0, **_: Any) -> Path:
-    """What a user can steer: deterministic DDIM-50 (eta 0) images between pairs of noises."""
+    """What a user can steer: deterministic DDIM-50 (eta 0) images between pairs of noises, and
+    for class-conditional runs the classes across guidance scales."""
     schedule = schedule_of(run.config, run.device)  # type: ignore[arg-type]
     steps = min(PREVIEW_DDIM_STEPS, schedule.num_steps)
     return noise_interpolation_figure(
-        run, out, lambda x_T, y: ddim(run.model, schedule, x_T.shape, steps, 0.0, y, x_T=x_T),
-        seed)
+        run, out, lambda x_T, y, w: ddim(run.model, schedule, x_T.shape, steps, 0.0, y, w,
+                                         x_T=x_T), seed)
+
+
+PATH_DDIM_STEPS = 20  # the deterministic map of the path-length score: 20 DDIM steps, eta 0
+
+
+def latent_map(run: Run) -> LatentMap:
+    """x_T ~ N(0, I) -> x_0 by deterministic DDIM (eta 0, PATH_DDIM_STEPS steps), unconditional
+    (null label) for class-conditional runs."""
+    schedule = schedule_of(run.config, run.device)  # type: ignore[arg-type]
+    steps = min(PATH_DDIM_STEPS, schedule.num_steps)
+    return run.image_shape, lambda x_T: ddim(run.model, schedule, x_T.shape, steps, 0.0,
+                                             x_T=x_T).float()
 
 
 FIGURES = {"forward": forward_figure, "snr": snr_figure, "progression": progression_figure,
@@ -404,4 +418,5 @@ RECIPE = Recipe(
     control_figure="interpolation",
     nfe_options=lambda nfe: {"sampler": "ddim", "steps": nfe},
     likelihood=likelihood,
+    latent_map=latent_map,
 )

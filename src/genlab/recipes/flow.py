@@ -19,6 +19,7 @@ from genlab.errors import ConfigError
 from genlab.objectives import flow_loss
 from genlab.recipes.base import (
     DemoRun,
+    LatentMap,
     Recipe,
     SampleScoreOptions,
     SampleScorer,
@@ -208,10 +209,17 @@ def samples_figure(run: Run, out: Path, seed: int = 0, n: int = 100, **_: Any) -
 
 def interpolation_figure(run: Run, out: Path, seed: int = 0, **_: Any) -> Path:
     """What a user can steer: Heun-20 ODE images between pairs of noises (the ODE maps each noise
-    to one image)."""
+    to one image), and for class-conditional runs the classes across guidance scales."""
     return noise_interpolation_figure(
-        run, out, lambda x1, y: flow_ode(run.model, x1.shape, 20, "heun", y, x1=x1,
-                                         time_scale=TIME_SCALE), seed)
+        run, out, lambda x1, y, w: flow_ode(run.model, x1.shape, 20, "heun", y, w, x1=x1,
+                                            time_scale=TIME_SCALE), seed)
+
+
+def latent_map(run: Run) -> LatentMap:
+    """x_1 ~ N(0, I) -> x_0 by the Heun-20 ODE (the default sampler), unconditional (null label)
+    for class-conditional runs."""
+    return run.image_shape, lambda x1: flow_ode(run.model, x1.shape, 20, "heun", None, x1=x1,
+                                                time_scale=TIME_SCALE).float()
 
 
 FIGURES = {"path": path_figure, "trajectories": trajectories_figure, "samples": samples_figure,
@@ -243,4 +251,5 @@ RECIPE = Recipe(
                        feature_steps=400)),),
     control_figure="interpolation",
     nfe_options=lambda nfe: {"solver": "heun", "nfe": nfe},
+    latent_map=latent_map,
 )

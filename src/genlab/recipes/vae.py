@@ -23,6 +23,7 @@ from genlab.models.vae import MLPVAE, ConvVAE
 from genlab.objectives import vae_loss
 from genlab.recipes.base import (
     DemoRun,
+    LatentMap,
     NoOptions,
     Recipe,
     Sweep,
@@ -266,6 +267,11 @@ def likelihood(run: Run, split_data: data.ImageData, seed: int) -> dict[str, Any
             "bound": "IWAE, k = 100", "likelihood": m["likelihood"], "num_images": m["num_images"]}
 
 
+def latent_map(run: Run) -> LatentMap:
+    """z ~ N(0, I) -> the decoder's mean image."""
+    return (run.config.latent_dim,), lambda z: sample_vae(run.model, len(z), z=z)  # type: ignore[attr-defined]
+
+
 def default_figures(run: Run) -> list[str]:
     two = run.config.latent_dim == 2  # type: ignore[attr-defined]
     return ["reconstructions", "samples", "interpolation", "curves",
@@ -324,4 +330,5 @@ RECIPE = Recipe(
                 "reconstructions_by_latent_dim.png"),
     control_figure="interpolation",
     likelihood=likelihood,
+    latent_map=latent_map,
 )
