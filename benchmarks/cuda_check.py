@@ -37,7 +37,7 @@ def smoke(out: Path) -> None:
     cases = [("vae", dict(latent_dim=2)), ("gan", dict(dataset="digits", disc="reference")),
              ("dcgan", dict(dataset="digits")), ("ddpm", dict(num_steps=100)), ("flow", {})]
     for family, extra in cases:
-        for precision in ("fp32", "bf16"):
+        for precision in ("fp32", "bf16", "fp16"):  # fp16: gradient scaling
             common = dict(dataset="digits", device="cuda", precision=precision,
                           channels_last=precision == "bf16", log_every=20, checkpoint_every=40,
                           steps=80, **extra)

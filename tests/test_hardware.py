@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
+from conftest import run_cli
 
 from genlab import training
 from genlab.hardware import bf16_slowdown, native_bf16, resolve_precision
@@ -21,6 +23,23 @@ def test_auto_follows_the_hardware_and_explicit_choices_stay():
     precision, reason = resolve_precision("bf16", "cpu")
     assert precision == "bf16"
     assert ("warning" in reason and "slower than fp32" in reason) == (not native)
+
+
+def test_gpus_without_bf16_get_fp16_with_gradient_scaling_and_cpus_never_do(monkeypatch):
+    import genlab.hardware as hw
+    from genlab.errors import ConfigError
+
+    monkeypatch.setattr(hw, "native_bf16", lambda device_type="cpu": False)
+    assert hw.resolve_precision("auto", "cuda")[0] == "fp16"
+    assert "gradient scaling" in hw.resolve_precision("auto", "cuda")[1]
+    assert hw.resolve_precision("auto", "cpu")[0] == "fp32"
+    monkeypatch.setattr(hw, "native_bf16", lambda device_type="cpu": True)
+    assert hw.resolve_precision("auto", "cuda")[0] == "bf16"
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA GPU"):
+        hw.resolve_precision("fp16", "cpu")
+    code, _, err = run_cli("train", "vae", "--dataset", "digits", "--steps", "1",
+                           "--precision", "fp16", "--device", "cpu")
+    assert code == 2 and "fp16 needs a CUDA GPU" in err
 
 
 def test_bf16_slowdown_is_measured():

@@ -58,9 +58,10 @@ class BaseConfig:
     """images per optimizer step (per process)"""
     lr: float = 1e-3
     """Adam learning rate"""
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    """'auto' (bf16 autocast where the CPU or GPU runs bf16 natively, else fp32; the choice is
-    written into config.json), 'fp32', or 'bf16' autocast"""
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    """'auto' (bf16 autocast where the CPU or GPU runs bf16 natively, fp16 with gradient scaling
+    on CUDA GPUs without bf16, else fp32; the choice is written into config.json), 'fp32',
+    'bf16' autocast, or 'fp16' autocast with gradient scaling (CUDA only)"""
     channels_last: bool = False
     """keep conv activations in channels-last memory format (faster convolutions on CPU and GPU)"""
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -14,6 +14,8 @@ from functools import cache
 
 import torch
 
+from genlab.errors import ConfigError
+
 
 @cache
 def native_bf16(device_type: str = "cpu") -> bool:
@@ -58,14 +60,21 @@ def bf16_slowdown(size: int = 512, repeats: int = 2) -> float:
 
 
 def resolve_precision(requested: str, device_type: str = "cpu") -> tuple[str, str]:
-    """The precision to run (``'fp32'`` or ``'bf16'``) for ``requested`` ('auto', 'fp32', 'bf16')
-    on a device type, and a one-line reason."""
+    """The precision to run (``'fp32'``, ``'bf16'`` or ``'fp16'``) for ``requested`` ('auto',
+    'fp32', 'bf16', 'fp16') on a device type, and a one-line reason. fp16 needs gradient
+    scaling, which genlab (through Accelerate) does on CUDA only."""
     native = native_bf16(device_type)
     where = "this GPU" if device_type == "cuda" else cpu_name()
     if requested == "auto":
         if native:
             return "bf16", f"precision auto -> bf16: bf16 is native on {where}"
+        if device_type == "cuda":
+            return "fp16", (f"precision auto -> fp16 with gradient scaling: {where} has no "
+                            f"native bf16")
         return "fp32", f"precision auto -> fp32: bf16 is emulated on {where}"
+    if requested == "fp16" and device_type != "cuda":
+        raise ConfigError(f"precision fp16 needs a CUDA GPU (its gradient scaling runs there); "
+                          f"on {where} use fp32, or auto")
     if requested == "bf16" and not native:
         slowdown = f"{bf16_slowdown():.0f}x" if device_type == "cpu" else "much"
         return "bf16", (f"warning: bf16 is emulated on {where}: a bf16 matmul measured "

@@ -158,7 +158,8 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
     if precision != cfg.precision:  # 'auto' is resolved once and recorded in config.json
         cfg = replace(cfg, precision=precision)
     accelerator = Accelerator(cpu=use_cpu,
-                              mixed_precision="bf16" if cfg.precision == "bf16" else "no",
+                              mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(
+                                  cfg.precision, "no"),
                               log_with=tracker(cfg.log_with),
                               project_dir=str(run_dir or cfg.run_dir or "."))  # set once known
     world = accelerator.num_processes

@@ -1,0 +1,82 @@
+"""What ``--precision auto`` chooses on this machine, and the training images/s it gives against
+fp32 and forced bf16, side by side in one process, for every generating family's default preset.
+
+Each (family, precision) trains a few steps on MNIST (../shared/data/mnist, else the embedded
+digits) from scratch in a temporary folder; images/s is the median of the logged intervals after
+the first (warm-up). Forced bf16 runs only ``--bf16-steps`` steps: on a CPU without native bf16
+(AVX2) it is one to two orders of magnitude slower, which is why auto does not pick it there.
+
+    .venv/bin/python benchmarks/bench_precision.py [--families ddpm,flow,dcgan,vae] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import platform
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+import torch  # noqa: E402
+
+from genlab import checkpoint, recipes  # noqa: E402
+from genlab.hardware import native_bf16, resolve_precision  # noqa: E402
+from genlab.training import train  # noqa: E402
+
+STEPS = {"ddpm": 24, "flow": 24, "dcgan": 60, "vae": 300}  # fp32 and auto
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def images_per_s(family: str, precision: str, steps: int, data: dict, threads: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = recipes.make_config(family, "default", **data, precision=precision, steps=steps,
+                                  log_every=max(1, steps // 4), checkpoint_every=10_000,
+                                  num_threads=threads, run_dir=str(Path(tmp) / "run"))
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            run_dir = train(cfg, progress=False)
+        speeds = [r["images_per_s"] for r in checkpoint.read_log(run_dir) if "images_per_s" in r]
+        return statistics.median(speeds[1:] or speeds)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--families", default="ddpm,flow,dcgan,vae")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--bf16-steps", type=int, default=4)
+    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"))
+    args = ap.parse_args()
+    data = (dict(dataset="mnist", data_dir=args.data_dir, download=False)
+            if Path(args.data_dir).is_dir() else dict(dataset="digits"))
+    auto = resolve_precision("auto", "cpu")
+    print(f"{cpu_name()}; torch capability {torch.backends.cpu.get_cpu_capability()}; native "
+          f"bf16: {native_bf16('cpu')}; --precision auto -> {auto}; {args.threads} threads; "
+          f"data {data['dataset']}")
+    rows = []
+    for family in args.families.split(","):
+        row = {"family": family}
+        for precision in ("fp32", "auto", "bf16"):
+            steps = args.bf16_steps if precision == "bf16" and not native_bf16("cpu") \
+                else STEPS[family]
+            row[precision] = images_per_s(family, precision, steps, data, args.threads)
+        rows.append(row)
+        print(f"{family:6s} fp32 {row['fp32']:8.1f} img/s   auto({auto}) {row['auto']:8.1f} "
+              f"img/s ({row['auto'] / row['fp32']:.2f}x)   bf16 {row['bf16']:8.1f} img/s "
+              f"({row['bf16'] / row['fp32']:.3f}x)", flush=True)
+    print(json.dumps({"cpu": cpu_name(), "auto": auto, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
