@@ -40,11 +40,13 @@ def cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def images_per_s(family: str, precision: str, steps: int, data: dict, threads: int) -> float:
+def images_per_s(family: str, precision: str, steps: int, data: dict, threads: int,
+                 minutes: float = 0.0) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = recipes.make_config(family, "default", **data, precision=precision, steps=steps,
                                   log_every=max(1, steps // 4), checkpoint_every=10_000,
-                                  num_threads=threads, run_dir=str(Path(tmp) / "run"))
+                                  num_threads=threads, max_minutes=minutes,
+                                  run_dir=str(Path(tmp) / "run"))
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             run_dir = train(cfg, progress=False)
         speeds = [r["images_per_s"] for r in checkpoint.read_log(run_dir) if "images_per_s" in r]
@@ -55,12 +57,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", default="ddpm,flow,dcgan,vae")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--bf16-steps", type=int, default=4)
+    ap.add_argument("--bf16-steps", type=int, default=3)
+    ap.add_argument("--bf16-minutes", type=float, default=1.0,
+                    help="time cap of each emulated-bf16 run (it stops after the step that "
+                         "passes it)")
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     args = ap.parse_args()
     data = (dict(dataset="mnist", data_dir=args.data_dir, download=False)
             if Path(args.data_dir).is_dir() else dict(dataset="digits"))
-    auto = resolve_precision("auto", "cpu")
+    auto = resolve_precision("auto", "cpu")[0]
     print(f"{cpu_name()}; torch capability {torch.backends.cpu.get_cpu_capability()}; native "
           f"bf16: {native_bf16('cpu')}; --precision auto -> {auto}; {args.threads} threads; "
           f"data {data['dataset']}")
@@ -68,9 +73,10 @@ def main() -> None:
     for family in args.families.split(","):
         row = {"family": family}
         for precision in ("fp32", "auto", "bf16"):
-            steps = args.bf16_steps if precision == "bf16" and not native_bf16("cpu") \
-                else STEPS[family]
-            row[precision] = images_per_s(family, precision, steps, data, args.threads)
+            emulated = precision == "bf16" and not native_bf16("cpu")
+            row[precision] = images_per_s(family, precision,
+                                          args.bf16_steps if emulated else STEPS[family], data,
+                                          args.threads, args.bf16_minutes if emulated else 0.0)
         rows.append(row)
         print(f"{family:6s} fp32 {row['fp32']:8.1f} img/s   auto({auto}) {row['auto']:8.1f} "
               f"img/s ({row['auto'] / row['fp32']:.2f}x)   bf16 {row['bf16']:8.1f} img/s "
