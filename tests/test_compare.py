@@ -93,8 +93,12 @@ def test_a_tiny_comparison_runs_resumes_and_renders(tmp_path: Path, one_thread, 
     assert len(checkpoint.read_log(out / "flow-seed0")) == lines
     # measures an older genlab did not take, and the Inception FID asked for later, are added
     # on resume without training anything
+    assert state["runs"]["flow-seed0"]["final"]["pr_num_real"] == 150  # as many reals as fakes
+    old = json.loads(json.dumps(state))
     for record in state["runs"].values():
         record["final"].pop("path_length")
+        record["final"].pop("pr_num_real")
+        record["final"]["coverage"] = -1.0
     (out / "compare.json").write_text(json.dumps(state))
     calls = []
     monkeypatch.setattr(comparison, "inception_fid",
@@ -105,9 +109,10 @@ def test_a_tiny_comparison_runs_resumes_and_renders(tmp_path: Path, one_thread, 
     assert calls == [(150, "weights.pth")] * 2
     for name in ("vae-seed0", "flow-seed0"):
         final = again["runs"][name]["final"]
-        assert final["inception_fid"] == 12.5 and final["path_length"] > 0
-        assert final["path_length"] == pytest.approx(state["runs"][name]["final"].get(
-            "path_length", final["path_length"]))
+        assert final["inception_fid"] == 12.5
+        before = old["runs"][name]["final"]
+        for key in ("path_length", "coverage", "recall", "pr_num_real"):  # the same again
+            assert final[key] == pytest.approx(before[key], rel=1e-6), key
     text = page.read_text()
     assert "Summary" in text and "lower is better" in text and "class='best'" in text
     for img in ("figures/fid_vs_training_minutes.png", "figures/flow-samples.png",

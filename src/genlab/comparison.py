@@ -115,16 +115,26 @@ class Scorer:
         self.classes = list(test.classes)
         self.real = data.to_float(test.images)
         self.real_features, self.real_preds = _features(self.net, self.real)
+        # precision/recall/density/coverage compare equal numbers of real and fake points (as
+        # both papers do): the first len(fake) real images of one fixed shuffle
+        self.real_order = torch.randperm(len(self.real), generator=torch.Generator().manual_seed(0))
         self.train_ref = data.to_float(train_split.images[:num_train_reference])
 
     def quick_fid(self, fake: torch.Tensor) -> dict[str, float]:
         s = fid_kid(self.net, self.real, fake)
         return {"fid": s["fid"], "kid": s["kid"]}
 
+    def precision_recall(self, fake_features: torch.Tensor) -> dict[str, Any]:
+        """Precision, recall, density and coverage against as many real test images as fakes."""
+        m = min(len(fake_features), len(self.real))
+        pr = precision_recall(self.real_features[self.real_order[:m]], fake_features)
+        return {**{k: pr[k] for k in ("precision", "recall", "density", "coverage")},
+                "pr_num_real": m}
+
     def full(self, fake: torch.Tensor) -> dict[str, Any]:
         s = fid_kid(self.net, self.real, fake)
         feats, preds = _features(self.net, fake)
-        pr = precision_recall(self.real_features, feats)
+        pr = self.precision_recall(feats)
         counts = torch.bincount(preds, minlength=len(self.classes)).tolist()
         real_counts = torch.bincount(self.real_preds, minlength=len(self.classes)).tolist()
         n_mem = min(len(fake), len(self.real), 500)
@@ -134,7 +144,7 @@ class Scorer:
         inception = ({"inception_fid": inception_fid(self.real, fake, self.inception_weights)}
                      if self.inception_weights else {})
         return {"fid": s["fid"], "kid": s["kid"], "kid_std": s["kid_std"], **inception,
-                **{k: pr[k] for k in ("precision", "recall", "density", "coverage")},
+                **pr,
                 "class_counts": counts, "class_entropy": _entropy(counts),
                 "real_class_entropy": _entropy(real_counts),
                 "classes_missing": sum(c == 0 for c in counts),
@@ -276,7 +286,8 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
 
 def _missing_measures(final: dict[str, Any], recipe, scorer: Scorer) -> list[str]:
     """The measures a run's final scores lack that this comparison takes."""
-    wanted = {"likelihood": recipe.likelihood is not None,
+    wanted = {"pr_num_real": True,  # scored against all real images by genlab < 0.3
+              "likelihood": recipe.likelihood is not None,
               "path_length": recipe.latent_map is not None,
               "inception_fid": scorer.inception_weights is not None}
     return [key for key, want in wanted.items() if want and key not in final]
@@ -284,7 +295,8 @@ def _missing_measures(final: dict[str, Any], recipe, scorer: Scorer) -> list[str
 
 def _measure(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
              path_pairs: int, keys: Sequence[str]) -> dict[str, Any]:
-    """The measures ``keys`` of a scored run (likelihood, path length, Inception FID)."""
+    """The measures ``keys`` of a scored run (likelihood, path length, Inception FID, and
+    precision/recall/density/coverage, keyed by 'pr_num_real')."""
     run = recipes.load_run(run_dir, checkpoint.pick_device())
     out: dict[str, Any] = {}
     if "likelihood" in keys:
@@ -294,11 +306,14 @@ def _measure(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
         out.update(path_length(lambda z: decode(z.to(run.device)),
                                lambda x: _features(scorer.net, x)[0], shape, path_pairs,
                                seed=seed))
-    if "inception_fid" in keys:
+    if "inception_fid" in keys or "pr_num_real" in keys:  # the final samples, drawn again
         gen = torch.Generator(device=run.device).manual_seed(seed)
         opts = recipes.verb_options(recipe.name, "sample", {})
         fake = recipe.sample(run, num_samples, gen, opts).cpu()
-        out["inception_fid"] = inception_fid(scorer.real, fake, scorer.inception_weights)
+        if "inception_fid" in keys:
+            out["inception_fid"] = inception_fid(scorer.real, fake, scorer.inception_weights)
+        if "pr_num_real" in keys:
+            out.update(scorer.precision_recall(_features(scorer.net, fake)[0]))
     return out
 
 
@@ -328,7 +343,7 @@ def _score(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
               "loss_spikes": _spikes(log), "log_lines": len(log)}
     result.update(_measure(run_dir, recipe, scorer, seed, num_samples, path_pairs,
                            [k for k in _missing_measures(result, recipe, scorer)
-                            if k != "inception_fid"]))  # Scorer.full computed that one
+                            if k not in ("inception_fid", "pr_num_real")]))  # full() has them
     return result, fake
 
 
