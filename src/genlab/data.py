@@ -170,6 +170,21 @@ def conform(images: torch.Tensor, resolution: int, channels: int) -> torch.Tenso
     return resize_crop(convert_channels(images, channels), resolution)
 
 
+def random_crop(x: torch.Tensor, padding: int, gen: torch.Generator) -> torch.Tensor:
+    """Random-crop augmentation: each image (B, C, H, W) padded by ``padding`` pixels on every
+    side, its edge pixels repeated, then cropped back to H x W at an offset drawn with ``gen``
+    (uniform in 0..2 * padding per axis): a random shift of up to ``padding`` pixels each way, as
+    the standard CIFAR crop, without the black borders of zero padding."""
+    b, c, h, w = x.shape
+    offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=gen, device=x.device)
+    padded = F.pad(x, (padding, padding, padding, padding), mode="replicate")
+    rows = offsets[0][:, None] + torch.arange(h, device=x.device)      # (B, H) padded row index
+    cols = offsets[1][:, None] + torch.arange(w, device=x.device)      # (B, W)
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    channel = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     """float in [-1, 1] -> [0, 1] (Bernoulli means, probabilities)."""
     return (x + 1) / 2
