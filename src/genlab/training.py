@@ -172,7 +172,8 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
     with accelerator.main_process_first():  # a download happens once; the others then read it
         train_data = data.load_split(cfg, "train")
     info = {"dataset": cfg.dataset, "image_shape": list(train_data.image_shape),
-            "classes": list(train_data.classes), "num_train": len(train_data)}
+            "classes": list(train_data.classes), "num_train": len(train_data),
+            "dtype": str(train_data.images.dtype).removeprefix("torch.")}
     # One writer per run folder: the main process takes its lock and creates it (or truncates the
     # log of a resumed run to its checkpoint); every process gets the outcome, so a refusal stops
     # them all and the others read the log only once it is truncated.
