@@ -362,7 +362,8 @@ def add_denoise_parser(sub: Any) -> None:
     p.add_argument("--peak", type=float, default=None,
                    help="with --add-noise: Poisson photons at white (default: the run's)")
     p.add_argument("--sigma", type=float, default=None,
-                   help="with --add-noise: Gaussian sigma in grey levels (default: the run's)")
+                   help="with --add-noise: Gaussian sigma in 8-bit grey levels (x 257 on 16-bit "
+                        "images) (default: the run's)")
     p.add_argument("--seed", type=int, default=0, help="seed of --add-noise (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--step", type=int, default=None,
