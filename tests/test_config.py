@@ -94,8 +94,10 @@ def test_overrides_and_type_checks():
 
 
 def test_shared_training_features_live_on_the_base_config():
-    """EMA, warm-up, schedule, clipping and flips are fields of every family."""
-    shared = {"ema_decay", "warmup_steps", "lr_schedule", "grad_clip", "hflip", "single_image"}
+    """EMA, warm-up, schedule, clipping, accumulation, flips and crops are fields of every
+    family."""
+    shared = {"ema_decay", "warmup_steps", "lr_schedule", "grad_clip", "hflip", "single_image",
+              "grad_accum", "random_crop"}
     for family in FAMILIES:
         assert shared <= {f.name for f in fields(RECIPES[family].config)}
     assert make_config("dcgan").ema_decay > 0  # the GAN generator gets an EMA too

@@ -138,6 +138,8 @@ def job(tmp_path_factory) -> Job:
         ("vae", {}, [*vae, str(root / "vae-two")]),
         ("deterministic", {}, [*DETERMINISTIC, "--steps", "5", "--batch-size", "8", "--run-dir",
                                str(root / "gan-two")]),
+        ("accumulated", {}, [*DETERMINISTIC, "--steps", "5", "--batch-size", "8", "--grad-accum",
+                             "2", "--run-dir", str(root / "gan-two-accumulated")]),
         # rank 1 alone gets SIGTERM during step 8 (index 7); rank 0 must stop after it too
         ("preempted", {"GENLAB_TEST_SIGNAL_AT": "1:7"}, [*vae, str(root / "vae-preempted")]),
         ("resumed", {}, ["train", "--resume", str(root / "vae-preempted")]),
@@ -189,6 +191,23 @@ def test_two_processes_train_as_one_at_the_global_batch(tmp_path, job, one_threa
     state = checkpoint.load_state(job.root / "vae-two")
     assert state["world_size"] == 2 and len(state["gen_state"]) == 2
     assert not torch.equal(state["gen_state"][0], state["gen_state"][1])
+
+
+def test_two_processes_accumulating_two_micro_batches_train_as_one(tmp_path, job, one_thread):
+    """2 processes x 2 micro-batches of 4 (gradients all-reduced once, after the second) take the
+    steps of one process at batch 16."""
+    assert job.result("accumulated")["code"] == 0, job.result("accumulated")["stderr"]
+    one = train_mod.train(recipes.make_config(
+        "gan", "default", dataset="digits", arch="unet", width=8, adv_weight=0.0,
+        noise="gaussian", sigma=1e-6, seed=1, device="cpu", precision="fp32", num_threads=1,
+        log_every=1, steps=5, batch_size=16, run_dir=str(tmp_path / "one")), progress=False)
+    two = job.root / "gan-two-accumulated"
+    w1, w2 = weights(one), weights(two)
+    for key in w1:
+        torch.testing.assert_close(w2[key], w1[key], rtol=1e-4, atol=1e-5)
+    assert [r["step"] for r in checkpoint.read_log(two)] == [1, 2, 3, 4, 5]
+    for a, b in zip(checkpoint.read_log(one), checkpoint.read_log(two)):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
 
 
 def test_signal_to_one_rank_stops_all_with_a_checkpoint_and_resumes_exactly(job):

@@ -15,13 +15,14 @@ LAYERS = {
     2: {"objectives", "samplers", "checkpoint", "featurenet"},
     3: {"recipes"},
     4: {"training", "evaluation", "figures", "inference", "reporting"},
-    5: {"comparison"},
+    5: {"comparison", "exporting"},
     6: {"experiments"},
     7: {"cli", "__init__"},
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
 PACKAGES = ("models", "recipes")  # a package counts as one module; its files may import each other
-DRIVERS = ("training", "evaluation", "figures", "inference", "reporting", "experiments", "cli")
+DRIVERS = ("training", "evaluation", "figures", "inference", "reporting", "experiments", "cli",
+           "exporting")
 
 
 def unit_of(path: Path) -> str:

@@ -11,6 +11,11 @@ A run folder holds everything needed to reload a model::
                 samples/, figures/, metrics.json
                 lock.json          host, pid and start time of the process training in it now
 
+An *exported* folder (``genlab export``, ``export_run``) is a minimal run folder of the same
+format: config.json, data.json, log.jsonl up to its step, metrics.json, and one weights-only
+checkpoint holding the inference modules ('model' and its EMA copy 'ema'), with no state file.
+It loads, samples, evaluates and plots like the run it came from; it cannot resume training.
+
 Weights are safetensors (no pickle). The state file holds only tensors and plain containers and is
 read with ``torch.load(weights_only=True)``. Every file is written to a temporary name and renamed,
 and ``latest.json`` is renamed last, so a kill at any moment leaves the previous checkpoint intact.
@@ -239,6 +244,10 @@ def load_state(run_dir: Path) -> dict[str, Any]:
     """The training state (optimizers, generator states, step) of the latest checkpoint, read
     with ``weights_only=True``."""
     latest = _latest(run_dir)
+    if "state" not in latest:
+        raise RunError(f"{run_dir} is an exported model (weights only, no optimizer state): it "
+                       f"cannot resume training; resume the run it came from"
+                       + (f", {latest['exported_from']}" if latest.get("exported_from") else ""))
     return torch.load(Path(run_dir) / "checkpoints" / latest["state"], map_location="cpu",
                       weights_only=True)
 
@@ -282,11 +291,58 @@ def load_into(run_dir: Path, modules: dict[str, nn.Module], device: str | torch.
               step: int | None = None) -> int:
     """Load the latest checkpoint's weights (or ``step``'s) into ``modules`` (eval mode, on
     ``device``); returns the checkpoint's step. Weights of modules not asked for are ignored (an
-    old run's EMA copy at decay 0, which equals the model)."""
+    old run's EMA copy at decay 0, which equals the model). An exported folder keeps only the
+    inference modules: the others (a GAN's discriminator) are removed from ``modules``."""
     weights, step = load_weights(run_dir, step)
-    for name, module in modules.items():
+    exported = is_export(run_dir)
+    for name, module in list(modules.items()):
+        if name not in weights and exported and name not in INFERENCE_MODULES:
+            del modules[name]
+            continue
         if name not in weights:
             raise RunError(f"{run_dir}: checkpoint has no weights for {name!r}")
         module.load_state_dict(weights[name])
         module.to(device).eval()
+    return step
+
+
+# --- exported folders -----------------------------------------------------------------------------
+
+INFERENCE_MODULES = ("model", "ema")
+"""the modules sampling, evaluation and figures use: the trained network and its EMA copy"""
+
+
+def is_export(run_dir: Path) -> bool:
+    """Whether a run folder is an export (a weights-only checkpoint, no training state)."""
+    latest = latest_checkpoint(run_dir)
+    return latest is not None and "state" not in latest
+
+
+def export_run(run_dir: Path, out: Path, step: int | None = None) -> int:
+    """Write a minimal run folder ``out`` from the latest checkpoint of ``run_dir`` (or that of
+    ``step``): config.json, data.json, log.jsonl up to that step, metrics.json when the run has
+    one, and checkpoints/ckpt-<step>.safetensors holding only INFERENCE_MODULES, the tensors
+    copied bit for bit, with latest.json pointing at it. Returns the step."""
+    run_dir, out = Path(run_dir), Path(out)
+    values = read_config_values(run_dir)
+    if out.resolve() == run_dir.resolve():
+        raise RunError(f"cannot export {run_dir} into itself; choose another --out")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise RunError(f"{out} already exists and is not empty; choose another --out")
+    weights, step = load_weights(run_dir, step)
+    tensors = {f"{name}.{k}": v.contiguous() for name in INFERENCE_MODULES if name in weights
+               for k, v in weights[name].items()}
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", values)
+    write_json(out / "data.json", read_data_info(run_dir))
+    kept = [r for r in read_log(run_dir) if r.get("step", 0) <= step]
+    write_atomic(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in kept).encode())
+    if metrics_path(run_dir).is_file():
+        write_metrics(out, read_metrics(run_dir))
+    stem = f"ckpt-{step:08d}"
+    metadata = {"config": json.dumps(values), "step": str(step), "exported_from": str(run_dir)}
+    write_file_atomic(out / "checkpoints" / f"{stem}.safetensors",
+                      lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    write_json(out / "checkpoints" / "latest.json",  # last: the folder is complete from here
+               {"step": step, "weights": f"{stem}.safetensors", "exported_from": str(run_dir)})
     return step

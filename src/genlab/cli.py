@@ -206,6 +206,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "--keep-checkpoints sets how many a run keeps)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
 
+    p = sub.add_parser("export", help="a self-contained folder to share a model (weights, config, "
+                                      "sample grid, model card); optionally pushed to the Hub",
+                       description="Write OUT: config.json, data.json, log.jsonl, metrics.json, "
+                                   "the checkpoint's inference weights (safetensors, EMA "
+                                   "included), sample_grid.png and a Hugging Face model card "
+                                   "README.md. OUT loads, samples, evaluates and plots like RUN.")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
+    p.add_argument("--step", type=int, default=None,
+                   help="export the checkpoint of this step (default: the latest; "
+                        "--keep-checkpoints sets how many a run keeps)")
+    p.add_argument("--push-to-hub", metavar="REPO_ID", default=None,
+                   help="also upload OUT to this Hugging Face Hub model repository (USER/NAME, "
+                        "created if missing; needs pip install 'genlab[hub]' and a token)")
+    p.add_argument("--private", action="store_true",
+                   help="create the Hub repository private (with --push-to-hub)")
+
     p = sub.add_parser("report", help="one HTML page comparing run folders")
     p.add_argument("run_dirs", type=Path, nargs="+")
     p.add_argument("--out", type=Path, default=Path("report.html"),
@@ -271,7 +288,7 @@ def _options(ns: argparse.Namespace) -> dict[str, Any]:
     return {k: getattr(ns, k) for k in ns.option_names if hasattr(ns, k)}
 
 
-ONCE_PER_JOB = ("evaluate", "sample", "plot", "report", "denoise")
+ONCE_PER_JOB = ("evaluate", "sample", "plot", "report", "denoise", "export")
 """verbs that, launched on several processes, run on the main one only (the others exit 0)"""
 
 
@@ -330,6 +347,12 @@ def run(ns: argparse.Namespace) -> int:
         print(f"figure: {path}")
     elif ns.verb == "report":
         print(f"report: {genlab.report(ns.run_dirs, ns.out)}")
+    elif ns.verb == "export":
+        out = genlab.export(ns.run_dir, ns.out, step=ns.step, push_to_hub=ns.push_to_hub,
+                            private=ns.private)
+        print(f"exported: {out} (model card: {out / 'README.md'})")
+        if ns.push_to_hub:
+            print(f"pushed to https://huggingface.co/{ns.push_to_hub}")
     elif ns.verb == "compare":
         page = genlab.compare(ns.dataset, ns.data_dir, ns.minutes, ns.seeds, ns.families, ns.out,
                               num_samples=ns.num_samples, leg_samples=ns.leg_samples,
@@ -368,7 +391,8 @@ def add_denoise_parser(sub: Any) -> None:
     p.add_argument("--peak", type=float, default=None,
                    help="with --add-noise: Poisson photons at white (default: the run's)")
     p.add_argument("--sigma", type=float, default=None,
-                   help="with --add-noise: Gaussian sigma in grey levels (default: the run's)")
+                   help="with --add-noise: Gaussian sigma in 8-bit grey levels (x 257 on 16-bit "
+                        "images) (default: the run's)")
     p.add_argument("--seed", type=int, default=0, help="seed of --add-noise (default: 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--step", type=int, default=None,

@@ -1,7 +1,8 @@
 """Run configurations: frozen dataclasses with a docstring under each field.
 
 ``BaseConfig`` holds what every run has (data, budget, precision, and the training features the
-loop applies to every family: EMA, learning-rate warm-up and schedule, gradient clipping, flips).
+loop applies to every family: EMA, learning-rate warm-up and schedule, gradient clipping and
+accumulation, flips and crops).
 Each family's recipe (``genlab.recipes``) subclasses it with its own fields and named presets.
 The CLI flags and their help text are generated from the fields (``--latent-dim`` for
 ``latent_dim``), so every default is written once; the ``sample``/``evaluate`` option dataclasses
@@ -55,7 +56,11 @@ class BaseConfig:
     """stop after this many minutes of training (summed over resumes) with a checkpoint; 0 = no
     limit. Schedules still follow epochs/steps, so set those to what fits the budget"""
     batch_size: int = 128
-    """images per optimizer step (per process)"""
+    """images per optimizer step (per process), whatever grad_accum is"""
+    grad_accum: int = 1
+    """gradient accumulation: each optimizer step sums the gradients of K micro-batches of
+    batch_size / K images (batch_size must divide by K), for the update of a batch that does
+    not fit in memory at once"""
     lr: float = 1e-3
     """Adam learning rate"""
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
@@ -89,6 +94,9 @@ class BaseConfig:
     """clip each network's gradient norm to this (0: off)"""
     hflip: bool = False
     """random horizontal flips of the training images"""
+    random_crop: int = 0
+    """random shifts of the training images: pad each by N pixels (its edge pixels repeated)
+    and crop a random window of its size back (0: off)"""
     single_image: str | None = None
     """train on copies of one image: a file path or a training-split index"""
     sync_batchnorm: bool = False
@@ -143,7 +151,13 @@ def validate(cfg: BaseConfig) -> None:
         raise ConfigError(f"lr must be positive, got {cfg.lr}")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ConfigError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
-    for name in ["warmup_steps", "grad_clip", "max_minutes", "resolution"]:
+    if cfg.grad_accum < 1:
+        raise ConfigError(f"grad_accum must be >= 1, got {cfg.grad_accum}")
+    if cfg.batch_size % cfg.grad_accum:
+        raise ConfigError(f"batch_size {cfg.batch_size} does not divide into grad_accum "
+                          f"{cfg.grad_accum} equal micro-batches; choose a batch_size that is a "
+                          f"multiple of {cfg.grad_accum}")
+    for name in ["warmup_steps", "grad_clip", "max_minutes", "resolution", "random_crop"]:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.image_channels not in (0, 1, 3):

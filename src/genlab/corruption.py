@@ -1,13 +1,17 @@
 """Noise models for the denoiser, and the Anscombe transform of the classical baselines.
 
-Pure, seeded functions on tensors of grey levels (float or uint8, 0..255, any shape); the
-caller converts to and from the model range with ``data.to_uint8`` / ``data.to_float``.
+Pure, seeded functions on tensors of grey levels (float, uint8 or uint16, any shape) at a white
+level ``white`` (255 for 8-bit images, 65535 for 16-bit ones); the caller converts to and from the
+model range with ``data.to_depth`` / ``data.to_float``. The noise levels keep their meaning at
+every depth: ``peak`` is photons at white, and ``sigma`` is in 8-bit grey levels (sigma / 255 of
+white), so a 16-bit image gets the same noise, only not rounded to 256 levels.
 
 The reference notebook corrupts an 8-bit image with ``poisson(x)``: the grey level itself is
 the Poisson rate, then the result is clipped to 0..255. genlab generalises this with a photon
 level ``peak`` (photons at white): rate = x / 255 * peak, and the counts are scaled back by
 255 / peak, so ``peak = 255`` is exactly the reference and lower peaks are darker scenes with
-relatively more noise (the variance in grey levels is x * 255 / peak).
+relatively more noise (the variance in grey levels is x * 255 / peak). At 16 bits the rate is
+x / 65535 * peak and the counts are scaled by 65535 / peak.
 """
 
 from __future__ import annotations
@@ -29,33 +33,35 @@ def _check_positive(name: str, value: float) -> None:
         raise ConfigError(f"noise level {name} must be a positive number, got {value!r}")
 
 
-def poisson_noise(x: torch.Tensor, peak: float = 255.0,
-                  gen: torch.Generator | None = None) -> torch.Tensor:
-    """Poisson (shot) noise: counts ~ Poisson(x / 255 * peak), back in grey levels, clipped to
-    0..255. ``x`` holds grey levels; returns float32 grey levels of the same shape."""
+def poisson_noise(x: torch.Tensor, peak: float = 255.0, gen: torch.Generator | None = None,
+                  white: float = 255.0) -> torch.Tensor:
+    """Poisson (shot) noise: counts ~ Poisson(x / white * peak), back in grey levels, clipped to
+    0..white. ``x`` holds grey levels; returns float32 grey levels of the same shape."""
     _check_positive("peak", peak)
-    rate = x.to(torch.float32) * (peak / 255.0)
+    rate = x.to(torch.float32) * (peak / white)
     counts = torch.poisson(rate, generator=gen)
-    return (counts * (255.0 / peak)).clamp_(0.0, 255.0)
+    return (counts * (white / peak)).clamp_(0.0, white)
 
 
-def gaussian_noise(x: torch.Tensor, sigma: float = 25.0,
-                   gen: torch.Generator | None = None) -> torch.Tensor:
-    """Additive white Gaussian noise with standard deviation ``sigma`` grey levels, clipped to
-    0..255. Returns float32 grey levels of the same shape as ``x``."""
+def gaussian_noise(x: torch.Tensor, sigma: float = 25.0, gen: torch.Generator | None = None,
+                   white: float = 255.0) -> torch.Tensor:
+    """Additive white Gaussian noise with standard deviation ``sigma`` 8-bit grey levels
+    (sigma * white / 255 at this depth), clipped to 0..white. Returns float32 grey levels of the
+    same shape as ``x``."""
     _check_positive("sigma", sigma)
     x = x.to(torch.float32)
     eps = torch.randn(x.shape, generator=gen, device=x.device, dtype=torch.float32)
-    return (x + sigma * eps).clamp_(0.0, 255.0)
+    return (x + (sigma * white / 255.0) * eps).clamp_(0.0, white)
 
 
 def corrupt(x: torch.Tensor, noise: str = "poisson", peak: float = 255.0, sigma: float = 25.0,
-            gen: torch.Generator | None = None) -> torch.Tensor:
-    """The noise model named by ``noise`` ('poisson' uses ``peak``, 'gaussian' ``sigma``)."""
+            gen: torch.Generator | None = None, white: float = 255.0) -> torch.Tensor:
+    """The noise model named by ``noise`` ('poisson' uses ``peak``, 'gaussian' ``sigma``) on grey
+    levels whose white is ``white``."""
     if noise == "poisson":
-        return poisson_noise(x, peak, gen)
+        return poisson_noise(x, peak, gen, white)
     if noise == "gaussian":
-        return gaussian_noise(x, sigma, gen)
+        return gaussian_noise(x, sigma, gen, white)
     raise ConfigError(f"unknown noise model {noise!r}; expected one of {list(NOISE_MODELS)}")
 
 
@@ -64,12 +70,14 @@ NOISY_TEST_SEED = 20240
 
 
 def fixed_noisy(x: torch.Tensor, noise: str = "poisson", peak: float = 255.0,
-                sigma: float = 25.0, seed: int = NOISY_TEST_SEED) -> torch.Tensor:
-    """A reproducible noisy copy of a whole split, rounded to uint8 as a stored 8-bit image:
-    the same ``seed`` gives the same noisy images on every machine, so every method is scored
-    on identical inputs. Computed on the CPU."""
+                sigma: float = 25.0, seed: int = NOISY_TEST_SEED,
+                white: float = 255.0) -> torch.Tensor:
+    """A reproducible noisy copy of a whole split (grey levels whose white is ``white``), rounded
+    to the integer type of ``x`` (uint8, or uint16 for 16-bit images) as a stored image: the same
+    ``seed`` gives the same noisy images on every machine, so every method is scored on identical
+    inputs. Computed on the CPU."""
     gen = torch.Generator().manual_seed(seed)
-    return corrupt(x.cpu(), noise, peak, sigma, gen).round_().to(torch.uint8)
+    return corrupt(x.cpu(), noise, peak, sigma, gen, white).round_().to(x.dtype)
 
 
 def noise_label(noise: str, peak: float, sigma: float) -> str:

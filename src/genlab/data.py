@@ -3,10 +3,10 @@ seeded index.
 
 Every loader returns an ``ImageData``: ``images`` (N, C, H, W) uint8 (uint16 for image folders of
 16-bit files) and ``labels`` (N,) int64. Batches are float in [-1, 1], converted per batch by
-``to_float``. The image ranges are defined here and nowhere else: ``to_float`` / ``to_uint8``
-(uint8 or uint16 <-> [-1, 1]) and ``to_unit`` / ``from_unit`` ([-1, 1] <-> [0, 1]). No per-item
-DataLoader on the hot path: indexing one tensor is several times faster than decoding items one
-by one.
+``to_float``. The image ranges are defined here and nowhere else: ``to_float`` / ``to_uint8`` /
+``to_depth`` (uint8 or uint16 <-> [-1, 1]), ``white_level`` and ``to_unit`` / ``from_unit``
+([-1, 1] <-> [0, 1]). No per-item DataLoader on the hot path: indexing one tensor is several
+times faster than decoding items one by one.
 
 Images are taken as users keep them: ``folder:PATH`` reads a flat folder (unlabelled) or one
 subfolder per class, optionally under train/ test/ split folders; ``resolution`` and ``channels``
@@ -110,7 +110,8 @@ def check_target(resolution: int, channels: int) -> None:
         raise ConfigError(f"channels must be 0 (keep), 1 (grey) or 3 (RGB), got {channels}")
 
 
-def _max_value(dtype: torch.dtype) -> int:
+def white_level(dtype: torch.dtype) -> int:
+    """The grey level of white at a stored depth: 255 (uint8) or 65535 (uint16)."""
     if dtype == torch.uint8:
         return 255
     if dtype == torch.uint16:
@@ -133,7 +134,24 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """float in [-1, 1] -> uint8 0..255 (values outside the range are clipped, then rounded)."""
-    return ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8)
+    return to_depth(x, torch.uint8)
+
+
+def to_depth(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """float in [-1, 1] -> grey levels stored as ``dtype``: uint8 0..255 or uint16 0..65535
+    (clipped, then rounded)."""
+    half = white_level(dtype) / 2
+    return ((x.detach().float().clamp(-1, 1) + 1.0) * half).round().to(dtype)
+
+
+def stored_dtype(info: dict[str, Any]) -> torch.dtype:
+    """The depth a run's training images were stored at, from its data info (data.json):
+    torch.uint16 for 16-bit image files, else torch.uint8 (also for runs that predate the key)."""
+    name = info.get("dtype", "uint8")
+    if name not in FILE_SUFFIX:
+        raise DataError(f"unknown image dtype {name!r} in the run's data info; expected one of "
+                        f"{sorted(FILE_SUFFIX)}")
+    return getattr(torch, name)
 
 
 def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
@@ -146,7 +164,7 @@ def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
         return images.expand(-1, channels, -1, -1).contiguous()
     luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
     grey = (images.to(torch.float32) * luma).sum(1, keepdim=True)
-    return grey.round_().clamp_(0, _max_value(images.dtype)).to(images.dtype)
+    return grey.round_().clamp_(0, white_level(images.dtype)).to(images.dtype)
 
 
 def resize_crop(images: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -162,12 +180,27 @@ def resize_crop(images: torch.Tensor, resolution: int) -> torch.Tensor:
                       align_corners=False)
     top, left = (size[0] - resolution) // 2, (size[1] - resolution) // 2
     x = x[..., top:top + resolution, left:left + resolution]
-    return x.round_().clamp_(0, _max_value(images.dtype)).to(images.dtype).contiguous()
+    return x.round_().clamp_(0, white_level(images.dtype)).to(images.dtype).contiguous()
 
 
 def conform(images: torch.Tensor, resolution: int, channels: int) -> torch.Tensor:
     """``convert_channels`` then ``resize_crop``: what ``resolution`` and ``channels`` do."""
     return resize_crop(convert_channels(images, channels), resolution)
+
+
+def random_crop(x: torch.Tensor, padding: int, gen: torch.Generator) -> torch.Tensor:
+    """Random-crop augmentation: each image (B, C, H, W) padded by ``padding`` pixels on every
+    side, its edge pixels repeated, then cropped back to H x W at an offset drawn with ``gen``
+    (uniform in 0..2 * padding per axis): a random shift of up to ``padding`` pixels each way, as
+    the standard CIFAR crop, without the black borders of zero padding."""
+    b, c, h, w = x.shape
+    offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=gen, device=x.device)
+    padded = F.pad(x, (padding, padding, padding, padding), mode="replicate")
+    rows = offsets[0][:, None] + torch.arange(h, device=x.device)      # (B, H) padded row index
+    cols = offsets[1][:, None] + torch.arange(w, device=x.device)      # (B, W)
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    channel = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:

@@ -106,14 +106,17 @@ def denoise_files(run_dir: str | Path | Run, inputs: list[str | Path], out_dir: 
             reference = _from_file(ref_arr)[0]
         record: dict[str, Any] = {"input": str(path), "size": f"{w}x{h}x{arr.shape[2]}",
                                   "bits": 16 if white == 65535 else 8}
-        if add_noise:
+        if add_noise:  # at the file's depth, rounded to its levels: what <name>_noisy.png holds
             reference = x
-            grey = (x + 1) * 127.5                                    # noise in 8-bit grey levels
-            x = corrupt(grey, cfg.noise, peak, sigma, gen) / 127.5 - 1  # type: ignore[attr-defined]
+            levels = (x + 1) * (white / 2)                            # grey levels 0..white
+            noisy = corrupt(levels, cfg.noise, peak, sigma, gen, white)  # type: ignore[attr-defined]
+            x = noisy.round_() / (white / 2) - 1
             noisy_path = _write_png(_to_file(x, white), out_dir / f"{path.stem}_noisy.png")
             record["noisy"] = str(noisy_path)
         x0_hat = denoise(run.model, x[None], precision=precision)[0].cpu()
-        record["output"] = str(_write_png(_to_file(x0_hat, white), out_dir / f"{path.stem}.png"))
+        stored = _to_file(x0_hat, white)                          # what <name>.png holds
+        record["output"] = str(_write_png(stored, out_dir / f"{path.stem}.png"))
+        x0_hat = _from_file(stored)[0]  # scored as written: rounded to the file's depth
         if reference is not None:
             win = ssim_window(reference.shape)
             for name, est in (("noisy", x), ("denoised", x0_hat)):

@@ -100,14 +100,17 @@ def bm3d_available(image_shape: tuple[int, ...] | None = None) -> bool:
 
 
 def denoise_classical(noisy: torch.Tensor, method: str, noise: str = "poisson",
-                      peak: float = 255.0, sigma: float = 25.0) -> torch.Tensor:
+                      peak: float = 255.0, sigma: float = 25.0,
+                      white: float = 255.0) -> torch.Tensor:
     """A classical baseline on each image and channel: non-local means (Buades et al. 2005,
     scikit-image) or BM3D (Dabov et al. 2007, the ``bm3d`` package).
 
     Both assume Gaussian noise of known sigma. Poisson noise is first stabilised: counts
-    z = x / 255 * peak go through the Anscombe transform (noise about N(0, 1)), are denoised with
+    z = x / white * peak go through the Anscombe transform (noise about N(0, 1)), are denoised with
     sigma = 1, and come back through the exact unbiased inverse (Makitalo & Foi 2011). ``noisy``
-    holds grey levels 0..255, (B, C, H, W); returns float grey levels clipped to 0..255.
+    holds grey levels 0..white (255 or 65535), (B, C, H, W); returns float grey levels clipped
+    to 0..white. ``peak`` (photons at white) and ``sigma`` (8-bit grey levels) mean the same at
+    every depth, as in ``corruption``.
     """
     if method not in CLASSICAL_DENOISERS:
         raise ValueError(f"unknown classical denoiser {method!r}; expected one of "
@@ -127,15 +130,15 @@ def denoise_classical(noisy: torch.Tensor, method: str, noise: str = "poisson",
     for i in np.ndindex(*arr.shape[:2]):
         x = arr[i]                                                 # (H, W) grey levels
         if noise == "poisson":
-            y, s = anscombe(x * (peak / 255.0)), 1.0              # 1. stabilise: noise ~ N(0, 1)
+            y, s = anscombe(x * (peak / white)), 1.0              # 1. stabilise: noise ~ N(0, 1)
         else:
-            y, s = x / 255.0, sigma / 255.0
+            y, s = x / white, sigma / 255.0
         y_hat = _classical(y, method, s)                           # 2. Gaussian denoiser
         if noise == "poisson":
-            out[i] = inverse_anscombe(y_hat) * (255.0 / peak)      # 3. unbiased inverse
+            out[i] = inverse_anscombe(y_hat) * (white / peak)      # 3. unbiased inverse
         else:
-            out[i] = y_hat * 255.0
-    return torch.from_numpy(out).float().clamp_(0.0, 255.0)
+            out[i] = y_hat * white
+    return torch.from_numpy(out).float().clamp_(0.0, white)
 
 
 def _classical(y, method: str, sigma: float):

@@ -1,12 +1,12 @@
 """The training loop: ``train(cfg) -> run_dir``. One explicit loop over any family's recipe.
 
-The loop owns what every family shares: batches, flips and single-image mode, the learning-rate
-warm-up and schedule, the EMA of the inference network, logging, checkpoints and the time budget;
-the recipe's ``step`` computes its loss and calls ``TrainState.update`` (backward, clipping,
-optimizer step). Accelerate wraps the loop (device placement, DDP across processes, bf16
-autocast); it does not replace it. Batches are drawn from the in-memory uint8 split by a
-permutation that depends only on (seed, epoch), so a run resumed from a checkpoint draws the same
-batches, noise and updates as one never interrupted.
+The loop owns what every family shares: batches, flips, crops and single-image mode, gradient
+accumulation, the learning-rate warm-up and schedule, the EMA of the inference network, logging,
+checkpoints and the time budget; the recipe's ``step`` computes its loss and calls
+``TrainState.update`` (backward, clipping, optimizer step). Accelerate wraps the loop (device
+placement, DDP across processes, bf16 autocast); it does not replace it. Batches are drawn from
+the in-memory uint8 split by a permutation that depends only on (seed, epoch), so a run resumed
+from a checkpoint draws the same batches, noise and updates as one never interrupted.
 
 Under several processes (torchrun, ``accelerate launch``) each draws its share of every batch and
 its own noise; the main process alone writes the run folder (holding its lock), and every decision
@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -172,7 +173,8 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
     with accelerator.main_process_first():  # a download happens once; the others then read it
         train_data = data.load_split(cfg, "train")
     info = {"dataset": cfg.dataset, "image_shape": list(train_data.image_shape),
-            "classes": list(train_data.classes), "num_train": len(train_data)}
+            "classes": list(train_data.classes), "num_train": len(train_data),
+            "dtype": str(train_data.images.dtype).removeprefix("torch.")}
     # One writer per run folder: the main process takes its lock and creates it (or truncates the
     # log of a resumed run to its checkpoint); every process gets the outcome, so a refusal stops
     # them all and the others read the log only once it is truncated.
@@ -280,12 +282,14 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
             if cfg.hflip:
                 flip = torch.rand(x.shape[0], generator=gen, device=device) < 0.5
                 x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            if cfg.random_crop:
+                x = data.random_crop(x, cfg.random_crop, gen)
             x = x.contiguous(memory_format=memory_format)
             lr_scale = lr_factor(cfg, step, total)
             for opt in optimizers.values():
                 for group in opt.param_groups:
                     group["lr"] = group.setdefault("initial_lr", group["lr"]) * lr_scale
-            logs = recipe.step(state, x, y, step)
+            logs = accumulated_step(recipe, state, x, y, step)
             if "ema" in modules:  # warm-up: early on the average would remember the init
                 ema_update(modules["ema"], state.unwrap(), min(cfg.ema_decay,
                                                                (1 + step) / (10 + step)))
@@ -340,6 +344,44 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
             bar.close()
     accelerator.wait_for_everyone()
     return run_dir
+
+
+def accumulated_step(recipe: recipes.Recipe, state: TrainState, x: torch.Tensor,
+                     y: torch.Tensor, step: int) -> dict[str, float | torch.Tensor]:
+    """One update on the batch ``x``: the recipe's step on it whole, or, under gradient
+    accumulation, on each micro-batch of batch_size / grad_accum images in turn.
+
+    ``TrainState.update`` weights each micro-batch's loss by its share of the batch (the last,
+    short batch of an epoch splits into fewer or shorter micro-batches and is still weighted
+    exactly), so the summed gradient is the gradient of the batch mean. Every micro-batch but
+    the last runs under Accelerate's ``no_sync`` for each trained module (what
+    ``accelerator.accumulate`` does): DDP all-reduces the gradients once per update. Random draws
+    inside the step (noise, time steps) are made per micro-batch from the same generator. In the
+    GAN families each micro-batch updates D, then G; both optimizers step on the last
+    micro-batch, so G's earlier micro-batches are judged by D before its step. Returns the logs,
+    averaged over the micro-batches by the same weights."""
+    micro_size = state.cfg.batch_size // state.cfg.grad_accum
+    if state.cfg.grad_accum == 1 or len(x) <= micro_size:
+        return recipe.step(state, x, y, step)
+    chunks = list(zip(x.split(micro_size), y.split(micro_size)))
+    trained = [m for name, m in state.modules.items() if name in state.optimizers]
+    sums: dict[str, float] = {}
+    weights: dict[str, float] = {}
+    try:
+        for i, (x_i, y_i) in enumerate(chunks):
+            state.micro, state.micro_batches = i, len(chunks)
+            state.micro_weight = len(x_i) / len(x)
+            with ExitStack() as stack:
+                if i < len(chunks) - 1:  # gradients stay local until the last micro-batch
+                    for module in trained:
+                        stack.enter_context(state.accelerator.no_sync(module))
+                logs = recipe.step(state, x_i, y_i, step)
+            for k, v in logs.items():
+                sums[k] = sums.get(k, 0.0) + state.micro_weight * float(v)
+                weights[k] = weights.get(k, 0.0) + state.micro_weight
+    finally:
+        state.micro, state.micro_batches, state.micro_weight = 0, 1, 1.0
+    return {k: sums[k] / weights[k] for k in sums}
 
 
 def _open_run(run_dir: Path, cfg: BaseConfig, info: dict[str, Any], new: bool) -> None:

@@ -48,7 +48,11 @@ class TrainState:
     """What a step function works on: the modules, their optimizers and the run's noise source.
 
     ``update`` is the one place that turns a loss into a weight update (backward, clipping,
-    optimizer step); objectives only compute values.
+    optimizer step); objectives only compute values. Under gradient accumulation the loop calls
+    the step once per micro-batch and sets ``micro``, ``micro_batches`` and ``micro_weight``
+    (the micro-batch's share of the batch): ``update`` zeroes the gradients at the first,
+    backpropagates each loss times its share (so the summed gradient is that of the batch mean),
+    and clips and steps after the last.
     """
 
     cfg: Any
@@ -59,6 +63,15 @@ class TrainState:
     info: dict[str, Any]  # the training data's image_shape, classes, num_train
     extra: dict[str, Any] = field(default_factory=dict)  # small per-family state, checkpointed
     cache: dict[str, Any] = field(default_factory=dict)  # derived objects, not checkpointed
+    micro: int = 0  # index of the micro-batch being stepped on
+    micro_batches: int = 1  # micro-batches of this update
+    micro_weight: float = 1.0  # this micro-batch's share of the update's images
+
+    @property
+    def last_micro_batch(self) -> bool:
+        """Whether ``update`` steps the optimizers on this micro-batch (always, without
+        accumulation)."""
+        return self.micro == self.micro_batches - 1
 
     @property
     def device(self) -> torch.device:
@@ -97,12 +110,17 @@ class TrainState:
     def update(self, name: str, loss: torch.Tensor, step: int,
                what: str = "loss") -> dict[str, torch.Tensor]:
         """One optimizer step of module ``name`` on ``loss``: refuse a non-finite loss, backward,
-        clip the gradient norm to cfg.grad_clip (when > 0), step. Returns the logged grad norm."""
+        clip the gradient norm to cfg.grad_clip (when > 0), step. Returns the logged grad norm.
+        Under accumulation: zero the gradients at the first micro-batch, add this one's
+        (weighted by its share of the batch), and clip and step only after the last."""
         self.check_finite(loss, step, what)
         opt = self.optimizers[name]
-        opt.zero_grad(set_to_none=True)
-        self.accelerator.backward(loss)
-        logs = {}
+        if self.micro == 0:
+            opt.zero_grad(set_to_none=True)
+        self.accelerator.backward(loss if self.micro_batches == 1 else loss * self.micro_weight)
+        logs: dict[str, torch.Tensor] = {}
+        if not self.last_micro_batch:
+            return logs
         if self.cfg.grad_clip > 0:
             norm = self.accelerator.clip_grad_norm_(self.modules[name].parameters(),
                                                     self.cfg.grad_clip)

@@ -2,7 +2,8 @@
 (Poisson or Gaussian corruption, drawn fresh for every batch) to a clean one, judged by a
 discriminator on (candidate, noisy) pairs and held to the clean image by an L1 term. Scored by
 PSNR/SSIM against the noisy input and classical denoisers (NLM, BM3D) on a fixed noisy test set;
-``genlab denoise`` applies it to a user's own images."""
+``genlab denoise`` applies it to a user's own images. 16-bit data stays 16-bit: the noise is drawn,
+rounded and scored at 65535 levels, with ``peak`` still the photons at white."""
 
 from __future__ import annotations
 
@@ -73,9 +74,10 @@ class GANConfig(AdversarialConfig):
     noise: Literal["poisson", "gaussian"] = "poisson"
     """corruption model"""
     peak: float = 255.0
-    """Poisson: photons at white (255 = the reference: the grey level is the rate)"""
+    """Poisson: photons at white (255 = the reference: the 8-bit grey level is the rate; 16-bit
+    images get the same photons at white)"""
     sigma: float = 25.0
-    """Gaussian: noise standard deviation in grey levels"""
+    """Gaussian: noise standard deviation in 8-bit grey levels (x 257 on 16-bit images)"""
     l1_weight: float = 100.0
     """weight of the L1 reconstruction term in the generator loss (pix2pix lambda)"""
 
@@ -171,12 +173,14 @@ def adversarial_step(s: TrainState, x0: torch.Tensor | None, x_real: torch.Tenso
             d_loss, d_logs = gan_d_loss(disc, x_real, x_fake, cond)
         logs.update(d_logs)
         logs.update(s.update("disc", d_loss, step, "discriminator loss"))
-        # over the global batch, so that every process takes the same decision to stop
+        # over the global batch, so that every process takes the same decision to stop; counted
+        # once per update (on its last micro-batch under gradient accumulation)
         d_both = torch.stack([d_logs["d_real"].float(), d_logs["d_fake"].float()])
         d_real, d_fake = s.mean_over_processes(d_both).tolist()
         wins = d_real > D_WINS[0] and d_fake < D_WINS[1]
-        s.extra["d_wins"] = s.extra.get("d_wins", 0) + 1 if wins else 0
-        if cfg.max_d_wins and s.extra["d_wins"] >= cfg.max_d_wins:
+        if s.last_micro_batch:
+            s.extra["d_wins"] = s.extra.get("d_wins", 0) + 1 if wins else 0
+        if s.last_micro_batch and cfg.max_d_wins and s.extra["d_wins"] >= cfg.max_d_wins:
             raise on_every_rank(TrainingDiverged(
                 f"the discriminator has won outright (D(x) > {D_WINS[0]}, D(G(.)) < {D_WINS[1]}) "
                 f"for {s.extra['d_wins']} consecutive steps at step {step} (D(x) = {d_real:.3f}, "
@@ -195,16 +199,20 @@ def adversarial_step(s: TrainState, x0: torch.Tensor | None, x_real: torch.Tenso
     return logs
 
 
-def noisy_copy(cfg: GANConfig, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """A fresh noisy version of a clean batch, drawn with the run's generator, rounded to whole
-    grey levels as a stored 8-bit image would be, in [-1, 1]."""
-    return data.to_float(corrupt(data.to_uint8(x), cfg.noise, cfg.peak, cfg.sigma, gen).round_())
+def noisy_copy(cfg: GANConfig, x: torch.Tensor, gen: torch.Generator,
+               dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+    """A fresh noisy version of a clean batch, drawn with the run's generator at the depth the
+    training images were stored at (``dtype``: uint8, or uint16 for 16-bit files) and rounded to
+    whole grey levels as a stored image of that depth would be, in [-1, 1]."""
+    clean = data.to_depth(x, dtype)                          # grey levels 0..white
+    noisy = corrupt(clean, cfg.noise, cfg.peak, cfg.sigma, gen, data.white_level(dtype))
+    return data.to_float(noisy.round_().to(dtype))
 
 
 def step(s: TrainState, x: torch.Tensor, y: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
     """Corrupt the clean batch afresh, then one pix2pix update of D and G on (clean, noisy)."""
     cfg: GANConfig = s.cfg
-    noisy = noisy_copy(cfg, x, s.gen)                        # (B, C, H, W), the condition
+    noisy = noisy_copy(cfg, x, s.gen, data.stored_dtype(s.info))  # (B, C, H, W), the condition
     s.cache.setdefault("preview_x0", x[:8].detach().clone())
     return adversarial_step(s, x, x, noisy, noisy, step, cfg.l1_weight, cfg.adv_weight)
 
@@ -212,7 +220,7 @@ def step(s: TrainState, x: torch.Tensor, y: torch.Tensor, step: int) -> dict[str
 def preview(s: TrainState, n: int, gen: torch.Generator) -> torch.Tensor:
     """Rows clean / noisy / denoised of 8 training images (the first batch the run drew)."""
     x0 = s.cache["preview_x0"]
-    noisy = noisy_copy(s.cfg, x0, gen)
+    noisy = noisy_copy(s.cfg, x0, gen, data.stored_dtype(s.info))
     return torch.cat([x0, noisy, denoise(s.inference_model(), noisy)])
 
 
@@ -237,9 +245,11 @@ class GANEvaluateOptions:
 
 
 def _scores(images: torch.Tensor, clean: torch.Tensor, win: int) -> dict[str, float]:
-    ref = clean.float()
-    return {"psnr": float(psnr(images.float(), ref, 255.0).mean()),
-            "ssim": float(ssim(images.float(), ref, 255.0, win_size=win).mean()),
+    """PSNR, SSIM and sharpness of stored images against the clean ones, at their depth (data
+    range 255 for uint8, 65535 for uint16)."""
+    ref, white = clean.float(), float(data.white_level(clean.dtype))
+    return {"psnr": float(psnr(images.float(), ref, white).mean()),
+            "ssim": float(ssim(images.float(), ref, white, win_size=win).mean()),
             "sharpness": float(sharpness(images, ref).mean())}
 
 
@@ -247,16 +257,18 @@ def evaluate(run: Run, split_data: data.ImageData, seed: int,
              opts: GANEvaluateOptions) -> dict[str, Any]:
     """PSNR (dB), SSIM and sharpness against the clean test images for the noisy input, this
     GAN and the classical baselines (NLM and BM3D, with the Anscombe transform for Poisson
-    noise), all on the same fixed noisy images, rounded to 8 bits as saved."""
+    noise), all on the same fixed noisy images, rounded to the data's depth as saved (8 bits, or
+    16 for 16-bit images, scored at range 65535)."""
     cfg: GANConfig = run.config  # type: ignore[assignment]
-    clean = split_data.images[: opts.num_images]                       # (N, C, H, W) uint8
-    noisy = fixed_noisy(clean, cfg.noise, cfg.peak, cfg.sigma, NOISY_TEST_SEED + seed)
+    clean = split_data.images[: opts.num_images]                # (N, C, H, W) uint8 or uint16
+    white = data.white_level(clean.dtype)
+    noisy = fixed_noisy(clean, cfg.noise, cfg.peak, cfg.sigma, NOISY_TEST_SEED + seed, white)
     win = ssim_window(clean.shape)
     table: dict[str, dict[str, Any]] = {"noisy": _scores(noisy, clean, win)}
     start = time.perf_counter()
     x0_hat = denoise(run.model, data.to_float(noisy), batch_size=opts.batch_size)
     seconds = time.perf_counter() - start
-    table["gan"] = {**_scores(data.to_uint8(x0_hat.cpu()), clean, win),
+    table["gan"] = {**_scores(data.to_depth(x0_hat.cpu(), clean.dtype), clean, win),
                     "seconds_per_image": seconds / len(clean)}
     skipped = {}
     for method in opts.baselines:
@@ -267,16 +279,17 @@ def evaluate(run: Run, split_data: data.ImageData, seed: int,
             skipped[method] = f"images smaller than {BM3D_MIN_SIZE}x{BM3D_MIN_SIZE}"
             continue
         start = time.perf_counter()
-        out = denoise_classical(noisy, method, cfg.noise, cfg.peak, cfg.sigma)
+        out = denoise_classical(noisy, method, cfg.noise, cfg.peak, cfg.sigma, white)
         seconds = time.perf_counter() - start
         name = f"{method}_anscombe" if cfg.noise == "poisson" else method
-        table[name] = {**_scores(out.round().to(torch.uint8), clean, win),
+        table[name] = {**_scores(out.round().to(clean.dtype), clean, win),
                        "seconds_per_image": seconds / len(clean)}
     best = max((k for k in table if k not in ("noisy", "gan")), default=None,
                key=lambda k: table[k]["psnr"])
     results: dict[str, Any] = {
         "noise": noise_label(cfg.noise, cfg.peak, cfg.sigma), "noise_seed": NOISY_TEST_SEED + seed,
-        "num_images": int(len(clean)), "ssim_window": win, "methods": table,
+        "num_images": int(len(clean)), "bits": 16 if white == 65535 else 8,
+        "ssim_window": win, "methods": table,
         "psnr_gan": table["gan"]["psnr"], "psnr_noisy": table["noisy"]["psnr"],
         "ssim_gan": table["gan"]["ssim"],
     }
@@ -296,17 +309,25 @@ def evaluate(run: Run, split_data: data.ImageData, seed: int,
 
 
 def _fixed_noisy(run: Run, split: str, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``count`` clean test images and their fixed noisy copies (as evaluate scores)."""
+    """The first ``count`` clean test images and their fixed noisy copies (as evaluate scores),
+    at the data's depth."""
     cfg: GANConfig = run.config  # type: ignore[assignment]
     clean = load_split(run, split).images[:count]
-    return clean, fixed_noisy(clean, cfg.noise, cfg.peak, cfg.sigma, NOISY_TEST_SEED + seed)
+    white = data.white_level(clean.dtype)
+    return clean, fixed_noisy(clean, cfg.noise, cfg.peak, cfg.sigma, NOISY_TEST_SEED + seed,
+                              white)
+
+
+def _shown(images: torch.Tensor) -> torch.Tensor:
+    """Stored images (uint8 or uint16) as the 8-bit grey levels a figure shows."""
+    return images if images.dtype == torch.uint8 else data.to_uint8(data.to_float(images))
 
 
 def noisy_figure(run: Run, out: Path, split: str = "test", seed: int = 0, **_: Any) -> Path:
     """Five clean faces above their noisy versions."""
     cfg: GANConfig = run.config  # type: ignore[assignment]
     clean, noisy = _fixed_noisy(run, split, 5, seed)
-    return plots.save_rows([("clean", clean), ("noisy", noisy)], out,
+    return plots.save_rows([("clean", _shown(clean)), ("noisy", _shown(noisy))], out,
                            title=f"{noise_label(cfg.noise, cfg.peak, cfg.sigma)} ({split} split)")
 
 
@@ -315,14 +336,15 @@ def denoised_figure(run: Run, out: Path, split: str = "test", seed: int = 0, cou
     """Rows clean / noisy / this GAN / NLM / BM3D (when installed) on the same test images."""
     cfg: GANConfig = run.config  # type: ignore[assignment]
     clean, noisy = _fixed_noisy(run, split, count, seed)
+    white = data.white_level(clean.dtype)
     x0_hat = data.to_uint8(denoise(run.model, data.to_float(noisy)).cpu())
-    rows = [("clean", clean), ("noisy", noisy), (f"GAN ({cfg.arch})", x0_hat)]
+    rows = [("clean", _shown(clean)), ("noisy", _shown(noisy)), (f"GAN ({cfg.arch})", x0_hat)]
     for method in ("nlm", "bm3d"):
         if method == "bm3d" and not bm3d_available(clean.shape):
             continue
-        est = denoise_classical(noisy, method, cfg.noise, cfg.peak, cfg.sigma)
+        est = denoise_classical(noisy, method, cfg.noise, cfg.peak, cfg.sigma, white)
         label = method.upper() + (" + Anscombe" if cfg.noise == "poisson" else "")
-        rows.append((label, est.round().to(torch.uint8)))
+        rows.append((label, _shown(est.round().to(clean.dtype))))
     return plots.save_rows(rows, out, title=f"denoising, {split} split")
 
 
