@@ -112,6 +112,8 @@ def main() -> None:
         info = ship_cached(args.dataset, args.data_dir, args.from_cache)
     else:
         info = ship_trained(args.dataset, args.data_dir, args.steps, args.batch_size)
+    for suffix in (".safetensors", ".json"):  # package data: readable by every user
+        (SHIPPED_DIR / f"{args.dataset}{suffix}").chmod(0o644)
     size = (SHIPPED_DIR / f"{args.dataset}.safetensors").stat().st_size
     print(f"{args.dataset}: {info['steps']} steps, test accuracy {info['test_accuracy']:.4f}, "
           f"{info['train_seconds']} s of training, {size / 1e3:.0f} kB")
