@@ -162,5 +162,6 @@ def test_an_unlabelled_folder_is_scored_in_rotation_features(tmp_path):
     scorer = Scorer(f"folder:{folder}", None, False, 30)  # the comparison's, same cached net
     assert scorer.info["path"] == m["feature_net"]
     scores = scorer.full(data.to_float(data.load(f"folder:{folder}", "test").images))
-    assert "class_entropy" not in scores and scores["fid"] >= 0 and "coverage" in scores
+    assert "class_entropy" not in scores and "coverage" in scores
+    assert abs(scores["fid"]) < 1e-3  # the split against itself
     assert recipes.get("dcgan").evaluate_options().full is False

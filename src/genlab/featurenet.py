@@ -16,7 +16,15 @@ Three sources, in this order:
    the same network learns to tell which of four rotations (0, 90, 180, 270 degrees) an image was
    given (Gidaris et al. 2018), and its quality check is the held-out rotation accuracy.
 
-Why rotation features can stand in for class features: MEASUREMENT_PENDING
+Why rotation features can stand in for class features is measured by
+``benchmarks/rotation_features.py`` on a labelled dataset with the labels hidden from the rotation
+network: (i) linear-probe and 5-NN class accuracy of the rotation features against the supervised
+and randomly initialised ones, (ii) the Spearman rank correlation between the level of a
+corruption of the test images (Gaussian noise, Gaussian blur) and their FID to the train images,
+in each feature space. So far only its quick version (tests/test_featurenet.py) has run here, on
+CPU cores starved by a concurrent benchmark: on sklearn's digits, 150 rotation steps reach a
+held-out rotation accuracy of 0.50 (chance 0.25); the full benchmark's numbers are still to be
+recorded here.
 """
 
 from __future__ import annotations
