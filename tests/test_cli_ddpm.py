@@ -33,8 +33,9 @@ def test_train_sample_evaluate_on_digits(tmp_path: Path) -> None:
     assert {"loss", "grad_norm", "images_per_s"} <= set(log[-1])
     assert 0.05 < log[-1]["loss"] < 3
     assert (run / "samples" / "step-00000012.png").exists()
-    for kind in ("forward", "snr", "progression", "samples", "curves"):
+    for kind in ("forward", "snr", "samples", "interpolation", "curves"):
         assert (run / "figures" / f"{kind}.png").stat().st_size > 1000, kind
+    assert not (run / "figures" / "progression.png").exists()  # T ancestral steps: on request
 
     out = tmp_path / "gallery"
     r = genlab("sample", str(run), "-n", "20", "--sampler", "ddim", "--steps", "5",

@@ -14,7 +14,7 @@ from genlab import config, recipes
 from genlab.cli import main
 from genlab.errors import ConfigError
 from genlab.recipes import RECIPES, make_config
-from genlab.recipes.base import Recipe
+from genlab.recipes.base import Recipe, inception_weights, scored_samples
 
 FAMILIES = sorted(RECIPES)
 
@@ -125,4 +125,7 @@ def test_verb_options_refuse_what_the_family_does_not_take():
         recipes.verb_options("vae", "sample", {"steps": 5})
     opts = recipes.verb_options("flow", "evaluate", {"nfe": [10, 20], "solvers": ["euler"],
                                                      "num_samples": None})
-    assert opts.nfe == (10, 20) and opts.solvers == ("euler",) and opts.num_samples == 1000
+    assert opts.nfe == (10, 20) and opts.solvers == ("euler",) and opts.num_samples is None
+    assert scored_samples(opts) == 500 and not opts.full  # the quick protocol by default
+    full = recipes.verb_options("flow", "evaluate", {"full": True})
+    assert scored_samples(full) == 10_000 and inception_weights(opts) is None

@@ -258,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--leg-samples", type=int, default=300,
                    help="samples behind each point of the FID-vs-training-minutes and "
                         "FID-vs-NFE curves (default: 300)")
-    p.add_argument("--feature-steps", type=int, default=1500,
-                   help="training steps of the cached feature classifier (default: 1500)")
+    p.add_argument("--feature-steps", type=int, default=0,
+                   help="training steps of the feature network (default: 0, the network genlab "
+                        "ships for a named dataset, else 1500 steps, trained once and cached)")
 
     p = sub.add_parser("demo", help="the short experiments on the embedded digits, with a report")
     p.add_argument("--out", type=Path, default=None,

@@ -5,7 +5,8 @@ For each family and seed the default preset trains in three legs (25%, 50% and 1
 budget, ``--max-minutes`` semantics), each followed by a quick FID, which gives the
 quality-vs-compute curve. The final model is then scored on the held-out split in the dataset
 classifier's features: FID/KID, precision/recall/density/coverage, the class histogram of its
-samples, the distance of samples to their nearest training image against that of test images
+samples (on a labelled dataset; an unlabelled one is scored in rotation features, without it),
+the distance of samples to their nearest training image against that of test images
 (memorisation), the likelihood bound where the family has one, and the cost of a sample (FLOPs,
 network evaluations, seconds). Everything goes into ``compare.json``, rewritten after every
 step, so that an interrupted comparison resumes where it stopped; ``verdicts`` turns it into the
@@ -102,8 +103,10 @@ def _spikes(log: list[dict[str, Any]], window: int = 10, factor: float = 5.0) ->
 
 
 class Scorer:
-    """The common feature space of a comparison: the dataset classifier, the real test images and
-    a subset of the training images for the memorisation distances."""
+    """The common feature space of a comparison: the dataset's feature network, the real test
+    images and a subset of the training images for the memorisation distances. A network
+    trained on rotations (an unlabelled dataset) predicts no classes, so the class-histogram
+    measures are left out."""
 
     def __init__(self, dataset: str, data_dir: str | None, download: bool,
                  feature_steps: int, num_train_reference: int = 5000,
@@ -112,7 +115,8 @@ class Scorer:
         self.inception_weights = inception_weights
         test = data.load(dataset, "test", data_dir, download)
         train_split = data.load(dataset, "train", data_dir, download)
-        self.classes = list(test.classes)
+        self.labelled = self.info["task"] == "classes"
+        self.classes = list(self.info["classes"]) if self.labelled else []
         self.real = data.to_float(test.images)
         self.real_features, self.real_preds = _features(self.net, self.real)
         # precision/recall/density/coverage compare equal numbers of real and fake points (as
@@ -135,23 +139,26 @@ class Scorer:
         s = fid_kid(self.net, self.real, fake)
         feats, preds = _features(self.net, fake)
         pr = self.precision_recall(feats)
-        counts = torch.bincount(preds, minlength=len(self.classes)).tolist()
-        real_counts = torch.bincount(self.real_preds, minlength=len(self.classes)).tolist()
         n_mem = min(len(fake), len(self.real), 500)
         d_fake = _nearest(fake[:n_mem], self.train_ref)
         d_test = _nearest(self.real[:n_mem], self.train_ref)
         close = float(torch.quantile(d_test, 0.01))
         inception = ({"inception_fid": inception_fid(self.real, fake, self.inception_weights)}
                      if self.inception_weights else {})
-        return {"fid": s["fid"], "kid": s["kid"], "kid_std": s["kid_std"], **inception,
-                **pr,
-                "class_counts": counts, "class_entropy": _entropy(counts),
-                "real_class_entropy": _entropy(real_counts),
-                "classes_missing": sum(c == 0 for c in counts),
+        return {"fid": s["fid"], "kid": s["kid"], "kid_std": s["kid_std"], **inception, **pr,
+                **(self.class_histogram(preds) if self.labelled else {}),
                 "nn_train_distance_samples": float(d_fake.median()),
                 "nn_train_distance_test": float(d_test.median()),
                 "nn_distance_ratio": float(d_fake.median() / d_test.median()),
                 "share_closer_than_test_1pct": float((d_fake < close).float().mean())}
+
+    def class_histogram(self, preds: torch.Tensor) -> dict[str, Any]:
+        """The samples' predicted-class counts, their entropy and the real test images'."""
+        counts = torch.bincount(preds, minlength=len(self.classes)).tolist()
+        real_counts = torch.bincount(self.real_preds, minlength=len(self.classes)).tolist()
+        return {"class_counts": counts, "class_entropy": _entropy(counts),
+                "real_class_entropy": _entropy(real_counts),
+                "classes_missing": sum(c == 0 for c in counts)}
 
 
 @torch.no_grad()
@@ -192,7 +199,7 @@ def _train_leg(cfg, run_dir: Path, minutes: float, record: dict[str, Any]) -> No
 
 def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float = 1.0,
             seeds: int = 1, families: Sequence[str] | None = None, out: str | Path | None = None,
-            num_samples: int = 1000, leg_samples: int = 300, feature_steps: int = 1500,
+            num_samples: int = 1000, leg_samples: int = 300, feature_steps: int = 0,
             download: bool = True, nfe_sweep: Sequence[int] = NFE_SWEEP,
             overrides: dict[str, dict[str, Any]] | None = None,
             inception_weights: str | None = None, path_pairs: int = PATH_PAIRS) -> Path:
@@ -474,6 +481,8 @@ def verdicts(state: dict[str, Any]) -> list[dict[str, Any]]:
     'mixed' naming each part's."""
     families = state["settings"]["families"]
     diffusion = [f for f in ("ddpm", "flow") if f in families]
+    # an unlabelled dataset's samples have no class histogram (rotation features predict none)
+    labelled = any("class_entropy" in r.get("final", {}) for r in state["runs"].values())
     out = []
 
     def claim(text: str, how: str, parts: list[tuple[str, list[Test]]]) -> None:
@@ -497,7 +506,8 @@ def verdicts(state: dict[str, Any]) -> list[dict[str, Any]]:
               "loss spikes of DDPM against the DCGAN, beyond the spread across seeds",
               [("covers the modes better", [("coverage", "ddpm", "dcgan", "higher"),
                                             ("recall", "ddpm", "dcgan", "higher"),
-                                            ("class_entropy", "ddpm", "dcgan", "higher")]),
+                                            *([("class_entropy", "ddpm", "dcgan", "higher")]
+                                              if labelled else [])]),
                ("trains more stably", [("loss_spikes", "ddpm", "dcgan", "lower"),
                                        ("diverged_runs", "ddpm", "dcgan", "lower")])])
     if "ddpm" in families and "vae" in families:

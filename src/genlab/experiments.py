@@ -99,7 +99,7 @@ def demo(out: str | Path | None = None, families: Sequence[str] | None = None,
         start = time.perf_counter()
         small = dict(channels=(16, 32), num_threads=1)  # the demo's UNets: 8x8 digits
         compare_page = compare("digits", minutes=compare_minutes, seeds=1, out=out / "compare",
-                               num_samples=150, leg_samples=100, feature_steps=400,
+                               num_samples=150, leg_samples=100,
                                nfe_sweep=(5, 10, 20),
                                overrides={"ddpm": {**small, "num_steps": 200}, "flow": small,
                                           "dcgan": {"width": 16, "num_threads": 1}})

@@ -1,7 +1,7 @@
 """``plot(run_dir, kind)``: the figures that explain a run, written into run_dir/figures/<kind>.png.
 
-Each recipe lists its figure kinds and says which of them apply to a run (the VAE's 2-D latent
-scatter needs z = 2, t-SNE is for z > 2); this driver only looks them up.
+Each recipe lists its figure kinds and says which of them are drawn after training (the VAE's
+2-D latent scatter needs z = 2, t-SNE is for z > 2); this driver only looks them up.
 """
 
 from __future__ import annotations
@@ -27,8 +27,11 @@ def plot(run_dir: str | Path, kind: str, out: str | Path | None = None, device: 
     return kinds[kind](run, path, **{k: v for k, v in options.items() if v is not None})
 
 
-def plot_all(run_dir: str | Path, device: str = "auto", **options: Any) -> list[Path]:
-    """Every figure kind that applies to the run."""
+def plot_all(run_dir: str | Path, device: str = "auto", quick: bool = True,
+             **options: Any) -> list[Path]:
+    """The figures drawn after training: each kind the recipe's ``default_figures`` lists, in its
+    quick form (``quick=True``: few images, few sampler steps, so that the figures cost a bounded
+    number of network calls whatever the run's T; `genlab plot` draws the full ones)."""
     run = recipes.load_run(run_dir, pick_device(device))
-    return [plot(run_dir, kind, run=run, **options)
+    return [plot(run_dir, kind, run=run, quick=quick, **options)
             for kind in recipes.get(run.family).default_figures(run)]

@@ -191,7 +191,8 @@ class Recipe:
     figures: dict[str, Callable[..., Path]]
     """figure kind -> fn(run, out, split=, seed=, num_images=) -> PNG path"""
     default_figures: Callable[[Run], list[str]]
-    """the figure kinds drawn after training"""
+    """the figure kinds drawn after training, each called with quick=True: a few images and
+    sampler steps (QUICK_FIGURE_IMAGES, QUICK_FIGURE_NFE), never T ancestral steps"""
     key_config: tuple[str, ...]
     """config fields the report shows for each run"""
     headline: tuple[str, ...]
@@ -259,6 +260,11 @@ def bf16_autocast(run: Run):
                           enabled=inference_precision(run) == "bf16")
 
 
+QUICK_FIGURE_IMAGES = 36  # images of a sample gallery drawn after training (6 x 6)
+QUICK_FIGURE_NFE = 10  # network calls per image of the iterative samplers' figures after training
+QUICK_INTERPOLATION = (4, 8)  # rows x images per row of an interpolation drawn after training
+
+
 def curves_figure(run: Run, out: Path, **_: Any) -> Path:
     """Every logged loss term over the steps, one panel each."""
     log = checkpoint.read_log(run.run_dir)
@@ -317,23 +323,95 @@ def load_split(run: Run, split: str) -> data.ImageData:
     return data.load_split(cfg, split)
 
 
+QUICK_SAMPLES = 500
+"""samples of the default (quick) protocol: well above the feature network's 128 dimensions,
+below which the sample covariance is singular and FIDs compare badly"""
+FULL_SAMPLES = 10_000
+"""samples of the ``--full`` protocol (the usual FID set size)"""
+INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
+
+
 @dataclass(frozen=True)
 class SampleScoreOptions:
     """Options of every sample-quality evaluation (FID/KID against the held-out split)."""
 
-    num_samples: int = 1000
-    """samples scored by FID/KID"""
+    num_samples: int | None = None
+    """samples scored by FID/KID (default: 500; with --full: 10000)"""
     num_images: int = 0
     """real images of the split to score against (0: all)"""
-    feature_steps: int = 1500
-    """training steps of the cached feature classifier"""
+    feature_steps: int = 0
+    """training steps of the feature network (0: the network genlab ships for a named dataset,
+    else 1500 steps, trained once and cached)"""
     inception_weights: str | None = None
     """also report the standard Inception-v3 FID with these weights (torch-fidelity's
     pt_inception-2015-12-05-6726825d.pth; needs pip install 'genlab[eval]')"""
+    full: bool = False
+    """the full protocol: 10000 samples per sampler (DDPM: also 1000 ancestral DDPM-T samples)
+    and the Inception FID where torch-fidelity and its weights are found; prints its estimated
+    cost first"""
+
+
+def scored_samples(opts: SampleScoreOptions) -> int:
+    """The number of samples each sampler is scored on: num_samples, else the protocol's."""
+    if opts.num_samples is not None:
+        return opts.num_samples
+    return FULL_SAMPLES if opts.full else QUICK_SAMPLES
+
+
+def inception_weights(opts: SampleScoreOptions) -> str | None:
+    """The Inception-v3 weights to score with: the option's, or, under --full, torch-fidelity's
+    file in $GENLAB_INCEPTION_WEIGHTS or torch hub's checkpoint folder when torch-fidelity is
+    installed; None when there are none."""
+    if opts.inception_weights or not opts.full:
+        return opts.inception_weights
+    import importlib.util
+    import os
+
+    if importlib.util.find_spec("torch_fidelity") is None:
+        return None
+    hub = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    for path in (os.environ.get("GENLAB_INCEPTION_WEIGHTS"), hub):
+        if path and Path(path).is_file():
+            return str(path)
+    return None
+
+
+def seconds_per_call(draw: Callable[[int, int], Any], images: int = 64, calls: int = 2) -> float:
+    """Seconds per image per network call of a sampler, from timing ``draw(images, calls)`` (n
+    images with that many network calls each) after a small warm-up draw."""
+    draw(2, 1)
+    start = time.perf_counter()
+    draw(images, calls)
+    return (time.perf_counter() - start) / (images * calls)
+
+
+def announce_cost(parts: list[tuple[int, str, int]], per_call: float,
+                  extra: str = "") -> str:
+    """Print (to stderr) and return what a protocol will cost: ``parts`` are (images, sampler
+    name, network calls per image), ``per_call`` the measured seconds per image per call."""
+    import sys
+
+    seconds = sum(n * calls for n, _, calls in parts) * per_call
+    what = " + ".join(f"{n} {name} samples" for n, name, _ in parts if n > 0)
+    line = (f"full protocol: {what}{extra}, about {_duration(seconds)} on this machine "
+            f"(measured on one small batch)")
+    print(line, file=sys.stderr, flush=True)
+    return line
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 OFFLINE_SCORE = ("FID/KID in the penultimate features of a classifier trained on the dataset's "
                  "train split (not Inception-v3: not comparable to published FIDs)")
+ROTATION_SCORE = ("FID/KID in the penultimate features of a network trained, without labels, to "
+                  "tell the rotation of the dataset's train images (not Inception-v3: not "
+                  "comparable to published FIDs)")
 
 
 class SampleScorer:
@@ -343,6 +421,8 @@ class SampleScorer:
                  seed: int) -> None:
         cfg = run.config
         self.opts, self.seed = opts, seed
+        self.num_samples = scored_samples(opts)
+        self.inception_weights = inception_weights(opts)
         self.features, self.info = feature_network(cfg.dataset, cfg.data_dir, cfg.download,
                                                    opts.feature_steps, run.device,
                                                    resolution=cfg.resolution,
@@ -358,19 +438,27 @@ class SampleScorer:
 
     def score(self, fake: torch.Tensor, label: str) -> dict[str, Any]:
         """fid_<label>, kid_<label>, kid_std_<label>, num_samples_<label> (and the Inception FID
-        when weights were given)."""
+        when weights were given or found)."""
         s = fid_kid(self.features, self.real, fake, seed=self.seed)
         out = {f"fid_{label}": s["fid"], f"kid_{label}": s["kid"], f"kid_std_{label}": s["kid_std"],
                f"num_samples_{label}": len(fake)}
-        if self.opts.inception_weights:
-            out[f"inception_fid_{label}"] = inception_fid(self.real, fake,
-                                                          self.opts.inception_weights)
+        if self.inception_weights:
+            out[f"inception_fid_{label}"] = inception_fid(self.real, fake, self.inception_weights)
         return out
 
     def fid(self, fake: torch.Tensor) -> float:
         return fid_kid(self.features, self.real, fake, seed=self.seed)["fid"]
 
     def common(self) -> dict[str, Any]:
-        return {"num_real": len(self.real), "seed": self.seed, "score": OFFLINE_SCORE,
-                "feature_net_test_accuracy": self.info["test_accuracy"],
-                "feature_net": self.info["path"]}
+        rotation = self.info["task"] == "rotation"
+        out = {"num_real": len(self.real), "seed": self.seed,
+               "protocol": "full" if self.opts.full else "quick",
+               "score": ROTATION_SCORE if rotation else OFFLINE_SCORE,
+               "feature_net_task": self.info["task"],
+               "feature_net_test_accuracy": self.info["test_accuracy"],
+               "feature_net": self.info["path"]}
+        if self.opts.full and not self.inception_weights:
+            out["inception_fid"] = ("not computed: needs torch-fidelity and its weights "
+                                    f"({INCEPTION_FILE} in torch hub's checkpoints or "
+                                    "$GENLAB_INCEPTION_WEIGHTS)")
+        return out

@@ -24,7 +24,9 @@ from genlab.recipes.base import (
     SampleScoreOptions,
     SampleScorer,
     TrainState,
+    announce_cost,
     gallery_figure,
+    seconds_per_call,
 )
 from genlab.recipes.gan import (
     AdversarialConfig,
@@ -95,11 +97,18 @@ def evaluate(run: Run, split_data: data.ImageData, seed: int,
     own classifier (the offline score shared with the diffusion and flow families)."""
     scorer = SampleScorer(run, split_data, opts, seed)
     gen = torch.Generator(device=run.device).manual_seed(seed)
-    fake, seconds = scorer.time(lambda n: sample_gan(run.model, n, gen), opts.num_samples)
+    results: dict[str, Any] = {}
+    if opts.full:
+        per_call = seconds_per_call(lambda n, calls: sample_gan(run.model, n * calls, gen))
+        results["full_protocol"] = announce_cost(
+            [(scorer.num_samples, "generator", 1)], per_call,
+            " + the Inception FID" if scorer.inception_weights else "")
+        gen = torch.Generator(device=run.device).manual_seed(seed)
+    fake, seconds = scorer.time(lambda n: sample_gan(run.model, n, gen), scorer.num_samples)
     scores = scorer.score(fake, "gan")
     return {"fid": scores["fid_gan"], "kid": scores["kid_gan"], "kid_std": scores["kid_std_gan"],
             **{k: v for k, v in scores.items() if k.startswith("inception")},
-            "num_samples": len(fake), "seconds_per_image": seconds, "nfe": 1,
+            "num_samples": len(fake), "seconds_per_image": seconds, "nfe": 1, **results,
             **scorer.common()}
 
 
@@ -149,7 +158,7 @@ RECIPE = Recipe(
     demo=(DemoRun("dcgan", "default",
                   dict(dataset="digits", width=16, steps=400, batch_size=64, log_every=20,
                        checkpoint_every=10_000, num_threads=1),
-                  dict(num_samples=300, feature_steps=400)),),
+                  dict(num_samples=300)),),
     control_figure="interpolation",
     latent_map=latent_map,
 )

@@ -22,6 +22,9 @@ from genlab.errors import ConfigError
 from genlab.models.unet import ReferenceUNet, ResUNet
 from genlab.objectives import ddpm_loss, ddpm_prior_term, ddpm_vlb_term
 from genlab.recipes.base import (
+    QUICK_FIGURE_IMAGES,
+    QUICK_FIGURE_NFE,
+    QUICK_INTERPOLATION,
     DemoRun,
     LatentMap,
     Recipe,
@@ -29,6 +32,7 @@ from genlab.recipes.base import (
     SampleScorer,
     TrainState,
     adam,
+    announce_cost,
     bf16_autocast,
     class_labels,
     curves_figure,
@@ -38,6 +42,7 @@ from genlab.recipes.base import (
     labels_with_dropout,
     load_split,
     noise_interpolation_figure,
+    seconds_per_call,
 )
 from genlab.samplers import DEFAULT_DDIM_ETA, ancestral, ddim, ddim_timesteps, in_batches
 
@@ -194,13 +199,16 @@ def sample(run: Run, n: int, gen: torch.Generator, opts: DDPMSampleOptions) -> t
 # --- evaluation ----------------------------------------------------------------------------------
 
 
+FULL_DDPM_SAMPLES = 1000  # ancestral DDPM-T samples of the --full protocol
+
+
 @dataclass(frozen=True)
 class DDPMEvaluateOptions(SampleScoreOptions):
     """Options of ``genlab evaluate`` for a DDPM run."""
 
-    ddpm_samples: int = 300
-    """ancestral DDPM-T samples scored, T network calls each; keep it above the 128 feature
-    dimensions; 0 skips them"""
+    ddpm_samples: int | None = None
+    """ancestral DDPM-T samples scored, T network calls each (default: 0, none; with --full:
+    1000); keep it above the 128 feature dimensions"""
     ddim_steps: int = 50
     """steps of the DDIM sampler that is scored"""
     ddim_eta: float = DEFAULT_DDIM_ETA
@@ -213,21 +221,38 @@ class DDPMEvaluateOptions(SampleScoreOptions):
 
 def evaluate(run: Run, split_data: data.ImageData, seed: int,
              opts: DDPMEvaluateOptions) -> dict[str, Any]:
-    """FID/KID in the features of the dataset's own classifier, for DDIM-``ddim_steps`` samples
-    (noise ``ddim_eta``) and ancestral DDPM-T samples, with sampling seconds per image of each.
+    """FID/KID in the features of the dataset's feature network, for DDIM-``ddim_steps`` samples
+    (noise ``ddim_eta``) and, when asked for, ancestral DDPM-T samples, with sampling seconds per
+    image of each.
 
-    DDPM-T costs T network calls per image, so it is scored on ``ddpm_samples`` images; DDIM is
-    also scored on its first ``ddpm_samples`` images, so that the two FIDs compare at one set
-    size (KID is unbiased and compares at any size). The default 300 is above the feature
-    network's 128 dimensions: with fewer samples than dimensions the sample covariance is
-    singular and the FID ratio between samplers is noise (on the 30-minute MNIST model, DDIM-50
-    over DDPM-1000 read 1.27 at 100 samples and 0.94 at 300). Conditional runs sample the classes
-    in turn.
+    The default protocol is quick: 500 DDIM samples and no ancestral ones (on a demo-sized run,
+    well under a minute on 2 cores). ``--full`` scores 10,000 DDIM and 1,000 ancestral samples
+    and prints its estimated cost first. DDPM-T costs T network calls per image, so it is scored
+    on ``ddpm_samples`` images; DDIM is also scored on its first ``ddpm_samples`` images, so that
+    the two FIDs compare at one set size (KID is unbiased and compares at any size). Keep both
+    above the feature network's 128 dimensions: with fewer samples than dimensions the sample
+    covariance is singular and the FID ratio between samplers is noise (on the 30-minute MNIST
+    model, DDIM-50 over DDPM-1000 read 1.27 at 100 samples and 0.94 at 300). Conditional runs
+    sample the classes in turn.
     """
     cfg: DDPMConfig = run.config  # type: ignore[assignment]
+    ddpm_samples = (opts.ddpm_samples if opts.ddpm_samples is not None
+                    else FULL_DDPM_SAMPLES if opts.full else 0)
+    ddim_timesteps(cfg.num_steps, opts.ddim_steps)  # fail before any work on a bad step count
     scorer = SampleScorer(run, split_data, opts, seed)
+    counts = (("ddim", scorer.num_samples, opts.ddim_steps), ("ddpm", ddpm_samples, cfg.num_steps))
     results: dict[str, Any] = {}
-    for sampler, n in (("ddim", opts.num_samples), ("ddpm", opts.ddpm_samples)):
+    if opts.full:
+        def probe(n: int, calls: int) -> torch.Tensor:
+            return generate(run, n, torch.Generator(device=run.device).manual_seed(seed), "ddim",
+                            steps=calls, eta=opts.ddim_eta, y=class_labels(run.model, n),
+                            guidance=opts.guidance, batch_size=opts.batch_size)
+
+        names = {"ddim": f"DDIM-{opts.ddim_steps}", "ddpm": f"ancestral T={cfg.num_steps}"}
+        results["full_protocol"] = announce_cost(
+            [(n, names[s], calls) for s, n, calls in counts], seconds_per_call(probe),
+            " + the Inception FID" if scorer.inception_weights else "")
+    for sampler, n, nfe in counts:
         if n <= 0:
             continue
         kwargs = (dict(steps=opts.ddim_steps, eta=opts.ddim_eta) if sampler == "ddim" else {})
@@ -236,13 +261,12 @@ def evaluate(run: Run, split_data: data.ImageData, seed: int,
                 run, n, torch.Generator(device=run.device).manual_seed(seed), s,
                 y=class_labels(run.model, n), guidance=opts.guidance, batch_size=opts.batch_size,
                 **kw), n)
-        nfe = opts.ddim_steps if sampler == "ddim" else cfg.num_steps
         label = f"{sampler}{nfe}"
         results.update(scorer.score(fake, label))
         results[f"seconds_per_image_{label}"] = round(seconds, 4)
         results[f"nfe_{label}"] = nfe
-        if sampler == "ddim" and 0 < opts.ddpm_samples < n:
-            results[f"fid_{label}_at_{opts.ddpm_samples}"] = scorer.fid(fake[:opts.ddpm_samples])
+        if sampler == "ddim" and 0 < ddpm_samples < n:
+            results[f"fid_{label}_at_{ddpm_samples}"] = scorer.fid(fake[:ddpm_samples])
     return {**results, "ddim_eta": opts.ddim_eta, "guidance": opts.guidance, **scorer.common()}
 
 
@@ -356,21 +380,29 @@ def progression_figure(run: Run, out: Path, seed: int = 0, count: int = 8, rows:
                                              f"(noise, top) to x_0 (bottom)")
 
 
-def samples_figure(run: Run, out: Path, seed: int = 0, n: int = 100, **_: Any) -> Path:
+def samples_figure(run: Run, out: Path, seed: int = 0, n: int = 100, quick: bool = False,
+                   **_: Any) -> Path:
     """A 10 x 10 gallery of DDIM-50 samples (eta 1; row-major; conditional runs: column =
-    class)."""
+    class); after training (``quick``) 6 x 6 DDIM-10 samples."""
     gen = torch.Generator(device=run.device).manual_seed(seed)
-    return gallery_figure(generate(run, n, gen, y=class_labels(run.model, n)), out, nrow=10)
+    steps = min(QUICK_FIGURE_NFE if quick else PREVIEW_DDIM_STEPS, run.config.num_steps)  # type: ignore[attr-defined]
+    n = QUICK_FIGURE_IMAGES if quick else n
+    nrow = 6 if quick else 10
+    return gallery_figure(generate(run, n, gen, steps=steps, y=class_labels(run.model, n)), out,
+                          nrow=nrow)
 
 
-def interpolation_figure(run: Run, out: Path, seed: int = 0, **_: Any) -> Path:
+def interpolation_figure(run: Run, out: Path, seed: int = 0, quick: bool = False,
+                         **_: Any) -> Path:
     """What a user can steer: deterministic DDIM-50 (eta 0) images between pairs of noises, and
-    for class-conditional runs the classes across guidance scales."""
+    for class-conditional runs the classes across guidance scales (after training, ``quick``: 4
+    pairs, 8 images each, DDIM-10)."""
     schedule = schedule_of(run.config, run.device)  # type: ignore[arg-type]
-    steps = min(PREVIEW_DDIM_STEPS, schedule.num_steps)
+    steps = min(QUICK_FIGURE_NFE if quick else PREVIEW_DDIM_STEPS, schedule.num_steps)
+    rows, per_row = QUICK_INTERPOLATION if quick else (6, 10)
     return noise_interpolation_figure(
         run, out, lambda x_T, y, w: ddim(run.model, schedule, x_T.shape, steps, 0.0, y, w,
-                                         x_T=x_T), seed)
+                                         x_T=x_T), seed, rows, per_row)
 
 
 PATH_DDIM_STEPS = 20  # the deterministic map of the path-length score: 20 DDIM steps, eta 0
@@ -403,7 +435,8 @@ RECIPE = Recipe(
     evaluate=evaluate,
     evaluate_options=DDPMEvaluateOptions,
     figures=FIGURES,
-    default_figures=lambda run: list(FIGURES),
+    # ancestral sampling costs T network calls: the progression figure is drawn on request only
+    default_figures=lambda run: [kind for kind in FIGURES if kind != "progression"],
     key_config=("arch", "channels", "schedule", "num_steps", "class_conditional", "ema_decay",
                 "steps", "batch_size", "lr"),
     headline=("fid_ddim50", "kid_ddim50", "seconds_per_image_ddim50"),
@@ -413,7 +446,7 @@ RECIPE = Recipe(
                        batch_size=64, lr=1e-3, warmup_steps=50, ema_decay=0.995,
                        num_threads=1,  # tiny 8x8 tensors: one thread beats two that wait
                        log_every=20, checkpoint_every=10_000),
-                  dict(num_samples=200, ddpm_samples=30, feature_steps=400)),),
+                  dict(num_samples=200, ddpm_samples=30)),),
     start_message=start_message,
     control_figure="interpolation",
     nfe_options=lambda nfe: {"sampler": "ddim", "steps": nfe},

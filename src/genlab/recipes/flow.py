@@ -18,12 +18,16 @@ from genlab.config import BaseConfig
 from genlab.errors import ConfigError
 from genlab.objectives import flow_loss
 from genlab.recipes.base import (
+    QUICK_FIGURE_IMAGES,
+    QUICK_FIGURE_NFE,
+    QUICK_INTERPOLATION,
     DemoRun,
     LatentMap,
     Recipe,
     SampleScoreOptions,
     SampleScorer,
     TrainState,
+    announce_cost,
     bf16_autocast,
     class_labels,
     curves_figure,
@@ -31,6 +35,7 @@ from genlab.recipes.base import (
     inference_precision,
     labels_with_dropout,
     noise_interpolation_figure,
+    seconds_per_call,
 )
 from genlab.recipes.ddpm import build_unet, display_images, setup
 from genlab.samplers import FLOW_SOLVERS, flow_nfe, flow_ode, in_batches
@@ -148,21 +153,36 @@ class FlowEvaluateOptions(SampleScoreOptions):
 
 def evaluate(run: Run, split_data: data.ImageData, seed: int,
              opts: FlowEvaluateOptions) -> dict[str, Any]:
-    """FID/KID of ``num_samples`` samples for every (solver, NFE) asked for, with the sampling
-    seconds per image; keys are labelled by the evaluations actually spent (heun20, euler10)."""
+    """FID/KID of ``num_samples`` samples (quick: 500; ``--full``: 10,000, its cost printed
+    first) for every (solver, NFE) asked for, with the sampling seconds per image; keys are
+    labelled by the evaluations actually spent (heun20, euler10)."""
     bad = sorted(set(opts.solvers) - set(FLOW_SOLVERS))
     if bad:
         raise ConfigError(f"unknown ODE solver(s) {bad}; expected some of {list(FLOW_SOLVERS)}")
+    for budget in opts.nfe:
+        for solver in opts.solvers:
+            flow_nfe(solver, budget)  # fail before any work on a bad budget
     scorer = SampleScorer(run, split_data, opts, seed)
+    n = scorer.num_samples
     results: dict[str, Any] = {}
+    if opts.full:
+        def probe(count: int, calls: int) -> torch.Tensor:
+            return generate(run, count, torch.Generator(device=run.device).manual_seed(seed),
+                            "euler", calls, class_labels(run.model, count), opts.guidance,
+                            opts.batch_size)
+
+        parts = [(n, f"{s.capitalize()}-{flow_nfe(s, b)}", flow_nfe(s, b))
+                 for s in opts.solvers for b in opts.nfe]
+        results["full_protocol"] = announce_cost(
+            parts, seconds_per_call(probe),
+            " + the Inception FID" if scorer.inception_weights else "")
     for solver in opts.solvers:
         for budget in opts.nfe:
             nfe = flow_nfe(solver, budget)
             fake, seconds = scorer.time(
                 lambda n, s=solver, b=budget: generate(
                     run, n, torch.Generator(device=run.device).manual_seed(seed), s, b,
-                    class_labels(run.model, n), opts.guidance, opts.batch_size),
-                opts.num_samples)
+                    class_labels(run.model, n), opts.guidance, opts.batch_size), n)
             label = f"{solver}{nfe}"
             results.update(scorer.score(fake, label))
             results[f"seconds_per_image_{label}"] = round(seconds, 4)
@@ -201,18 +221,27 @@ def trajectories_figure(run: Run, out: Path, seed: int = 0, count: int = 8, nfe:
                                             f"data (bottom)")
 
 
-def samples_figure(run: Run, out: Path, seed: int = 0, n: int = 100, **_: Any) -> Path:
-    """A 10 x 10 gallery of Heun-20 samples (row-major; conditional runs: column = class)."""
+def samples_figure(run: Run, out: Path, seed: int = 0, n: int = 100, quick: bool = False,
+                   **_: Any) -> Path:
+    """A 10 x 10 gallery of Heun-20 samples (row-major; conditional runs: column = class); after
+    training (``quick``) 6 x 6 Heun-10 samples."""
     gen = torch.Generator(device=run.device).manual_seed(seed)
-    return gallery_figure(generate(run, n, gen, y=class_labels(run.model, n)), out, nrow=10)
+    n = QUICK_FIGURE_IMAGES if quick else n
+    nfe = QUICK_FIGURE_NFE if quick else 20
+    return gallery_figure(generate(run, n, gen, nfe=nfe, y=class_labels(run.model, n)), out,
+                          nrow=6 if quick else 10)
 
 
-def interpolation_figure(run: Run, out: Path, seed: int = 0, **_: Any) -> Path:
+def interpolation_figure(run: Run, out: Path, seed: int = 0, quick: bool = False,
+                         **_: Any) -> Path:
     """What a user can steer: Heun-20 ODE images between pairs of noises (the ODE maps each noise
-    to one image), and for class-conditional runs the classes across guidance scales."""
+    to one image), and for class-conditional runs the classes across guidance scales; after
+    training (``quick``) 4 pairs, 8 images each, Heun-10."""
+    nfe = QUICK_FIGURE_NFE if quick else 20
+    rows, per_row = QUICK_INTERPOLATION if quick else (6, 10)
     return noise_interpolation_figure(
-        run, out, lambda x1, y, w: flow_ode(run.model, x1.shape, 20, "heun", y, w, x1=x1,
-                                            time_scale=TIME_SCALE), seed)
+        run, out, lambda x1, y, w: flow_ode(run.model, x1.shape, nfe, "heun", y, w, x1=x1,
+                                            time_scale=TIME_SCALE), seed, rows, per_row)
 
 
 def latent_map(run: Run) -> LatentMap:
@@ -247,8 +276,7 @@ RECIPE = Recipe(
                   dict(dataset="digits", channels=(16, 32), steps=600, batch_size=64, lr=1e-3,
                        warmup_steps=50, ema_decay=0.995, num_threads=1, log_every=20,
                        checkpoint_every=10_000),
-                  dict(num_samples=200, solvers=("euler", "heun"), nfe=(10, 20),
-                       feature_steps=400)),),
+                  dict(num_samples=200, solvers=("euler", "heun"), nfe=(10, 20))),),
     control_figure="interpolation",
     nfe_options=lambda nfe: {"solver": "heun", "nfe": nfe},
     latent_map=latent_map,
