@@ -113,7 +113,7 @@ def test_evaluate_defaults_to_the_quick_protocol(tmp_path, monkeypatch):
 
 
 def test_full_protocol_scores_more_and_prints_its_cost_first(tmp_path, monkeypatch, capsys):
-    run_dir = tiny_run(tmp_path, num_steps=30)
+    run_dir = tiny_run(tmp_path, num_steps=50)  # T >= the protocol's 50 DDIM steps
     drawn = []
     generate = ddpm.generate
 
@@ -127,7 +127,7 @@ def test_full_protocol_scores_more_and_prints_its_cost_first(tmp_path, monkeypat
     monkeypatch.setattr("genlab.recipes.base.SampleScorer.fid", lambda self, fake: 0.0)
     m = genlab.evaluate(run_dir, device="cpu", full=True)
     err = capsys.readouterr().err
-    line = ("full protocol: 10000 DDIM-50 samples + 1000 ancestral T=30 samples, about ")
+    line = ("full protocol: 10000 DDIM-50 samples + 1000 ancestral T=50 samples, about ")
     assert line in err and line in m["full_protocol"] and m["protocol"] == "full"
     # the cost is measured on small DDIM batches before the protocol's samples are drawn
     assert drawn[-2:] == [("ddim", 10_000, 50), ("ddpm", 1000, None)]
