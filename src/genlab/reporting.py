@@ -166,7 +166,7 @@ def compare_report(state: dict[str, Any], out: str | Path,
                 cells.append("<td>–</td>")
                 continue
             v = row[key]
-            text = _fmt(float(v["mean"])) + (f" ± {_fmt(float(v['std']))}" if v["n"] > 1 else "")
+            text = f"{float(v['mean']):.3g}" + (f" ± {float(v['std']):.2g}" if v["n"] > 1 else "")
             best = " class='best'" if table["best"].get(key) == family else ""
             cells.append(f"<td{best}>{text}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
