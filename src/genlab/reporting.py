@@ -153,7 +153,9 @@ def compare_report(state: dict[str, Any], out: str | Path,
              f"classifier trained on the dataset (mean ± std over seeds).</p>",
              "<h2>Summary</h2>"]
     head = "<th>family</th>"
-    for key, label, unit, better in table["measures"]:
+    measures = [m for m in table["measures"]  # only the columns some family has a value for
+                if any(m[0] in row for row in table["families"].values())]
+    for key, label, unit, better in measures:
         arrow = {"lower": " ↓ lower is better", "higher": " ↑ higher is better"}.get(better, "")
         unit_text = f" ({unit})" if unit else ""
         head += f"<th title='{html.escape(key)}'>{html.escape(label + unit_text)}" \
@@ -161,7 +163,7 @@ def compare_report(state: dict[str, Any], out: str | Path,
     rows = []
     for family, row in table["families"].items():
         cells = [f"<td>{html.escape(family)}</td>"]
-        for key, *_ in table["measures"]:
+        for key, *_ in measures:
             if key not in row:
                 cells.append("<td>–</td>")
                 continue
