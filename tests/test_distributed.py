@@ -307,7 +307,17 @@ def signal_at(monkeypatch, at_step: int, times: int = 1, sig: int = signal.SIGIN
     monkeypatch.setitem(recipes.RECIPES, "vae", dataclasses.replace(original, step=step))
 
 
-def test_ctrl_c_finishes_the_step_and_twice_stops_at_once(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def python_sigint():
+    """Python's own Ctrl-C handler, whatever the test was started with (a background job starts
+    with SIGINT ignored)."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_finishes_the_step_and_twice_stops_at_once(tmp_path, monkeypatch, capsys,
+                                                          python_sigint):
     run = tmp_path / "run"
     with monkeypatch.context() as m:
         signal_at(m, 4)
