@@ -42,6 +42,17 @@ def cpu_name() -> str:
 
 def images_per_s(family: str, precision: str, steps: int, data: dict, threads: int,
                  minutes: float = 0.0) -> float:
+    """Measured in a fresh process: Accelerate's state (its mixed precision) is process-wide."""
+    import subprocess
+
+    args = json.dumps([family, precision, steps, data, threads, minutes])
+    done = subprocess.run([sys.executable, __file__, "--one", args], capture_output=True,
+                          text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def _measure(family: str, precision: str, steps: int, data: dict, threads: int,
+             minutes: float = 0.0) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = recipes.make_config(family, "default", **data, precision=precision, steps=steps,
                                   log_every=max(1, steps // 4), checkpoint_every=10_000,
@@ -56,6 +67,7 @@ def images_per_s(family: str, precision: str, steps: int, data: dict, threads: i
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--families", default="ddpm,flow,dcgan,vae")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # one measurement, as JSON
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--bf16-steps", type=int, default=3)
     ap.add_argument("--bf16-minutes", type=float, default=1.0,
@@ -63,6 +75,9 @@ def main() -> None:
                          "passes it)")
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data" / "mnist"))
     args = ap.parse_args()
+    if args.one:
+        print(_measure(*json.loads(args.one)))
+        return
     data = (dict(dataset="mnist", data_dir=args.data_dir, download=False)
             if Path(args.data_dir).is_dir() else dict(dataset="digits"))
     auto = resolve_precision("auto", "cpu")[0]
