@@ -4,6 +4,7 @@ present."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import struct
 from pathlib import Path
@@ -103,3 +104,18 @@ def tiny_folder(tmp_path: Path) -> Path:
                 Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(
                     root / split / cls / f"{i:04d}.png")
     return root
+
+
+def kill_at(monkeypatch, family: str, at_step: int) -> None:
+    """Make ``family``'s training step raise KeyboardInterrupt (a simulated kill) at
+    ``at_step``, through ``monkeypatch`` (use its context to undo it)."""
+    from genlab import recipes
+
+    original = recipes.RECIPES[family]
+
+    def step(s, x, y, step):
+        if step == at_step:
+            raise KeyboardInterrupt("simulated kill")
+        return original.step(s, x, y, step)
+
+    monkeypatch.setitem(recipes.RECIPES, family, dataclasses.replace(original, step=step))

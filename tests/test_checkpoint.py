@@ -8,6 +8,7 @@ import time
 
 import pytest
 import torch
+from conftest import kill_at
 
 from genlab import checkpoint, recipes
 from genlab import training as train_mod
@@ -19,17 +20,6 @@ def tiny_cfg(tmp_path, name="run", **kw):
                   hidden=(16,), latent_dim=2, run_dir=str(tmp_path / name), seed=3)
     values.update(kw)
     return recipes.make_config("vae", "reference", **values)
-
-
-def kill_at(monkeypatch, family, at_step):
-    original = recipes.RECIPES[family]
-
-    def step(s, x, y, step):
-        if step == at_step:
-            raise KeyboardInterrupt("simulated kill")
-        return original.step(s, x, y, step)
-
-    monkeypatch.setitem(recipes.RECIPES, family, dataclasses.replace(original, step=step))
 
 
 def losses(run_dir):

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 import torch
 from accelerate import Accelerator
-from conftest import run_cli
+from conftest import kill_at, run_cli
 from torch import nn
 
 from genlab import checkpoint, recipes
@@ -127,17 +127,6 @@ def test_dcgan_trains_with_two_micro_batches(tmp_path):
         trained = weights(run, name)
         assert any(not torch.equal(trained[k], v) for k, v in init[name].state_dict().items()
                    if v.is_floating_point())
-
-
-def kill_at(monkeypatch, family, at_step):
-    original = recipes.RECIPES[family]
-
-    def step(s, x, y, step):
-        if step == at_step:
-            raise KeyboardInterrupt("simulated kill")
-        return original.step(s, x, y, step)
-
-    monkeypatch.setitem(recipes.RECIPES, family, dataclasses.replace(original, step=step))
 
 
 def test_resume_with_grad_accum_matches_an_uninterrupted_run(tmp_path, monkeypatch):

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
+from conftest import kill_at
 
 from genlab import checkpoint, data, recipes
 from genlab import training as train_mod
@@ -68,15 +67,8 @@ def test_seeded_crop_run_is_reproducible_resumes_exactly_and_differs_from_no_cro
 
     assert losses(a) == losses(b)
     assert losses(a)[0] != losses(plain)[0]  # the first batch was shifted
-    original = recipes.RECIPES["vae"]
-
-    def step(s, x, y, step):
-        if step == 8:
-            raise KeyboardInterrupt("simulated kill")
-        return original.step(s, x, y, step)
-
     with monkeypatch.context() as m:
-        m.setitem(recipes.RECIPES, "vae", dataclasses.replace(original, step=step))
+        kill_at(m, "vae", 8)
         with pytest.raises(KeyboardInterrupt):
             train_mod.train(tiny(tmp_path, "killed"), progress=False)
     train_mod.train(resume=tmp_path / "killed", progress=False)
