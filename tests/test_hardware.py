@@ -60,3 +60,24 @@ def test_auto_is_resolved_once_and_written_into_the_run(tmp_path, capsys):
     run = load_run(run_dir)
     assert run.config.precision == saved and run.model(torch.rand(2, 1, 8, 8))[0].dtype == \
         torch.float32
+
+
+def test_runs_of_different_precision_train_one_after_another_in_one_process(tmp_path):
+    """Accelerate keeps one mixed-precision setting per process; genlab resets it per run, so a
+    notebook can train fp32, then bf16, then fp32 again, and the last run is the first one's
+    twin (the bf16 run left nothing behind)."""
+    from safetensors.torch import load_file
+
+    def run(name: str, precision: str):
+        cfg = make_config("vae", "reference", dataset="digits", steps=3, batch_size=16,
+                          hidden=(8,), precision=precision, run_dir=str(tmp_path / name))
+        return training.train(cfg, progress=False)
+
+    def weights(run_dir):
+        return load_file(sorted((run_dir / "checkpoints").rglob("*.safetensors"))[0])
+
+    first, mixed, last = run("a", "fp32"), run("b", "bf16"), run("c", "fp32")
+    assert json.loads((mixed / "config.json").read_text())["precision"] == "bf16"
+    a, b, c = weights(first), weights(mixed), weights(last)
+    assert a.keys() == c.keys() and all(torch.equal(a[k], c[k]) for k in a)
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # bf16 autocast did act on run b

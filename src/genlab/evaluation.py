@@ -14,7 +14,7 @@ from typing import Any
 
 from genlab import checkpoint, data, recipes
 from genlab.checkpoint import pick_device
-from genlab.trackers import start_trackers, tracker
+from genlab.trackers import make_accelerator, start_trackers, tracker
 
 
 def evaluate(run_dir: str | Path, split: str = "test", seed: int = 0, device: str = "auto",
@@ -32,10 +32,8 @@ def evaluate(run_dir: str | Path, split: str = "test", seed: int = 0, device: st
                **results}
     checkpoint.write_metrics(run_dir, metrics)
     if cfg.log_with != "none":  # the run's tracker gets the final metrics too
-        from accelerate import Accelerator
-
-        accelerator = Accelerator(cpu=run.device.type == "cpu", log_with=tracker(cfg.log_with),
-                                  project_dir=str(run_dir))
+        accelerator = make_accelerator(cpu=run.device.type == "cpu",
+                                       log_with=tracker(cfg.log_with), project_dir=str(run_dir))
         start_trackers(accelerator, run_dir, cfg)
         accelerator.log({f"eval/{k}": v for k, v in _flatten(metrics).items()
                          if isinstance(v, int | float) and not isinstance(v, bool)},

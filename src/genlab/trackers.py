@@ -25,6 +25,19 @@ def tracker(name: str) -> str | None:
     return name
 
 
+def make_accelerator(**kwargs):
+    """An ``accelerate.Accelerator(**kwargs)`` whatever the process made before. Accelerate keeps
+    one mixed-precision setting per process and refuses a second Accelerator that asks for
+    another, so a notebook or a script that trains an fp32 run and then a bf16 one would fail.
+    The process-wide state is therefore reset first, except the process group of a distributed
+    launch (PartialState), which every run of the job shares."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    return Accelerator(**kwargs)
+
+
 def start_trackers(accelerator, run_dir: Path, cfg: BaseConfig) -> None:
     """Trackers log into RUN/trackers (TensorBoard's event files) under the run's name, with the
     config's scalar fields as the run's parameters."""

@@ -46,7 +46,7 @@ from genlab.errors import (
 from genlab.hardware import resolve_precision
 from genlab.plots import save_grid
 from genlab.recipes.base import TrainState
-from genlab.trackers import log_images, start_trackers, tracker
+from genlab.trackers import log_images, make_accelerator, start_trackers, tracker
 
 # Fields that may change when a run is resumed: they extend it or move it, not change its maths.
 RESUMABLE_CHANGES = ("epochs", "steps", "max_minutes", "device", "num_threads", "log_every",
@@ -144,8 +144,6 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
         run_dir = None
     recipe = recipes.get(cfg.family)  # type: ignore[attr-defined]
 
-    from accelerate import Accelerator
-
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     use_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
@@ -158,11 +156,11 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
     precision, reason = resolve_precision(cfg.precision, "cpu" if use_cpu else "cuda")
     if precision != cfg.precision:  # 'auto' is resolved once and recorded in config.json
         cfg = replace(cfg, precision=precision)
-    accelerator = Accelerator(cpu=use_cpu,
-                              mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(
-                                  cfg.precision, "no"),
-                              log_with=tracker(cfg.log_with),
-                              project_dir=str(run_dir or cfg.run_dir or "."))  # set once known
+    accelerator = make_accelerator(cpu=use_cpu,
+                                   mixed_precision={"bf16": "bf16", "fp16": "fp16"}.get(
+                                       cfg.precision, "no"),
+                                   log_with=tracker(cfg.log_with),
+                                   project_dir=str(run_dir or cfg.run_dir or "."))  # set once known
     world = accelerator.num_processes
     warning = launch_warning(dict(os.environ), world)
     if accelerator.is_main_process and warning:
