@@ -13,6 +13,7 @@ import torch
 
 from genlab import checkpoint, comparison
 from genlab.comparison import compare, summary, verdicts
+from genlab.errors import ConfigError
 
 
 def state_with(values: dict[str, list[dict[str, float]]], seeds: int) -> dict:
@@ -62,6 +63,21 @@ def test_verdicts_follow_the_numbers_and_their_spread():
     table = summary(good)
     assert table["best"]["fid"] == "ddpm" and table["best"]["seconds_per_sample"] == "vae"
     assert table["families"]["ddpm"]["coverage"]["std"] == pytest.approx(0.01414, rel=1e-3)
+
+
+def test_resuming_checks_the_feature_network_it_resolves_to_not_the_flag():
+    path = Path("cmp/compare.json")
+    old = {"dataset": "mnist", "minutes": 5, "feature_steps": 1500, "feature_net": "abc"}
+    # 0 (the shipped network) and 1500 (its step count) name the same weights: accepted
+    comparison.check_settings(path, old, {**old, "feature_steps": 0})
+    comparison.check_settings(path, {**old, "inception_weights": None},
+                              {**old, "inception_weights": "w.pth"})  # only adds a measure
+    with pytest.raises(ConfigError, match="another feature network.*sha1 abc, now def"):
+        comparison.check_settings(path, old, {**old, "feature_net": "def"})
+    with pytest.raises(ConfigError, match="minutes=5, now 10"):
+        comparison.check_settings(path, old, {**old, "minutes": 10})
+    unrecorded = {k: v for k, v in old.items() if k != "feature_net"}  # an older genlab's file
+    comparison.check_settings(path, unrecorded, {**old, "feature_net": "def"})
 
 
 def test_a_tiny_comparison_runs_resumes_and_renders(tmp_path: Path, one_thread, monkeypatch):
@@ -120,6 +136,8 @@ def test_a_tiny_comparison_runs_resumes_and_renders(tmp_path: Path, one_thread, 
         assert img in text and (out / img).is_file()
     with pytest.raises(Exception, match="other settings"):
         compare(**{**args, "minutes": 0.5})
+    with pytest.raises(ConfigError, match="another feature network"):  # the shipped one
+        compare(**{**args, "feature_steps": 0})
     check_in_browser(page)
 
 

@@ -40,8 +40,31 @@ LEGS = (0.25, 0.5, 1.0)
 NFE_SWEEP = (10, 20, 50)
 PATH_PAIRS, PATH_EPSILON = 64, 1e-4
 # settings added after comparisons were already written, with the value that matches those
-NEW_SETTINGS = {"inception_weights": None, "path_pairs": PATH_PAIRS}
+# (feature_net None: not recorded, so not checked)
+NEW_SETTINGS = {"inception_weights": None, "path_pairs": PATH_PAIRS, "feature_net": None}
 ADDITIVE = ("inception_weights",)  # settings that only add a measure: changeable on resume
+# --feature-steps is a request; what must not change is the network it resolves to (0 and the
+# shipped network's step count name the same one), recorded as "feature_net", its weights' hash
+RESOLVED = ("feature_steps",)
+
+
+def check_settings(path: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Refuse to resume the comparison in ``path`` (written with ``old`` settings) under
+    ``new`` ones, unless they differ only in additive settings or in how the same feature network
+    was asked for."""
+    old, new = {**NEW_SETTINGS, **old}, {**NEW_SETTINGS, **new}
+    skip = {*ADDITIVE, *RESOLVED, *(["feature_net"] if old["feature_net"] is None else [])}
+    changed = sorted(k for k in set(old) | set(new)
+                     if k not in skip and old.get(k) != new.get(k))
+    if "feature_net" in changed:
+        raise ConfigError(f"{path} was scored in the features of another feature network (weights "
+                          f"sha1 {old['feature_net']}, now {new['feature_net']}: a retrained "
+                          f"shipped network or another --feature-steps); its scores would not "
+                          f"compare: pass another --out")
+    if changed:
+        raise ConfigError(f"{path} was written with other settings ("
+                          + ", ".join(f"{k}={old.get(k)!r}, now {new.get(k)!r}" for k in changed)
+                          + "); pass the same ones to resume it, or another --out")
 
 
 def _progress(message: str) -> None:
@@ -224,15 +247,12 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
                 "leg_samples": leg_samples, "feature_steps": feature_steps, "legs": list(LEGS),
                 "nfe_sweep": list(nfe_sweep), "overrides": overrides or {},
                 "inception_weights": inception_weights, "path_pairs": path_pairs}
-    state = read_json(path) if path.is_file() else {"settings": settings, "runs": {}}
-    state["settings"] = {**NEW_SETTINGS, **state["settings"]}
-    if {k: v for k, v in state["settings"].items() if k not in ADDITIVE} != {
-            k: v for k, v in settings.items() if k not in ADDITIVE}:
-        raise ConfigError(f"{path} was written with other settings ({state['settings']}); pass "
-                          f"the same ones to resume it, or another --out")
-    state["settings"] = settings
     scorer = Scorer(dataset, data_dir, download, feature_steps,
                     inception_weights=inception_weights)
+    settings["feature_net"] = scorer.info["weights_sha1"]
+    state = read_json(path) if path.is_file() else {"settings": settings, "runs": {}}
+    check_settings(path, state["settings"], settings)
+    state["settings"] = settings
     for family in families:
         recipe = recipes.get(family)
         for seed in range(seeds):

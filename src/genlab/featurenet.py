@@ -96,8 +96,9 @@ def feature_network(dataset: str, data_dir: str | None = None, download: bool = 
     (``steps`` 0 or the shipped count, native size), else one trained on the train split's
     labels (``steps`` or DEFAULT_STEPS), or on rotations when the split has one class, and cached
     with its recipe and test accuracy. Returns (features, info); info["task"] is 'classes' or
-    'rotation', info["classes"] the classes the head predicts and info["path"] the shipped
-    .safetensors file or the cache folder."""
+    'rotation', info["classes"] the classes the head predicts, info["path"] the shipped
+    .safetensors file or the cache folder and info["weights_sha1"] the weights' hash (what a
+    score's feature space is)."""
     device = torch.device(device)
     info = _uses_shipped(dataset, steps, resolution, channels)
     if info is not None:
@@ -109,6 +110,7 @@ def feature_network(dataset: str, data_dir: str | None = None, download: bool = 
     net = Classifier(info["image_shape"][0], len(info["classes"]), tuple(info["widths"]),
                      info["feature_dim"])
     net.load_state_dict(load_file(weights))
+    info["weights_sha1"] = hashlib.sha1(Path(weights).read_bytes()).hexdigest()
     return Features(net).to(device).eval(), {"task": "classes", **info}
 
 
@@ -219,6 +221,10 @@ def _train(train_data: data.ImageData, test_data: data.ImageData, recipe: dict[s
     net = net.to(device, memory_format=fmt)
     bf16 = recipe["precision"] == "bf16"
     opt = torch.optim.Adam(net.parameters(), lr=recipe["lr"])
+    # optional (recorded in the recipe when used): cosine decay of the learning rate to 0, and
+    # random horizontal flips for datasets whose classes are mirror-symmetric (CIFAR-10, faces)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe["steps"])
+             if recipe.get("cosine") else None)
     n, batch_size = len(train_data), recipe["batch_size"]
     per_epoch = data.steps_per_epoch(n, batch_size)
     batches: list[torch.Tensor] = []
@@ -232,6 +238,9 @@ def _train(train_data: data.ImageData, test_data: data.ImageData, recipe: dict[s
         x = torch.nn.functional.pad(x, (2, 2, 2, 2), value=-1.0)
         dy, dx = torch.randint(0, 5, (2,), generator=gen).tolist()
         x = x[:, :, dy:dy + train_data.image_shape[1], dx:dx + train_data.image_shape[2]]
+        if recipe.get("flip"):
+            mirrored = torch.rand(len(x), generator=gen) < 0.5
+            x = torch.where(mirrored[:, None, None, None], x.flip(3), x)
         x, target = task(x, train_data.labels[idx])
         x = x.to(device).contiguous(memory_format=fmt)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
@@ -240,6 +249,8 @@ def _train(train_data: data.ImageData, test_data: data.ImageData, recipe: dict[s
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
         if progress and (step + 1) % 100 == 0:
             print(f"feature network: step {step + 1}/{recipe['steps']}, loss {loss.item():.3f}",
                   flush=True)
