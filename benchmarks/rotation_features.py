@@ -6,7 +6,10 @@ in the offline FID/KID? Measured on a labelled dataset with the labels hidden fr
    supervised features, the rotation features and a randomly initialised network;
 2. FID as a distance: the FID between the train images and the test images corrupted by
    Gaussian noise or a Gaussian blur at increasing levels should rise with the level; the
-   Spearman rank correlation of FID with level, per feature network.
+   Spearman rank correlation of FID with level, per feature network;
+3. FID against mode dropping, the failure a generative model's score must catch and pixel
+   corruption does not probe: the test images of the first k classes removed (the rest drawn
+   with replacement back to the same count), k = 0, 1, 2, 3, 5, 7; the FID should rise with k.
 
     python benchmarks/rotation_features.py                       # digits, 1500 steps each
     python benchmarks/rotation_features.py --dataset mnist --data-dir ../shared/data/mnist
@@ -38,6 +41,16 @@ from genlab.models.classifier import Classifier, Features
 
 NOISE_LEVELS = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)  # Gaussian noise std, in [-1, 1] units
 BLUR_LEVELS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # Gaussian blur std, in pixels
+DROP_LEVELS = (0, 1, 2, 3, 5, 7)  # classes removed from the test images
+
+
+def drop_classes(x: torch.Tensor, labels: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """The images of classes >= k, drawn with replacement back to len(x) images (k = 0: x)."""
+    if k == 0:
+        return x
+    kept = torch.nonzero(labels >= k).flatten()
+    pick = torch.randint(0, len(kept), (len(x),), generator=torch.Generator().manual_seed(seed))
+    return x[kept[pick]]
 
 
 def add_noise(x: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
@@ -82,11 +95,15 @@ def probe_accuracies(net: Features, train: data.ImageData, test: data.ImageData
 
 
 def corruption_fids(net: Features, reference: torch.Tensor, test: torch.Tensor,
-                    kind: str, levels: tuple[float, ...]) -> list[float]:
+                    kind: str, levels: tuple[float, ...],
+                    labels: torch.Tensor | None = None) -> list[float]:
     """FID between the reference images and the test images corrupted at each level."""
     out = []
     for level in levels:
-        fake = add_noise(test, level) if kind == "noise" else blur(test, level)
+        if kind == "drop":
+            fake = drop_classes(test, labels, int(level))
+        else:
+            fake = add_noise(test, level) if kind == "noise" else blur(test, level)
         out.append(fid_kid(net, reference, fake, kid_subsets=2)["fid"])
     return out
 
@@ -117,17 +134,20 @@ def measure(dataset: str, data_dir: str | None, steps: int, supervised_steps: in
     nets = {"supervised": supervised, "rotation": rotation, "random": random}
     reference = data.to_float(train.images[:10_000])
     real_test = data.to_float(test.images[:2_000])
+    test_labels = test.labels[:2_000]
     result: dict[str, object] = {
         "dataset": dataset, "rotation_steps": steps, "supervised_steps": info["steps"],
         "supervised_test_accuracy": info["test_accuracy"],
         "rotation_test_accuracy": rot_info["test_accuracy"],
         "rotation_train_seconds": rot_info["train_seconds"],
         "num_reference": len(reference), "num_test": len(real_test),
-        "noise_levels": NOISE_LEVELS, "blur_levels": BLUR_LEVELS, "features": {}}
+        "noise_levels": NOISE_LEVELS, "blur_levels": BLUR_LEVELS, "drop_levels": DROP_LEVELS,
+        "features": {}}
     for name, net in nets.items():
         row = probe_accuracies(net, train, test)
-        for kind, levels in (("noise", NOISE_LEVELS), ("blur", BLUR_LEVELS)):
-            fids = corruption_fids(net, reference, real_test, kind, levels)
+        for kind, levels in (("noise", NOISE_LEVELS), ("blur", BLUR_LEVELS),
+                             ("drop", DROP_LEVELS)):
+            fids = corruption_fids(net, reference, real_test, kind, levels, test_labels)
             row[f"fid_{kind}"] = fids
             row[f"spearman_{kind}"] = spearman(levels, fids)
         result["features"][name] = row  # type: ignore[index]
@@ -144,7 +164,10 @@ def main() -> None:
     p.add_argument("--supervised-steps", type=int, default=0,
                    help="train the supervised network for this many steps (0: the shipped one)")
     p.add_argument("--out", type=Path, default=None, help="JSON file for the numbers")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     result = measure(args.dataset, args.data_dir, args.steps, args.supervised_steps)
     print(f"{args.dataset}: rotation net {result['rotation_steps']} steps, held-out rotation "
           f"accuracy {result['rotation_test_accuracy']:.3f}; supervised test accuracy "
@@ -152,9 +175,10 @@ def main() -> None:
     for name, row in result["features"].items():  # type: ignore[union-attr]
         print(f"  {name:10s} linear probe {row['linear_probe']:.3f}  5-NN {row['knn5']:.3f}  "
               f"Spearman(FID, noise) {row['spearman_noise']:.2f}  "
-              f"Spearman(FID, blur) {row['spearman_blur']:.2f}")
-        print(f"             FID noise {[round(v, 2) for v in row['fid_noise']]}")
-        print(f"             FID blur  {[round(v, 2) for v in row['fid_blur']]}")
+              f"Spearman(FID, blur) {row['spearman_blur']:.2f}  "
+              f"Spearman(FID, classes dropped) {row['spearman_drop']:.2f}")
+        for kind in ("noise", "blur", "drop"):
+            print(f"             FID {kind:5s} {[round(v, 2) for v in row[f'fid_{kind}']]}")
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 
