@@ -81,3 +81,23 @@ def test_runs_of_different_precision_train_one_after_another_in_one_process(tmp_
     a, b, c = weights(first), weights(mixed), weights(last)
     assert a.keys() == c.keys() and all(torch.equal(a[k], c[k]) for k in a)
     assert any(not torch.equal(a[k], b[k]) for k in a)  # bf16 autocast did act on run b
+
+
+def test_openmp_threads_wait_passively_unless_the_user_or_torch_came_first():
+    """genlab sets OMP_WAIT_POLICY=PASSIVE before torch loads its OpenMP runtime (idle threads
+    that spin steal the cores of a second busy process: benchmarks/bench_threads.py)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = "import os, {first}; print(os.environ.get('OMP_WAIT_POLICY'))"
+
+    def policy(first: str, **env: str) -> str:
+        clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        done = subprocess.run([sys.executable, "-c", probe.format(first=first)],
+                              env={**clean, **env}, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    assert policy("genlab") == "PASSIVE"
+    assert policy("genlab", OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"  # the user's choice stays
+    assert policy("torch, genlab") == "None"  # too late to matter: left alone
