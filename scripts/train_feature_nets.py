@@ -3,19 +3,19 @@
 fp32 (identical features on every machine).
 
     python scripts/train_feature_nets.py digits
-    python scripts/train_feature_nets.py cifar10 --data-dir ../shared/data/cifar10 --steps 500 \
-        --batch-size 128
-    python scripts/train_feature_nets.py fer2013 --data-dir ../shared/data/fer2013 --steps 300 \
-        --batch-size 128
+    python scripts/train_feature_nets.py cifar10 --data-dir ../shared/data/cifar10 --steps 3000 \
+        --batch-size 128 --flip --cosine
+    python scripts/train_feature_nets.py fer2013 --data-dir ../shared/data/fer2013 --steps 1500 \
+        --batch-size 128 --flip --cosine
     python scripts/train_feature_nets.py mnist --data-dir ../shared/data/mnist \
         --from-cache .cache/genlab/feature-nets/mnist-ff1967906b
 
 ``--from-cache`` ships a network that featurenet trained and cached earlier, weights copied byte
 for byte (the shipped MNIST net: 1500 fp32 steps on the full MNIST, test accuracy 0.9804).
-The step counts and batch sizes of the shipped networks are in their JSON files. The CIFAR-10 and
-FER2013 ones had 500 and 300 steps of batch 128 on 2 shared CPU cores (test accuracy 0.391 and
-0.280, still low: 5,000 training images and little CPU time): more steps give better ones, e.g.
---steps 1500.
+The step counts, batch sizes, options and test accuracies of the shipped networks are in their
+JSON files. CIFAR-10 and FER2013 have 5,000 training images each in ../shared: random horizontal
+flips and a cosine learning-rate decay lifted CIFAR-10 from 0.391 (500 plain steps) to 0.557
+(3000 steps).
 """
 
 from __future__ import annotations
@@ -55,15 +55,17 @@ def data_seen(dataset: str, data_dir: str | None, train: data.ImageData,
             "data_dir": Path(data_dir).name if data_dir else None}
 
 
-def ship_trained(dataset: str, data_dir: str | None, steps: int,
-                 batch_size: int = 0) -> dict[str, object]:
-    """Train the dataset's classifier in fp32 (batches of ``batch_size``, 0: the recipe's) and
-    write it into SHIPPED_DIR."""
+def ship_trained(dataset: str, data_dir: str | None, steps: int, batch_size: int = 0,
+                 flip: bool = False, cosine: bool = False) -> dict[str, object]:
+    """Train the dataset's classifier in fp32 (batches of ``batch_size``, 0: the recipe's; with
+    random horizontal flips and a cosine learning-rate decay on request) and write it into
+    SHIPPED_DIR."""
     train = data.load(dataset, "train", data_dir, download=False)
     test = data.load(dataset, "test", data_dir, download=False)
     recipe = {**FEATURE_NET, "precision": "fp32", "steps": steps, "dataset": dataset}
     if batch_size:
         recipe["batch_size"] = batch_size
+    recipe.update({k: True for k, on in (("flip", flip), ("cosine", cosine)) if on})
     info = train_classifier(train, test, recipe, progress=True, device="cpu")
     info.update(data_seen(dataset, data_dir, train, test))
     save_network(info, SHIPPED_DIR / f"{dataset}.safetensors", SHIPPED_DIR / f"{dataset}.json")
@@ -104,6 +106,10 @@ def main() -> None:
                    help="ship this cached feature-nets/<dataset>-<hash> folder instead of training")
     p.add_argument("--batch-size", type=int, default=0,
                    help="images per step (0: the recipe's, 128)")
+    p.add_argument("--flip", action="store_true",
+                   help="random horizontal flips (mirror-symmetric classes: cifar10, fer2013)")
+    p.add_argument("--cosine", action="store_true",
+                   help="cosine decay of the learning rate to 0 over the steps")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args()
     if args.threads:
@@ -112,7 +118,8 @@ def main() -> None:
     if args.from_cache:
         info = ship_cached(args.dataset, args.data_dir, args.from_cache)
     else:
-        info = ship_trained(args.dataset, args.data_dir, args.steps, args.batch_size)
+        info = ship_trained(args.dataset, args.data_dir, args.steps, args.batch_size, args.flip,
+                            args.cosine)
     for suffix in (".safetensors", ".json"):  # package data: readable by every user
         (SHIPPED_DIR / f"{args.dataset}{suffix}").chmod(0o644)
     size = (SHIPPED_DIR / f"{args.dataset}.safetensors").stat().st_size

@@ -180,3 +180,29 @@ def test_rotation_features_carry_classes_and_order_corruptions(one_thread):
     fids = [fid_kid(rotation, reference, (real + s * eps).clamp(-1, 1), kid_subsets=2)["fid"]
             for s in (0.0, 0.1, 0.3, 0.8)]
     assert fids == sorted(fids) and fids[-1] > 3 * fids[0], fids
+
+
+def test_flips_and_cosine_decay_are_applied_when_the_recipe_asks(monkeypatch):
+    """Optional recipe keys (the shipped CIFAR-10 and FER2013 networks use both): flips change
+    what the network sees, and the cosine schedule ends the learning rate at 0."""
+    train, test = data.load("digits", "train"), data.load("digits", "test")
+    recipe = {**featurenet.FEATURE_NET, "precision": "fp32", "steps": 6, "batch_size": 32,
+              "dataset": "digits"}
+    rates: list[float] = []
+    step = torch.optim.Adam.step
+
+    def record(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", record)
+    plain = featurenet.train_classifier(train, test, recipe)
+    assert rates == [recipe["lr"]] * 6
+    rates.clear()
+    both = featurenet.train_classifier(train, test, {**recipe, "flip": True, "cosine": True})
+    assert rates[0] == recipe["lr"] and rates[-1] < rates[0] * 0.1
+    assert rates == sorted(rates, reverse=True)
+    assert both["flip"] and both["cosine"]  # recorded with the network
+    flipped = featurenet.train_classifier(train, test, {**recipe, "flip": True})
+    a, b = plain["net"].state_dict(), flipped["net"].state_dict()
+    assert any(not torch.equal(a[k], b[k]) for k in a)
