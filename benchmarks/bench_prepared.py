@@ -14,7 +14,7 @@ Images/s are the median over the ten log intervals of a run (robust to other job
 machine; for (a) of the best run), next to the overall figure (the loop's own train_seconds).
 
     .venv/bin/python benchmarks/bench_prepared.py [--data-dir ../shared/data/mnist] [--steps 1000]
-        [--repeats 3] [--big-gib 3] [--big-steps 500] [--parts ab]
+        [--repeats 3] [--big-gib 3] [--big-steps 500] [--parts ab] [--memory-limit-gib 1]
 """
 
 from __future__ import annotations
@@ -80,12 +80,35 @@ def child(args: argparse.Namespace) -> None:
                       **memory_status(), **{f"peak_{k}": v for k, v in peaks.items()}}))
 
 
-def run_child(dataset: str, steps: int, args: argparse.Namespace, work: Path) -> dict:
+def memory_cgroup(limit_gib: float) -> tuple[Path, Path, Path]:
+    """A new memory cgroup (v1 or v2; needs root) capped at ``limit_gib`` GiB: (its folder, the
+    file its processes go in, the file of its peak usage). Page cache counts against the cap, so
+    a process in it must make do with that much memory for its own pages and the file's."""
+    name = f"genlab-bench-{os.getpid()}"
+    v1, v2 = Path("/sys/fs/cgroup/memory"), Path("/sys/fs/cgroup")
+    try:
+        if v1.is_dir():
+            group = v1 / name
+            group.mkdir()
+            (group / "memory.limit_in_bytes").write_text(str(int(limit_gib * 2**30)))
+            return group, group / "cgroup.procs", group / "memory.max_usage_in_bytes"
+        group = v2 / name
+        group.mkdir()
+        (group / "memory.max").write_text(str(int(limit_gib * 2**30)))
+        return group, group / "cgroup.procs", group / "memory.peak"
+    except OSError as err:
+        sys.exit(f"--memory-limit-gib needs a writable memory cgroup (root): {err}")
+
+
+def run_child(dataset: str, steps: int, args: argparse.Namespace, work: Path,
+              cgroup_procs: Path | None = None) -> dict:
     run_dir = Path(tempfile.mkdtemp(dir=work, prefix="run-"))
     cmd = [sys.executable, __file__, "--child", dataset, "--steps", str(steps), "--run-dir",
            str(run_dir), "--data-dir", str(args.data_dir), "--threads", str(args.threads)]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    join = (lambda: cgroup_procs.write_text(str(os.getpid()))) if cgroup_procs else None
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False,
+                          preexec_fn=join)
     if done.returncode != 0:
         sys.exit(f"child {dataset} failed:\n{done.stderr}")
     shutil.rmtree(run_dir)
@@ -123,6 +146,9 @@ def main() -> None:
     parser.add_argument("--big-gib", type=float, default=3.0, help="synthetic set size (3 GiB)")
     parser.add_argument("--big-steps", type=int, default=500, help="steps on it (500)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--memory-limit-gib", type=float, default=0.0,
+                        help="(b) also train inside a memory cgroup capped at this many GiB, page "
+                             "cache included: a set several times the memory it may use (root)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: tmp)")
     parser.add_argument("--parts", default="ab", help="which parts to run: a, b or ab (ab)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -163,6 +189,15 @@ def main() -> None:
                         while f.read(2**26):
                             pass
                 big[state] = run_child(f"prepared:{work / 'big'}", args.big_steps, args, work)
+            if args.memory_limit_gib:
+                state = f"cgroup cap {args.memory_limit_gib:g} GiB"
+                group, procs, peak = memory_cgroup(args.memory_limit_gib)
+                try:
+                    big[state] = run_child(f"prepared:{work / 'big'}", args.big_steps, args, work,
+                                           procs)
+                    big[state]["cgroup_peak_mib"] = int(peak.read_text()) / 2**20
+                finally:
+                    group.rmdir()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -193,6 +228,11 @@ def main() -> None:
             print(f"{state:20s} {r['median_images_per_s']:9.0f} {r['images_per_s']:8.0f} "
                   f"{r['VmHWM']:9.0f} {r['peak_RssAnon']:8.0f} {r['peak_RssFile']:8.0f} "
                   f"{r['VmHWM'] / size_mib:16.2f}")
+        for state, r in big.items():
+            if "cgroup_peak_mib" in r:
+                print(f"{state}: the cgroup's peak usage (process + page cache) "
+                      f"{r['cgroup_peak_mib']:.0f} MiB for a {size_mib:.0f} MiB file "
+                      f"({size_mib / r['cgroup_peak_mib']:.1f}x)")
         print(f"{'(import only)':20s} {'':9s} {'':8s} {baseline['VmHWM']:9.0f} "
               f"{baseline['RssAnon']:8.0f} {baseline['RssFile']:8.0f}  (shared libraries are "
               f"most of RssFile)")

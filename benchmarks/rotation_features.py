@@ -1,9 +1,11 @@
-"""Can a feature network trained without labels (rotation prediction) stand in for the labelled one
-in the offline FID/KID? Measured on a labelled dataset with the labels hidden from it:
+"""Can a feature network trained without labels (rotation prediction, or contrastive views) stand in
+for the labelled one in the offline FID/KID? Measured on a labelled dataset with the labels hidden
+from them:
 
 1. class information in the 128 features: a linear probe (logistic regression on the train
    split's features, accuracy on the test split) and 5-nearest-neighbour accuracy, for the
-   supervised features, the rotation features and a randomly initialised network;
+   supervised features, the rotation and contrastive features and a randomly initialised
+   network;
 2. FID as a distance: the FID between the train images and the test images corrupted by
    Gaussian noise or a Gaussian blur at increasing levels should rise with the level; the
    Spearman rank correlation of FID with level, per feature network;
@@ -34,6 +36,7 @@ from genlab.featurenet import (
     FEATURE_NET,
     feature_network,
     train_classifier,
+    train_contrastive_net,
     train_rotation_net,
 )
 from genlab.metrics import fid_kid
@@ -129,9 +132,12 @@ def measure(dataset: str, data_dir: str | None, steps: int, supervised_steps: in
         supervised, info = feature_network(dataset, data_dir, download=False)
     rot_info = train_rotation_net(train, test, {**recipe, "task": "rotation"})
     rotation = Features(rot_info.pop("net")).eval()
+    con_info = train_contrastive_net(train, test, {**recipe, "task": "contrastive"})
+    contrastive = Features(con_info.pop("net")).eval()
     torch.manual_seed(0)
     random = Features(Classifier(train.image_shape[0], 10)).eval()
-    nets = {"supervised": supervised, "rotation": rotation, "random": random}
+    nets = {"supervised": supervised, "rotation": rotation, "contrastive": contrastive,
+            "random": random}
     reference = data.to_float(train.images[:10_000])
     real_test = data.to_float(test.images[:2_000])
     test_labels = test.labels[:2_000]
@@ -140,6 +146,8 @@ def measure(dataset: str, data_dir: str | None, steps: int, supervised_steps: in
         "supervised_test_accuracy": info["test_accuracy"],
         "rotation_test_accuracy": rot_info["test_accuracy"],
         "rotation_train_seconds": rot_info["train_seconds"],
+        "contrastive_view_matching": con_info["test_accuracy"],
+        "contrastive_train_seconds": con_info["train_seconds"],
         "num_reference": len(reference), "num_test": len(real_test),
         "noise_levels": NOISE_LEVELS, "blur_levels": BLUR_LEVELS, "drop_levels": DROP_LEVELS,
         "features": {}}
@@ -171,14 +179,16 @@ def main() -> None:
     result = measure(args.dataset, args.data_dir, args.steps, args.supervised_steps)
     print(f"{args.dataset}: rotation net {result['rotation_steps']} steps, held-out rotation "
           f"accuracy {result['rotation_test_accuracy']:.3f}; supervised test accuracy "
-          f"{result['supervised_test_accuracy']:.3f}")
+          f"{result['supervised_test_accuracy']:.3f}; contrastive net: held-out view matching "
+          f"{result['contrastive_view_matching']:.3f}")
     for name, row in result["features"].items():  # type: ignore[union-attr]
         print(f"  {name:10s} linear probe {row['linear_probe']:.3f}  5-NN {row['knn5']:.3f}  "
               f"Spearman(FID, noise) {row['spearman_noise']:.2f}  "
               f"Spearman(FID, blur) {row['spearman_blur']:.2f}  "
               f"Spearman(FID, classes dropped) {row['spearman_drop']:.2f}")
         for kind in ("noise", "blur", "drop"):
-            print(f"             FID {kind:5s} {[round(v, 2) for v in row[f'fid_{kind}']]}")
+            print(f"             FID {kind:5s} "
+                  f"[{', '.join(f'{v:.3g}' for v in row[f'fid_{kind}'])}]")
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -5,7 +5,7 @@ fp32 (identical features on every machine).
     python scripts/train_feature_nets.py digits
     python scripts/train_feature_nets.py cifar10 --data-dir ../shared/data/cifar10 --steps 3000 \
         --batch-size 128 --flip --cosine
-    python scripts/train_feature_nets.py fer2013 --data-dir ../shared/data/fer2013 --steps 1500 \
+    python scripts/train_feature_nets.py fer2013 --data-dir ../shared/data/fer2013 --steps 1200 \
         --batch-size 128 --flip --cosine
     python scripts/train_feature_nets.py mnist --data-dir ../shared/data/mnist \
         --from-cache .cache/genlab/feature-nets/mnist-ff1967906b
@@ -15,7 +15,7 @@ for byte (the shipped MNIST net: 1500 fp32 steps on the full MNIST, test accurac
 The step counts, batch sizes, options and test accuracies of the shipped networks are in their
 JSON files. CIFAR-10 and FER2013 have 5,000 training images each in ../shared: random horizontal
 flips and a cosine learning-rate decay lifted CIFAR-10 from 0.391 (500 plain steps) to 0.557
-(3000 steps).
+(3000 steps) and FER2013 from 0.280 (300 plain steps) to 0.360 (1200 steps).
 """
 
 from __future__ import annotations

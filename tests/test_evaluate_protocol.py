@@ -1,6 +1,7 @@
 """Responsive defaults: `genlab evaluate` scores a quick protocol unless --full, which says what it
 will cost first; the figures drawn after training cost a bounded number of network calls; and
-an unlabelled image folder is scored in rotation features instead of being refused."""
+an unlabelled image folder is scored in contrastive (label-free) features instead of being
+refused."""
 
 from __future__ import annotations
 
@@ -153,11 +154,11 @@ def digit_folder(root: Path, count: int = 150) -> Path:
     return root
 
 
-def test_an_unlabelled_folder_is_scored_in_rotation_features(tmp_path):
+def test_an_unlabelled_folder_is_scored_in_label_free_features(tmp_path):
     folder = digit_folder(tmp_path / "flat")
     run_dir = tiny_run(tmp_path, "dcgan", dataset=f"folder:{folder}", width=8)
     m = genlab.evaluate(run_dir, device="cpu", num_samples=150, feature_steps=30)
-    assert m["feature_net_task"] == "rotation" and "rotation" in m["score"]
+    assert m["feature_net_task"] == "contrastive" and "without labels" in m["score"]
     assert m["fid"] > 0 and 0 <= m["feature_net_test_accuracy"] <= 1
     scorer = Scorer(f"folder:{folder}", None, False, 30)  # the comparison's, same cached net
     assert scorer.info["path"] == m["feature_net"]

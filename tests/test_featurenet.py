@@ -136,23 +136,33 @@ def _digit_folder(root: Path, count: int = 120, size: tuple[int, int] = (8, 8)) 
     return root
 
 
-def test_an_unlabelled_folder_gets_a_cached_rotation_network(cache, tmp_path, monkeypatch):
+def test_an_unlabelled_folder_gets_a_cached_contrastive_network(cache, tmp_path, monkeypatch):
     folder = _digit_folder(tmp_path / "flat")
     net, info = feature_network(f"folder:{folder}", steps=40)
-    assert info["task"] == "rotation" and info["classes"] == ["0", "90", "180", "270"]
+    assert info["task"] == "contrastive"
+    assert info["classes"] == [f"z{i}" for i in range(featurenet.CONTRASTIVE_DIM)]
     assert info["num_test"] == 12 and 0.0 <= info["test_accuracy"] <= 1.0
     recorded = json.loads((Path(info["path"]) / "info.json").read_text())
-    assert recorded["task"] == "rotation" and recorded["steps"] == 40
+    assert recorded["task"] == "contrastive" and recorded["steps"] == 40
     monkeypatch.setattr(featurenet, "_train", lambda *a, **k: 1 / 0)
     again, info2 = feature_network(f"folder:{folder}", steps=40)  # cached: nothing trains
     assert info2["path"] == info["path"]
     assert torch.equal(again.classifier.head.weight, net.classifier.head.weight)
 
 
-def test_rotation_features_need_square_images(cache, tmp_path):
+def test_label_free_features_take_images_that_are_not_square(cache, tmp_path):
     folder = _digit_folder(tmp_path / "wide", count=20, size=(8, 12))
+    net, info = feature_network(f"folder:{folder}", steps=5)
+    assert info["task"] == "contrastive" and info["image_shape"] == [1, 8, 12]
+    assert net(torch.zeros(3, 1, 8, 12)).shape == (3, 128)
+
+
+def test_rotation_features_need_square_images(tmp_path):
+    folder = _digit_folder(tmp_path / "wide", count=20, size=(8, 12))
+    split = data.load(f"folder:{folder}", "train")
     with pytest.raises(ConfigError, match="rotation features need square images.*--resolution"):
-        feature_network(f"folder:{folder}", steps=5)
+        featurenet.train_rotation_net(split, split, {**featurenet.FEATURE_NET, "steps": 1,
+                                                     "precision": "fp32"})
 
 
 def test_rotation_features_carry_classes_and_order_corruptions(one_thread):
@@ -206,3 +216,46 @@ def test_flips_and_cosine_decay_are_applied_when_the_recipe_asks(monkeypatch):
     flipped = featurenet.train_classifier(train, test, {**recipe, "flip": True})
     a, b = plain["net"].state_dict(), flipped["net"].state_dict()
     assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nt_xent_matches_a_hand_computation():
+    # two images, two views each: rows 0, 1 are the first views and rows 2, 3 their twins
+    z = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 2.0]])
+    unit = z / z.norm(dim=1, keepdim=True)
+    cos = unit @ unit.T
+    t = 0.5
+    expected = 0.0
+    for i, twin in enumerate([2, 3, 0, 1]):
+        others = [j for j in range(4) if j != i]
+        expected += -(cos[i, twin] / t - torch.logsumexp(cos[i, others] / t, 0))
+    assert featurenet.nt_xent(z, temperature=t).item() == pytest.approx(expected.item() / 4,
+                                                                        rel=1e-6)
+
+
+def test_random_views_stay_in_range_differ_and_are_seeded():
+    x = data.to_float(data.load("digits", "test").images[:16])
+    a = featurenet.random_view(x, torch.Generator().manual_seed(3))
+    b = featurenet.random_view(x, torch.Generator().manual_seed(3))
+    c = featurenet.random_view(x, torch.Generator().manual_seed(4))
+    assert a.shape == x.shape and a.min() >= -1 and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert (a - x).abs().mean() > 0.05  # a view is not the image
+
+
+def test_contrastive_features_match_views_and_carry_classes(one_thread):
+    """A quick version of the contrastive part of benchmarks/rotation_features.py: 150 steps on
+    the digits without their labels."""
+    from sklearn.linear_model import LogisticRegression
+
+    train, test = data.load("digits", "train"), data.load("digits", "test")
+    recipe = {**featurenet.FEATURE_NET, "precision": "fp32", "steps": 150, "task": "contrastive"}
+    info = featurenet.train_contrastive_net(train, test, recipe)
+    assert info["test_accuracy"] > 0.15  # chance: 1 in 511; 0.25 measured at 150 steps
+    assert info["classes"] == [f"z{i}" for i in range(featurenet.CONTRASTIVE_DIM)]
+    net = Features(info["net"]).eval()
+    with torch.no_grad():
+        f_train, f_test = net(data.to_float(train.images)), net(data.to_float(test.images))
+    mean, std = f_train.mean(0), f_train.std(0) + 1e-6
+    fit = LogisticRegression(max_iter=1000).fit(((f_train - mean) / std).numpy(),
+                                                train.labels.numpy())
+    assert fit.score(((f_test - mean) / std).numpy(), test.labels.numpy()) > 0.8

@@ -5,7 +5,7 @@ For each family and seed the default preset trains in three legs (25%, 50% and 1
 budget, ``--max-minutes`` semantics), each followed by a quick FID, which gives the
 quality-vs-compute curve. The final model is then scored on the held-out split in the dataset
 classifier's features: FID/KID, precision/recall/density/coverage, the class histogram of its
-samples (on a labelled dataset; an unlabelled one is scored in rotation features, without it),
+samples (on a labelled dataset; an unlabelled one is scored in contrastive features, without it),
 the distance of samples to their nearest training image against that of test images
 (memorisation), the likelihood bound where the family has one, and the cost of a sample (FLOPs,
 network evaluations, seconds). Everything goes into ``compare.json``, rewritten after every
@@ -128,7 +128,7 @@ def _spikes(log: list[dict[str, Any]], window: int = 10, factor: float = 5.0) ->
 class Scorer:
     """The common feature space of a comparison: the dataset's feature network, the real test
     images and a subset of the training images for the memorisation distances. A network
-    trained on rotations (an unlabelled dataset) predicts no classes, so the class-histogram
+    trained without labels (an unlabelled dataset) predicts no classes, so the class-histogram
     measures are left out."""
 
     def __init__(self, dataset: str, data_dir: str | None, download: bool,
@@ -503,7 +503,7 @@ def verdicts(state: dict[str, Any]) -> list[dict[str, Any]]:
     'mixed' naming each part's."""
     families = state["settings"]["families"]
     diffusion = [f for f in ("ddpm", "flow") if f in families]
-    # an unlabelled dataset's samples have no class histogram (rotation features predict none)
+    # an unlabelled dataset's samples have no class histogram (label-free features predict none)
     labelled = any("class_entropy" in r.get("final", {}) for r in state["runs"].values())
     out = []
 

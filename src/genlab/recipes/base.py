@@ -409,9 +409,9 @@ def _duration(seconds: float) -> str:
 
 OFFLINE_SCORE = ("FID/KID in the penultimate features of a classifier trained on the dataset's "
                  "train split (not Inception-v3: not comparable to published FIDs)")
-ROTATION_SCORE = ("FID/KID in the penultimate features of a network trained, without labels, to "
-                  "tell the rotation of the dataset's train images (not Inception-v3: not "
-                  "comparable to published FIDs)")
+LABEL_FREE_SCORE = ("FID/KID in the features of a network trained without labels, contrastively "
+                    "(two random views of each train image matched against the others), on the "
+                    "dataset's train split (not Inception-v3: not comparable to published FIDs)")
 
 
 class SampleScorer:
@@ -450,10 +450,10 @@ class SampleScorer:
         return fid_kid(self.features, self.real, fake, seed=self.seed)["fid"]
 
     def common(self) -> dict[str, Any]:
-        rotation = self.info["task"] == "rotation"
+        label_free = self.info["task"] != "classes"
         out = {"num_real": len(self.real), "seed": self.seed,
                "protocol": "full" if self.opts.full else "quick",
-               "score": ROTATION_SCORE if rotation else OFFLINE_SCORE,
+               "score": LABEL_FREE_SCORE if label_free else OFFLINE_SCORE,
                "feature_net_task": self.info["task"],
                "feature_net_test_accuracy": self.info["test_accuracy"],
                "feature_net": self.info["path"]}
