@@ -191,6 +191,8 @@ def main() -> None:
                 big[state] = run_child(f"prepared:{work / 'big'}", args.big_steps, args, work)
             if args.memory_limit_gib:
                 state = f"cgroup cap {args.memory_limit_gib:g} GiB"
+                with open(big_file, "rb") as f:  # evicted: its pages are then charged to the cap
+                    os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
                 group, procs, peak = memory_cgroup(args.memory_limit_gib)
                 try:
                     big[state] = run_child(f"prepared:{work / 'big'}", args.big_steps, args, work,
