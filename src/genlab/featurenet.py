@@ -40,6 +40,11 @@ held-out rotation accuracy 0.668, and contrastive learning view matching 0.540 (
 - Pixel corruption (Gaussian noise std 0 .. 0.8, blur std 0 .. 3 px): every network's FID rises
   with the level (Spearman 0.94-1.00); the contrastive one is, by construction, nearly blind to
   noise of std 0.05 (one of its augmentations), which ties its two lowest noise levels.
+- On MNIST (60,000 train images; supervised test accuracy 0.980, rotation 0.812, view matching
+  0.861) both label-free networks do well and contrastive still leads: linear probe / 5-NN
+  0.981 / 0.973 contrastive, 0.964 / 0.922 rotation, 0.987 / 0.984 supervised, 0.954 / 0.951
+  random; Spearman(FID, classes dropped) 0.94 for both (one tie each); three classes dropped
+  against noise of std 0.2: FID ratio 1.6 contrastive, 0.8 rotation, 3.3 supervised.
 """
 
 from __future__ import annotations
