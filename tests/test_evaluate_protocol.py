@@ -162,6 +162,7 @@ def test_an_unlabelled_folder_is_scored_in_label_free_features(tmp_path):
     assert m["fid"] > 0 and 0 <= m["feature_net_test_accuracy"] <= 1
     scorer = Scorer(f"folder:{folder}", None, False, 30)  # the comparison's, same cached net
     assert scorer.info["path"] == m["feature_net"]
+    assert m["feature_net_sha1"] == scorer.info["weights_sha1"]  # the feature space, by hash
     scores = scorer.full(data.to_float(data.load(f"folder:{folder}", "test").images))
     assert "class_entropy" not in scores and "coverage" in scores
     assert abs(scores["fid"]) < 1e-3  # the split against itself

@@ -456,7 +456,8 @@ class SampleScorer:
                "score": LABEL_FREE_SCORE if label_free else OFFLINE_SCORE,
                "feature_net_task": self.info["task"],
                "feature_net_test_accuracy": self.info["test_accuracy"],
-               "feature_net": self.info["path"]}
+               "feature_net": self.info["path"],
+               "feature_net_sha1": self.info["weights_sha1"]}
         if self.opts.full and not self.inception_weights:
             out["inception_fid"] = ("not computed: needs torch-fidelity and its weights "
                                     f"({INCEPTION_FILE} in torch hub's checkpoints or "
