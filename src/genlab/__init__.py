@@ -39,4 +39,4 @@ from genlab.reporting import report  # noqa: E402
 
 __all__ = ["RECIPES", "compare", "demo", "denoise_files", "evaluate", "export", "load_run",
            "make_config", "plot", "report", "sample", "save_samples", "sweep", "train"]
-__version__ = "0.3.0"
+__version__ = "0.3.1"
