@@ -165,25 +165,27 @@ def test_rotation_features_need_square_images(tmp_path):
                                                      "precision": "fp32"})
 
 
-def test_rotation_features_carry_classes_and_order_corruptions(one_thread):
-    """A quick version of benchmarks/rotation_features.py: 150 steps on digits, labels hidden."""
+def linear_probe(net: Features, train: data.ImageData, test: data.ImageData) -> float:
+    """Test accuracy of a logistic regression on the standardised features of the train split."""
     from sklearn.linear_model import LogisticRegression
 
+    with torch.no_grad():
+        f_train, f_test = net(data.to_float(train.images)), net(data.to_float(test.images))
+    mean, std = f_train.mean(0), f_train.std(0) + 1e-6
+    fit = LogisticRegression(max_iter=1000).fit(((f_train - mean) / std).numpy(),
+                                                train.labels.numpy())
+    return fit.score(((f_test - mean) / std).numpy(), test.labels.numpy())
+
+
+def test_rotation_features_carry_classes_and_order_corruptions(one_thread):
+    """A quick version of benchmarks/rotation_features.py: 150 steps on digits, labels hidden."""
     train, test = data.load("digits", "train"), data.load("digits", "test")
     recipe = {**featurenet.FEATURE_NET, "precision": "fp32", "steps": 150, "task": "rotation"}
     info = featurenet.train_rotation_net(train, test, recipe)
     assert info["test_accuracy"] > 0.4  # chance is 0.25; 0.50 measured at 150 steps
     rotation = Features(info["net"]).eval()
 
-    def probe(net):
-        with torch.no_grad():
-            f_train, f_test = net(data.to_float(train.images)), net(data.to_float(test.images))
-        mean, std = f_train.mean(0), f_train.std(0) + 1e-6
-        fit = LogisticRegression(max_iter=1000).fit(((f_train - mean) / std).numpy(),
-                                                    train.labels.numpy())
-        return fit.score(((f_test - mean) / std).numpy(), test.labels.numpy())
-
-    assert probe(rotation) > 0.5  # 10 classes: chance is 0.1
+    assert linear_probe(rotation, train, test) > 0.5  # 10 classes: chance is 0.1
     reference, real = data.to_float(train.images), data.to_float(test.images)
     gen = torch.Generator().manual_seed(0)
     eps = torch.randn(real.shape, generator=gen)
@@ -245,17 +247,9 @@ def test_random_views_stay_in_range_differ_and_are_seeded():
 def test_contrastive_features_match_views_and_carry_classes(one_thread):
     """A quick version of the contrastive part of benchmarks/rotation_features.py: 150 steps on
     the digits without their labels."""
-    from sklearn.linear_model import LogisticRegression
-
     train, test = data.load("digits", "train"), data.load("digits", "test")
     recipe = {**featurenet.FEATURE_NET, "precision": "fp32", "steps": 150, "task": "contrastive"}
     info = featurenet.train_contrastive_net(train, test, recipe)
     assert info["test_accuracy"] > 0.15  # chance: 1 in 511; 0.25 measured at 150 steps
     assert info["classes"] == [f"z{i}" for i in range(featurenet.CONTRASTIVE_DIM)]
-    net = Features(info["net"]).eval()
-    with torch.no_grad():
-        f_train, f_test = net(data.to_float(train.images)), net(data.to_float(test.images))
-    mean, std = f_train.mean(0), f_train.std(0) + 1e-6
-    fit = LogisticRegression(max_iter=1000).fit(((f_train - mean) / std).numpy(),
-                                                train.labels.numpy())
-    assert fit.score(((f_test - mean) / std).numpy(), test.labels.numpy()) > 0.8
+    assert linear_probe(Features(info["net"]).eval(), train, test) > 0.8

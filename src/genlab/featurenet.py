@@ -59,7 +59,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as safetensors_load
+from safetensors.torch import save_file
 
 from genlab import data
 from genlab.errors import ConfigError, DataError
@@ -129,8 +130,9 @@ def feature_network(dataset: str, data_dir: str | None = None, download: bool = 
                                            device, progress, resolution, channels)
     net = Classifier(info["image_shape"][0], len(info["classes"]), tuple(info["widths"]),
                      info["feature_dim"])
-    net.load_state_dict(load_file(weights))
-    info["weights_sha1"] = hashlib.sha1(Path(weights).read_bytes()).hexdigest()
+    raw = Path(weights).read_bytes()  # read once: the weights and their hash
+    net.load_state_dict(safetensors_load(raw))
+    info["weights_sha1"] = hashlib.sha1(raw).hexdigest()
     return Features(net).to(device).eval(), {"task": "classes", **info}
 
 
@@ -197,7 +199,7 @@ def train_classifier(train_data: data.ImageData, test_data: data.ImageData,
     if len(train_data.classes) < 2:
         raise ConfigError(f"a class-feature network needs a labelled dataset; "
                           f"{train_data.name!r} has {len(train_data.classes)} class (genlab "
-                          f"trains a rotation network for it instead)")
+                          f"trains a contrastive network for it instead)")
     return _train(train_data, test_data, recipe, len(train_data.classes),
                   lambda x, y: (x, y), progress, torch.device(device),
                   classes=list(train_data.classes))
@@ -206,9 +208,10 @@ def train_classifier(train_data: data.ImageData, test_data: data.ImageData,
 def train_rotation_net(train_data: data.ImageData, test_data: data.ImageData,
                        recipe: dict[str, Any], progress: bool = False,
                        device: str | torch.device = "cpu") -> dict[str, Any]:
-    """The label-free feature network (Gidaris et al. 2018): the same classifier learns which of
-    four quarter turns each train image was given (labels are never read). Its quality check is
-    the rotation accuracy on every test image in all four turns."""
+    """A label-free feature network (Gidaris et al. 2018), which benchmarks/rotation_features.py
+    measures against the contrastive one genlab uses: the same classifier learns which of four
+    quarter turns each train image was given (labels are never read). Its quality check is the
+    rotation accuracy on every test image in all four turns."""
     _, h, w = train_data.image_shape
     if h != w:
         raise ConfigError(f"rotation features need square images; {train_data.name!r} images are "
@@ -236,14 +239,13 @@ def train_contrastive_net(train_data: data.ImageData, test_data: data.ImageData,
     how often a view's nearest projection among the other 511 is its twin."""
     gen = torch.Generator().manual_seed(recipe["seed"] + 2)
 
-    def loss_of(net: Classifier, x: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
-        views = torch.cat([random_view(x, gen, recipe.get("flip", False)),
-                           random_view(x, gen, recipe.get("flip", False))])
-        return nt_xent(net(views.to(next(net.parameters()).device)).float())
+    def task(x: torch.Tensor, _: torch.Tensor) -> tuple[torch.Tensor, None]:
+        flip = recipe.get("flip", False)
+        return torch.cat([random_view(x, gen, flip), random_view(x, gen, flip)]), None
 
-    return _train(train_data, test_data, recipe, CONTRASTIVE_DIM, None, progress,
+    return _train(train_data, test_data, recipe, CONTRASTIVE_DIM, task, progress,
                   torch.device(device), classes=[f"z{i}" for i in range(CONTRASTIVE_DIM)],
-                  loss_of=loss_of)
+                  criterion=lambda z, _: nt_xent(z))
 
 
 def random_view(x: torch.Tensor, gen: torch.Generator, flip: bool = False) -> torch.Tensor:
@@ -271,22 +273,27 @@ def nt_xent(z: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
     """NT-Xent over 2B projections, rows i and i + B the two views of one image: cross-entropy
     of each row's cosine similarities to the 2B - 1 others (over ``temperature``), the twin
     being the right answer."""
-    temperature = temperature or CONTRASTIVE_TEMPERATURE
+    sim, twin = _twin_similarities(z)
+    return torch.nn.functional.cross_entropy(sim / (temperature or CONTRASTIVE_TEMPERATURE), twin)
+
+
+def _twin_similarities(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cosine similarities of 2B projections (rows i and i + B two views of one image), each
+    row's similarity to itself set to -inf, and the index of each row's twin."""
     z = torch.nn.functional.normalize(z, dim=1)
     n = z.shape[0] // 2
-    sim = z @ z.T / temperature
+    sim = z @ z.T
     sim.fill_diagonal_(float("-inf"))
-    twin = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
-    return torch.nn.functional.cross_entropy(sim, twin)
+    return sim, torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
 
 
 def _train(train_data: data.ImageData, test_data: data.ImageData, recipe: dict[str, Any],
            num_classes: int, task, progress: bool, device: torch.device,
-           classes: list[str], loss_of=None) -> dict[str, Any]:
+           classes: list[str], criterion=None) -> dict[str, Any]:
     """Adam for recipe['steps'] batches on ``device`` (under the recipe's precision and memory
-    format) on the targets ``task(x, labels) -> (x, targets)`` makes, or on the loss
-    ``loss_of(net, x, labels)``; returns the info to record (test accuracy of the fp32 network
-    on the same task) with the network under 'net'."""
+    format) on what ``task(x, labels) -> (inputs, targets)`` makes of each batch, with the loss
+    ``criterion(outputs, targets)`` (default: cross-entropy); returns the info to record (test
+    accuracy of the fp32 network on the same task) with the network under 'net'."""
     if len(test_data) == 0:
         raise DataError(f"{test_data.name!r} has no {test_data.split} images to check the feature "
                         f"network on")
@@ -319,13 +326,12 @@ def _train(train_data: data.ImageData, test_data: data.ImageData, recipe: dict[s
         if recipe.get("flip"):
             mirrored = torch.rand(len(x), generator=gen) < 0.5
             x = torch.where(mirrored[:, None, None, None], x.flip(3), x)
+        x, target = task(x, train_data.labels[idx])
+        x = x.to(device).contiguous(memory_format=fmt)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            if loss_of is not None:
-                loss = loss_of(net, x, train_data.labels[idx])
-            else:
-                x, target = task(x, train_data.labels[idx])
-                logits = net(x.to(device).contiguous(memory_format=fmt))
-                loss = torch.nn.functional.cross_entropy(logits.float(), target.to(device))
+            outputs = net(x)
+        target = None if target is None else target.to(device)
+        loss = (criterion or torch.nn.functional.cross_entropy)(outputs.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -352,14 +358,10 @@ def held_out_accuracy(net: Classifier, test_data: data.ImageData, task: str = "c
         gen = torch.Generator().manual_seed(0)
         for images in test_data.images.split(256):
             x = data.to_float(images)
-            z = torch.nn.functional.normalize(net(torch.cat([random_view(x, gen),
-                                                             random_view(x, gen)])), dim=1)
-            sim = z @ z.T
-            sim.fill_diagonal_(float("-inf"))
-            n = len(x)
-            twin = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
+            sim, twin = _twin_similarities(net(torch.cat([random_view(x, gen),
+                                                          random_view(x, gen)])))
             correct += int((sim.argmax(1) == twin).sum())
-            total += 2 * n
+            total += len(twin)
         return correct / total
     for images, labels in zip(test_data.images.split(1000), test_data.labels.split(1000)):
         x = data.to_float(images)
