@@ -173,18 +173,18 @@ def adversarial_step(s: TrainState, x0: torch.Tensor | None, x_real: torch.Tenso
             d_loss, d_logs = gan_d_loss(disc, x_real, x_fake, cond)
         logs.update(d_logs)
         logs.update(s.update("disc", d_loss, step, "discriminator loss"))
-        # over the global batch, so that every process takes the same decision to stop; counted
-        # once per update (on its last micro-batch under gradient accumulation)
-        d_both = torch.stack([d_logs["d_real"].float(), d_logs["d_fake"].float()])
-        d_real, d_fake = s.mean_over_processes(d_both).tolist()
-        wins = d_real > D_WINS[0] and d_fake < D_WINS[1]
-        if s.last_micro_batch:
+        if s.last_micro_batch:  # counted once per update (under gradient accumulation)
+            # over the global batch, so that every process takes the same decision to stop
+            d_both = torch.stack([d_logs["d_real"].float(), d_logs["d_fake"].float()])
+            d_real, d_fake = s.mean_over_processes(d_both).tolist()
+            wins = d_real > D_WINS[0] and d_fake < D_WINS[1]
             s.extra["d_wins"] = s.extra.get("d_wins", 0) + 1 if wins else 0
-        if s.last_micro_batch and cfg.max_d_wins and s.extra["d_wins"] >= cfg.max_d_wins:
-            raise on_every_rank(TrainingDiverged(
-                f"the discriminator has won outright (D(x) > {D_WINS[0]}, D(G(.)) < {D_WINS[1]}) "
-                f"for {s.extra['d_wins']} consecutive steps at step {step} (D(x) = {d_real:.3f}, "
-                f"D(G(.)) = {d_fake:.3g}); lower --lr-d, raise --l1-weight or --max-d-wins"))
+            if cfg.max_d_wins and s.extra["d_wins"] >= cfg.max_d_wins:
+                raise on_every_rank(TrainingDiverged(
+                    f"the discriminator has won outright (D(x) > {D_WINS[0]}, D(G(.)) < "
+                    f"{D_WINS[1]}) for {s.extra['d_wins']} consecutive steps at step {step} "
+                    f"(D(x) = {d_real:.3f}, D(G(.)) = {d_fake:.3g}); lower --lr-d, raise "
+                    f"--l1-weight or --max-d-wins"))
     # 2. generator: fool the updated discriminator (and stay close to x0 under L1)
     if disc is not None:
         disc.requires_grad_(False)  # no gradient into D's weights from the generator's loss
