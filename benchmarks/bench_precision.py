@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import io
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -24,20 +23,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-import torch  # noqa: E402
-
 from genlab import checkpoint, recipes  # noqa: E402
-from genlab.hardware import native_bf16, resolve_precision  # noqa: E402
+from genlab.hardware import cpu_name, native_bf16, resolve_precision  # noqa: E402
 from genlab.training import train  # noqa: E402
 
 STEPS = {"ddpm": 24, "flow": 24, "dcgan": 60, "vae": 300}  # fp32 and auto
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown CPU"
 
 
 def images_per_s(family: str, precision: str, steps: int, data: dict, threads: int,
@@ -84,7 +74,7 @@ def main() -> None:
     data = (dict(dataset="mnist", data_dir=args.data_dir, download=False)
             if Path(args.data_dir).is_dir() else dict(dataset="digits"))
     auto = resolve_precision("auto", "cpu")[0]
-    print(f"{cpu_name()}; torch capability {torch.backends.cpu.get_cpu_capability()}; native "
+    print(f"{cpu_name()}; native "
           f"bf16: {native_bf16('cpu')}; --precision auto -> {auto}; {args.threads} threads; "
           f"data {data['dataset']}")
     rows = []

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -203,10 +202,10 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    print(f"CPU: {cpu} ({os.cpu_count()} cores); torch threads: {args.threads or 'default'}")
+    from genlab.hardware import cpu_name
+
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores; torch threads: "
+          f"{args.threads or 'default'}")
     if results:
         best = {name: max(rs, key=lambda r: r["median_images_per_s"])
                 for name, rs in results.items()}

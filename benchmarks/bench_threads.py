@@ -121,11 +121,11 @@ def main() -> None:
         return
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
-    print(f"{cpu}; {os.cpu_count()} logical CPUs; torch {torch.__version__} "
-          f"({torch.backends.cpu.get_cpu_capability()}); {args.threads} threads per process")
+    sys.path.insert(0, str(ROOT / "src"))
+    from genlab.hardware import cpu_name  # each measurement strips the OpenMP variables it sets
+
+    print(f"{cpu_name()}; {os.cpu_count()} logical CPUs; torch {torch.__version__}; "
+          f"{args.threads} threads per process")
     rows = []
     for kind in args.kinds.split(","):
         for busy in (False, True):

@@ -22,7 +22,7 @@ import sys as _sys
 # torch's CPU kernels run on an OpenMP pool whose idle threads spin before sleeping (libgomp's
 # default). Beside another busy process (a second run, a notebook) the spinning threads of both
 # steal each other's cores: benchmarks/bench_threads.py measured DDIM sampling 23x and training
-# 1.6x faster there with passive waiting, for 3-14% less on an idle 2-core machine. The policy
+# 1.6x faster there with passive waiting, for 3-22% less on an idle 2-core machine. The policy
 # is read when torch loads its OpenMP runtime, so it is set only when torch is not loaded yet,
 # and a value the user set wins.
 if "torch" not in _sys.modules:

@@ -303,7 +303,7 @@ def likelihood(run: Run, split_data: data.ImageData, seed: int, num_images: int 
     image, see vlb_terms), with its standard error across images. Unconditional (null label) for
     class-conditional runs. Costs num_images * (per_image + 1) network calls."""
     x0 = data.to_float(split_data.images[:num_images])
-    half_bin = 1 / (65535 if split_data.images.dtype == torch.uint16 else 255)
+    half_bin = 1 / data.white_level(split_data.images.dtype)
     gen = torch.Generator(device=run.device).manual_seed(seed)
     schedule = schedule_of(run.config, run.device)  # type: ignore[arg-type]
     terms = vlb_terms(run.model, schedule, x0, per_image, gen, half_bin)
