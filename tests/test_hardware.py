@@ -55,7 +55,7 @@ def test_auto_is_resolved_once_and_written_into_the_run(tmp_path, capsys):
     assert cfg.precision == "auto"
     run_dir = training.train(cfg, progress=False)
     saved = json.loads((run_dir / "config.json").read_text())["precision"]
-    assert saved == ("bf16" if native_bf16("cpu") else "fp32")
+    assert saved == "fp32"  # bf16 where native, but not for the MLP VAE (no convolutions)
     assert f"precision auto -> {saved}" in capsys.readouterr().err
     run = load_run(run_dir)
     assert run.config.precision == saved and run.model(torch.rand(2, 1, 8, 8))[0].dtype == \
@@ -83,21 +83,168 @@ def test_runs_of_different_precision_train_one_after_another_in_one_process(tmp_
     assert any(not torch.equal(a[k], b[k]) for k in a)  # bf16 autocast did act on run b
 
 
-def test_openmp_threads_wait_passively_unless_the_user_or_torch_came_first():
-    """genlab sets OMP_WAIT_POLICY=PASSIVE before torch loads its OpenMP runtime (idle threads
-    that spin steal the cores of a second busy process: benchmarks/bench_threads.py)."""
+# --- threads -------------------------------------------------------------------------------------
+
+
+def test_importing_genlab_leaves_the_openmp_wait_policy_alone():
+    """OpenMP's own policy (spin briefly, then sleep) is what runs fast alone; genlab treats
+    oversubscription by its thread count instead (hardware.cpu_threads)."""
     import os
     import subprocess
     import sys
 
-    probe = "import os, {first}; print(os.environ.get('OMP_WAIT_POLICY'))"
+    clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    done = subprocess.run([sys.executable, "-c", "import os, genlab; "
+                           "print(os.environ.get('OMP_WAIT_POLICY'))"],
+                          env=clean, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "None"
 
-    def policy(first: str, **env: str) -> str:
-        clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-        done = subprocess.run([sys.executable, "-c", probe.format(first=first)],
-                              env={**clean, **env}, capture_output=True, text=True, check=True)
-        return done.stdout.strip()
 
-    assert policy("genlab") == "PASSIVE"
-    assert policy("genlab", OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"  # the user's choice stays
-    assert policy("torch, genlab") == "None"  # too late to matter: left alone
+def test_cgroup_quotas_in_both_formats(tmp_path):
+    from genlab.hardware import _cgroup_cores
+
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert _cgroup_cores(str(tmp_path)) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert _cgroup_cores(str(tmp_path)) is None
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert _cgroup_cores(str(tmp_path)) == 4.0
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    assert _cgroup_cores(str(tmp_path)) is None
+
+
+def test_the_share_is_the_usable_cores_over_the_local_processes(monkeypatch):
+    import genlab.hardware as hw
+
+    monkeypatch.setattr(hw, "usable_cpus", lambda: list(range(16)))
+    monkeypatch.setattr(hw, "_cgroup_cores", lambda: None)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.delenv("GENLAB_LOCAL_JOBS", raising=False)
+    assert hw.thread_share() == 16
+    monkeypatch.setattr(hw, "_cgroup_cores", lambda: 2.5)  # a container's quota caps it
+    assert hw.usable_cores() == 3 and hw.thread_share() == 3
+    monkeypatch.setattr(hw, "_cgroup_cores", lambda: None)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun --nproc_per_node 4
+    assert hw.thread_share() == 4
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    monkeypatch.setenv("GENLAB_LOCAL_JOBS", "32")  # more jobs than cores: one thread each
+    assert hw.thread_share() == 1
+
+
+def test_core_share_gives_taken_cores_up_and_takes_freed_ones_back(monkeypatch):
+    """Others' use = all CPU time on our cores less ours, per second of wall time."""
+    from genlab.hardware import CoreShare
+
+    clock = [0.0]
+    counters = [0.0, 0.0]  # (every process, this one) in CPU seconds
+    set_to = []
+    monkeypatch.setattr(torch, "set_num_threads", set_to.append)
+
+    def advance(seconds: float, mine: float, others: float) -> int:
+        clock[0] += seconds
+        counters[0] += (mine + others) * seconds
+        counters[1] += mine * seconds
+        return share.poll()
+
+    share = CoreShare(4, 4, interval=0.5, read=lambda: tuple(counters), clock=lambda: clock[0])
+    assert advance(0.2, 4, 0) == 4 and set_to == []         # no reading due yet
+    assert advance(0.4, 4, 0.4) == 4                        # background noise: keep all four
+    assert advance(0.5, 2, 2.0) == 2 and set_to == [2]      # a 2-thread job arrived
+    assert advance(0.5, 2, 2.0) == 2                        # settled: half each
+    assert advance(0.5, 2, 1.3) == 2                        # less than a clear core more: stay
+    assert advance(0.5, 2, 0.5) == 3                        # a core clearly free again
+    assert advance(0.5, 3, 0.0) == 4 and set_to == [2, 3, 4]  # alone again, at the share
+    assert advance(0.5, 1, 9.0) == 1                        # never below one thread
+    assert [threads for _, threads, _ in share.changes] == [2, 3, 4, 1]
+
+
+def test_cpu_threads_takes_its_share_restores_and_leaves_a_user_setting(monkeypatch):
+    import genlab.hardware as hw
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(hw, "thread_share", lambda: 1)
+    before = torch.get_num_threads()
+    with hw.cpu_threads() as share:
+        assert torch.get_num_threads() == 1 and share is None  # one thread: nothing to adapt
+    assert torch.get_num_threads() == before
+    with hw.cpu_threads(fixed=3):
+        assert torch.get_num_threads() == 3
+        hw.poll_threads()  # a fixed count is not adapted
+        assert torch.get_num_threads() == 3
+    assert torch.get_num_threads() == before
+    monkeypatch.setattr(hw, "thread_share", lambda: 64)
+    torch.set_num_threads(1)  # the caller's own count caps the share
+    try:
+        with hw.cpu_threads():
+            assert torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(2)
+        with hw.cpu_threads() as share:  # the user's OMP setting wins: left as it is
+            assert share is None and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.skipif(__import__("genlab.hardware", fromlist=["x"]).usable_cores() < 2,
+                    reason="needs two usable cores")
+def test_a_busy_process_beside_us_is_seen_and_takes_our_threads_down():
+    """Real counters (/proc): a process that keeps every core busy shows as the others' use of
+    about every core, takes the count to one, and is no longer seen once it ends."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from genlab.hardware import CoreShare, cpu_seconds, usable_cores
+
+    def others_use(seconds: float = 0.6) -> float:
+        (busy0, mine0), start = cpu_seconds(), time.monotonic()
+        time.sleep(seconds)
+        (busy1, mine1), end = cpu_seconds(), time.monotonic()
+        return ((busy1 - busy0) - (mine1 - mine0)) / (end - start)
+
+    cores = usable_cores()
+    before_use = others_use()
+    if before_use > 0.5:
+        pytest.skip(f"other processes keep {before_use:.1f} cores busy: the test needs them idle")
+    burn = ("import multiprocessing as m, time\n"
+            "def spin():\n    end = time.time() + 20\n    while time.time() < end: pass\n"
+            f"ps = [m.Process(target=spin) for _ in range({cores})]\n"
+            "[p.start() for p in ps]; [p.join() for p in ps]\n")
+    before = torch.get_num_threads()
+    busy = subprocess.Popen([sys.executable, "-c", burn], start_new_session=True)
+    try:
+        time.sleep(0.5)  # the interpreters start
+        busy_use = others_use()
+        share = CoreShare(cores, cores, interval=0.3)
+        deadline = time.monotonic() + 10
+        while share.poll() > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert share.threads == 1, share.changes
+    finally:
+        os.killpg(busy.pid, signal.SIGKILL)  # the spinning children too
+        busy.wait()
+        torch.set_num_threads(before)
+        time.sleep(0.2)
+    after_use = others_use()
+    assert busy_use > before_use + 0.7 * cores, (before_use, busy_use)
+    assert after_use < busy_use - 0.7 * cores, (busy_use, after_use)
+
+
+def test_auto_precision_keeps_networks_without_convolutions_in_fp32(monkeypatch):
+    """On a CPU with native bf16 the MLP VAE stays fp32 (it gains nothing there) and the
+    convolutional networks get bf16; the reason says which."""
+    import genlab.hardware as hw
+    from genlab.models.vae import ConvVAE, MLPVAE
+
+    monkeypatch.setattr(hw, "native_bf16", lambda device_type="cpu": True)
+    mlp, conv = MLPVAE((1, 8, 8), 2, (8,)), ConvVAE((1, 8, 8), 2, (8, 8))
+    precision, reason = hw.resolve_precision("auto", "cpu", [mlp])
+    assert precision == "fp32" and "no convolutions" in reason
+    assert hw.resolve_precision("auto", "cpu", [conv])[0] == "bf16"
+    assert hw.resolve_precision("auto", "cuda", [mlp])[0] == "bf16"  # GPUs: bf16 pays for both
+    assert hw.resolve_precision("bf16", "cpu", [mlp])[0] == "bf16"   # asked for: as asked

@@ -16,26 +16,14 @@ The families are the recipes in ``genlab.recipes.RECIPES``: vae, gan (the denois
 and flow.
 """
 
-import os as _os
-import sys as _sys
-
-# torch's CPU kernels run on an OpenMP pool whose idle threads spin before sleeping (libgomp's
-# default). Beside another busy process (a second run, a notebook) the spinning threads of both
-# steal each other's cores: benchmarks/bench_threads.py measured DDIM sampling 23x and training
-# 1.6x faster there with passive waiting, for 3-22% less on an idle 2-core machine. The policy
-# is read when torch loads its OpenMP runtime, so it is set only when torch is not loaded yet,
-# and a value the user set wins.
-if "torch" not in _sys.modules:
-    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from genlab.comparison import compare  # noqa: E402
-from genlab.evaluation import evaluate  # noqa: E402
-from genlab.experiments import demo, sweep, train  # noqa: E402
-from genlab.exporting import export  # noqa: E402
-from genlab.figures import plot  # noqa: E402
-from genlab.inference import denoise_files, sample, save_samples  # noqa: E402
-from genlab.recipes import RECIPES, load_run, make_config  # noqa: E402
-from genlab.reporting import report  # noqa: E402
+from genlab.comparison import compare
+from genlab.evaluation import evaluate
+from genlab.experiments import demo, sweep, train
+from genlab.exporting import export
+from genlab.figures import plot
+from genlab.inference import denoise_files, sample, save_samples
+from genlab.recipes import RECIPES, load_run, make_config
+from genlab.reporting import report
 
 __all__ = ["RECIPES", "compare", "demo", "denoise_files", "evaluate", "export", "load_run",
            "make_config", "plot", "report", "sample", "save_samples", "sweep", "train"]

@@ -30,6 +30,7 @@ from genlab.errors import ConfigError, TrainingDiverged
 from genlab.featurenet import feature_network
 from genlab.figures import plot
 from genlab.files import read_json, write_json
+from genlab.hardware import shares_cores
 from genlab.metrics import fid_kid, inception_fid, precision_recall
 from genlab.reporting import compare_report
 from genlab.samplers import slerp
@@ -220,6 +221,7 @@ def _train_leg(cfg, run_dir: Path, minutes: float, record: dict[str, Any]) -> No
         record.setdefault("diverged", str(err))
 
 
+@shares_cores
 def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float = 1.0,
             seeds: int = 1, families: Sequence[str] | None = None, out: str | Path | None = None,
             num_samples: int = 1000, leg_samples: int = 300, feature_steps: int = 0,

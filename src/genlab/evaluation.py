@@ -14,9 +14,11 @@ from typing import Any
 
 from genlab import checkpoint, data, recipes
 from genlab.checkpoint import pick_device
+from genlab.hardware import shares_cores
 from genlab.trackers import make_accelerator, start_trackers, tracker
 
 
+@shares_cores
 def evaluate(run_dir: str | Path, split: str = "test", seed: int = 0, device: str = "auto",
              step: int | None = None, **options: Any) -> dict[str, Any]:
     """Score the run's latest weights (or checkpoint ``step``'s) on ``split`` and write

@@ -20,6 +20,7 @@ from genlab.checkpoint import Run
 from genlab.config import to_dict
 from genlab.errors import ConfigError, RunError
 from genlab.files import write_atomic
+from genlab.hardware import shares_cores
 from genlab.inference import sample
 
 GRID_IMAGES = 16
@@ -30,6 +31,7 @@ CARD_CONFIG = ("batch_size", "grad_accum", "lr", "lr_schedule", "warmup_steps", 
 """config fields every model card lists, after the family's own key_config"""
 
 
+@shares_cores
 def export(run_dir: str | Path, out: str | Path, step: int | None = None,
            push_to_hub: str | None = None, private: bool = False) -> Path:
     """Write the folder ``out`` from the run's latest checkpoint (or that of ``step``): weights,

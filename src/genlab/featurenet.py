@@ -65,7 +65,7 @@ from safetensors.torch import save_file
 from genlab import data
 from genlab.errors import ConfigError, DataError
 from genlab.files import read_json, write_file_atomic, write_json
-from genlab.hardware import cpu_name, native_bf16
+from genlab.hardware import cpu_name, native_bf16, poll_threads
 from genlab.models.classifier import Classifier, Features
 
 # The classifier's training recipe; part of the cache key, recorded beside the weights. Where bf16
@@ -314,6 +314,7 @@ def _train(train_data: data.ImageData, test_data: data.ImageData, recipe: dict[s
     per_epoch = data.steps_per_epoch(n, batch_size)
     batches: list[torch.Tensor] = []
     for step in range(recipe["steps"]):
+        poll_threads()
         epoch, i = divmod(step, per_epoch)
         if i == 0:
             batches = data.epoch_batches(n, batch_size, recipe["seed"], epoch)

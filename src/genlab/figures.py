@@ -12,8 +12,10 @@ from typing import Any
 from genlab import checkpoint, recipes
 from genlab.checkpoint import Run, pick_device
 from genlab.errors import ConfigError
+from genlab.hardware import shares_cores
 
 
+@shares_cores
 def plot(run_dir: str | Path, kind: str, out: str | Path | None = None, device: str = "auto",
          run: Run | None = None, step: int | None = None, **options: Any) -> Path:
     """Draw one figure of a run (its latest weights, or checkpoint ``step``'s); returns the PNG's

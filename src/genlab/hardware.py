@@ -1,18 +1,34 @@
-"""What the hardware runs natively: the precision a run asks for as 'auto' resolves here.
+"""What the hardware runs natively and how many of its cores are this process's.
 
-bf16 is fast where the hardware has it (AMX or AVX512-BF16 on CPUs, compute capability 8.0 and up
-on NVIDIA GPUs) and very slow where it is emulated: on an AVX2-only CPU a bf16 matmul ran ~300x
-slower than fp32. So genlab uses bf16 only where it is native.
+Precision: bf16 is fast where the hardware has it (AMX or AVX512-BF16 on CPUs, compute capability
+8.0 and up on NVIDIA GPUs) and very slow where it is emulated: on an AVX2-only CPU a bf16 matmul
+ran ~300x slower than fp32. So 'auto' picks bf16 only where it is native, and on CPUs only for
+networks with convolutions: the MLP VAE ran no faster in bf16 on an AMX Xeon.
+
+Threads: torch's CPU kernels run on an OpenMP pool whose idle threads spin briefly before they
+sleep, which is what makes them fast alone. Two processes that each run as many threads as there
+are cores oversubscribe the machine, and then the spinning threads steal each other's cores.
+``cpu_threads`` treats that cause: a process runs its share of the cores it may use (affinity and
+cgroup quota, divided among the processes of its job on this machine), and, polled from the loops
+(``poll_threads``), lowers its thread count while other processes keep cores busy and raises it
+when they leave. A user's OMP_NUM_THREADS wins over both.
 
 Also: which process of a multi-process job (torchrun, ``accelerate launch``) this one is.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from functools import cache
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from functools import cache, wraps
+from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
+from torch import nn
 
 from genlab.errors import ConfigError
 
@@ -59,13 +75,27 @@ def bf16_slowdown(size: int = 512, repeats: int = 2) -> float:
     return times[torch.bfloat16] / max(times[torch.float32], 1e-9)
 
 
-def resolve_precision(requested: str, device_type: str = "cpu") -> tuple[str, str]:
+def convolutional(modules: Iterable[nn.Module]) -> bool:
+    """Whether any of the networks has a convolution: on CPUs bf16 pays only for those. Measured on
+    an AMX Xeon (benchmarks/bench_precision.py): the UNets and the DCGAN train 1.5-2x faster in
+    bf16, the MLP VAE (784-256-z, batch 128) no faster, as its small matmuls do not amortise the
+    casts around them."""
+    return any(isinstance(m, nn.modules.conv._ConvNd) for net in modules for m in net.modules())
+
+
+def resolve_precision(requested: str, device_type: str = "cpu",
+                      modules: Iterable[nn.Module] | None = None) -> tuple[str, str]:
     """The precision to run (``'fp32'``, ``'bf16'`` or ``'fp16'``) for ``requested`` ('auto',
-    'fp32', 'bf16', 'fp16') on a device type, and a one-line reason. fp16 needs gradient
-    scaling, which genlab (through Accelerate) does on CUDA only."""
+    'fp32', 'bf16', 'fp16') on a device type, and a one-line reason. ``modules``, the networks to
+    train, let 'auto' keep networks without convolutions in fp32 on CPUs (``convolutional``).
+    fp16 needs gradient scaling, which genlab (through Accelerate) does on CUDA only."""
     native = native_bf16(device_type)
     where = "this GPU" if device_type == "cuda" else cpu_name()
     if requested == "auto":
+        if native and device_type == "cpu" and modules is not None \
+                and not convolutional(modules):
+            return "fp32", (f"precision auto -> fp32: bf16 is native on {where}, but these "
+                            f"networks have no convolutions, which bf16 does not speed up on CPUs")
         if native:
             return "bf16", f"precision auto -> bf16: bf16 is native on {where}"
         if device_type == "cuda":
@@ -96,3 +126,169 @@ def is_main_process() -> bool:
 def launched_processes() -> int:
     """The number of processes torchrun or ``accelerate launch`` started (WORLD_SIZE), else 1."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+# --- CPU threads ---------------------------------------------------------------------------------
+
+
+def _cgroup_cores(root: str = "/sys/fs/cgroup") -> float | None:
+    """The CPU quota of this process's cgroup in cores (v2 ``cpu.max``, v1
+    ``cpu.cfs_quota_us``), or None where there is none."""
+    for quota_file, period_file in (("cpu.max", None),
+                                    ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
+        try:
+            text = Path(root, quota_file).read_text().split()
+            quota = text[0]
+            period = text[1] if period_file is None else Path(root, period_file).read_text()
+            if quota not in ("max", "-1"):
+                return int(quota) / int(period)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def usable_cpus() -> list[int]:
+    """The CPUs this process may run on (its affinity mask)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def usable_cores() -> int:
+    """How many cores this process may keep busy: its affinity mask, capped by its cgroup's CPU
+    quota (a container given 2 of a host's 64 CPUs sees all 64 in its affinity)."""
+    cores = len(usable_cpus())
+    quota = _cgroup_cores()
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def local_processes() -> int:
+    """The processes of this job on this machine, which share its cores: torchrun's
+    LOCAL_WORLD_SIZE, or GENLAB_LOCAL_JOBS (runs started side by side by one command)."""
+    for name in ("LOCAL_WORLD_SIZE", "GENLAB_LOCAL_JOBS"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
+def thread_share() -> int:
+    """This process's share of the cores: usable cores over the job's local processes."""
+    return max(1, usable_cores() // local_processes())
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds spent so far (since boot) by every process on this process's cores, and by
+    this process. Where a cgroup quota limits the cores, the first counts the cgroup's processes
+    (``cpu.stat``/``cpuacct.usage``) rather than the whole host's."""
+    tick = os.sysconf("SC_CLK_TCK")
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    mine = (int(fields[11]) + int(fields[12])) / tick  # utime, stime of every thread
+    if _cgroup_cores() is not None:
+        for path, scale in (("/sys/fs/cgroup/cpu.stat", 1e-6),
+                            ("/sys/fs/cgroup/cpuacct/cpuacct.usage", 1e-9)):
+            try:
+                text = Path(path).read_text()
+            except OSError:
+                continue
+            if path.endswith("cpu.stat"):
+                usage = next(int(line.split()[1]) for line in text.splitlines()
+                             if line.startswith("usage_usec"))
+            else:
+                usage = int(text.split()[0])
+            return usage * scale, mine
+    wanted = {f"cpu{i}" for i in usable_cpus()}
+    busy = 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *values = line.split()
+        if name in wanted:  # user nice system idle iowait irq softirq steal ...: all but idle,
+            ticks = [int(v) for v in values[:8]]  # iowait and steal (time not spent on the core)
+            busy += ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]
+    return busy / tick, mine
+
+
+class CoreShare:
+    """torch's CPU thread count, kept at this process's share of the cores while the machine is
+    otherwise idle and lowered while other processes use some of them.
+
+    Every ``interval`` seconds (on a ``poll``) it reads how many cores the other processes kept
+    busy since the last reading (``cpu_seconds``), and runs about as many threads as they left
+    free, within [1, share]. It lowers the count once half a core fewer is free than it runs,
+    and raises it only once three quarters of a core more is free, so that two processes that
+    share the machine settle on half of it each instead of taking turns."""
+
+    def __init__(self, share: int, cores: int, interval: float = 0.5,
+                 read: Callable[[], tuple[float, float]] = cpu_seconds,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.share, self.cores, self.interval = share, cores, interval
+        self.read, self.clock = read, clock
+        self.threads = share
+        self.changes: list[tuple[float, int, float]] = []  # (time, threads, others' cores)
+        self._last = (clock(), *read())
+        self._due = self._last[0] + interval
+
+    def poll(self) -> int:
+        """Adjust the thread count when a reading is due; returns the count."""
+        now = self.clock()
+        if now < self._due:
+            return self.threads
+        busy, mine = self.read()
+        then, busy0, mine0 = self._last
+        self._last, self._due = (now, busy, mine), now + self.interval
+        others = max(0.0, (busy - busy0) - (mine - mine0)) / max(now - then, 1e-9)
+        free, threads = self.cores - others, self.threads
+        if free < threads - 0.5:        # cores were taken: give them up
+            threads = max(1, round(free))
+        elif free > threads + 0.75:     # a whole core came free, clearly
+            threads = min(self.share, math.floor(free + 0.25))
+        if threads != self.threads:
+            self.threads = threads
+            torch.set_num_threads(threads)
+            self.changes.append((now, threads, round(others, 2)))
+        return self.threads
+
+
+_SHARES: list[CoreShare | None] = []  # the active cpu_threads contexts, innermost last
+
+
+@contextmanager
+def cpu_threads(fixed: int = 0) -> Iterator[CoreShare | None]:
+    """Within: torch's CPU threads are this process's share of the cores (``thread_share``),
+    adapted to the other processes' use of them by ``poll_threads``; ``fixed`` > 0 runs exactly
+    that many instead. The count found on entry is restored on exit. Never more threads than
+    torch had on entry (a caller's ``torch.set_num_threads`` caps it), and a user's
+    OMP_NUM_THREADS leaves the count alone unless ``fixed`` asks for one."""
+    before = torch.get_num_threads()
+    share: CoreShare | None = None
+    if fixed > 0:
+        torch.set_num_threads(fixed)
+    elif "OMP_NUM_THREADS" not in os.environ:
+        threads = min(before, thread_share())
+        torch.set_num_threads(threads)
+        if threads > 1:
+            share = CoreShare(threads, usable_cores())
+    _SHARES.append(share)
+    try:
+        yield share
+    finally:
+        _SHARES.pop()
+        torch.set_num_threads(before)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def shares_cores(fn: F) -> F:
+    """Run a driver (evaluate, sample, plot, ...) within ``cpu_threads()``."""
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with cpu_threads():
+            return fn(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
+
+
+def poll_threads() -> None:
+    """Let the innermost ``cpu_threads`` adapt the thread count (cheap when no reading is due).
+    Called from the training loop and the samplers' loops."""
+    if _SHARES and _SHARES[-1] is not None:
+        _SHARES[-1].poll()

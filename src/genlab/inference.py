@@ -14,6 +14,7 @@ import torch
 from genlab import data, plots, recipes
 from genlab.checkpoint import Run, pick_device
 from genlab.errors import ConfigError, DataError, RunError
+from genlab.hardware import shares_cores
 from genlab.samplers import denoise
 
 
@@ -56,6 +57,7 @@ def _write_png(arr: np.ndarray, path: Path) -> Path:
     return plots.save_image(arr, path)
 
 
+@shares_cores
 def denoise_files(run_dir: str | Path | Run, inputs: list[str | Path], out_dir: str | Path,
                   clean: list[str | Path] | None = None, add_noise: bool = False,
                   peak: float | None = None, sigma: float | None = None, seed: int = 0,
@@ -126,6 +128,7 @@ def denoise_files(run_dir: str | Path | Run, inputs: list[str | Path], out_dir: 
     return records
 
 
+@shares_cores
 def sample(run_dir: str | Path | Run, n: int = 64, seed: int = 0, device: str = "auto",
            step: int | None = None, **options: Any) -> torch.Tensor:
     """``n`` images from the run's latest (or checkpoint ``step``'s) weights, the EMA copy where

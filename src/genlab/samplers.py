@@ -15,6 +15,7 @@ from torch import nn
 from genlab.data import from_unit
 from genlab.diffusion import NoiseSchedule
 from genlab.errors import ConfigError
+from genlab.hardware import poll_threads
 
 
 @torch.no_grad()
@@ -196,7 +197,9 @@ def guided(net: nn.Module, x_t: torch.Tensor, t: torch.Tensor, y: torch.Tensor |
     """The network's prediction at (x_t, t, y) (DDPM: eps, flow: velocity); with a guidance
     scale w, classifier-free guidance (Ho & Salimans 2022): out_uncond + w (out_cond -
     out_uncond), so w = 1 is the plain conditional model. Guidance is linear in the output, so
-    it applies to eps and velocity alike."""
+    it applies to eps and velocity alike. Each call lets the CPU thread count adapt
+    (``hardware.poll_threads``): the DDPM and flow samplers call it once per step."""
+    poll_threads()
     if y is None or guidance is None or guidance == 1.0:
         return net(x_t, t, y).float()
     null = torch.full_like(y, net.null_label)
@@ -282,6 +285,7 @@ def in_batches(draw: Callable[[tuple[int, ...], torch.Tensor | None], torch.Tens
     device = torch.device(device)
     out = []
     for start in range(0, n, batch_size):
+        poll_threads()
         shape = (min(batch_size, n - start), *image_shape)
         labels = None if y is None else y[start:start + shape[0]].to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):

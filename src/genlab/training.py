@@ -43,7 +43,7 @@ from genlab.errors import (
     TrainingDiverged,
     on_every_rank,
 )
-from genlab.hardware import resolve_precision
+from genlab.hardware import cpu_threads, poll_threads, resolve_precision
 from genlab.plots import save_grid
 from genlab.recipes.base import TrainState
 from genlab.trackers import log_images, make_accelerator, start_trackers, tracker
@@ -142,10 +142,13 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
         if overrides:
             cfg = replace(cfg, **overrides)
         run_dir = None
-    recipe = recipes.get(cfg.family)  # type: ignore[attr-defined]
+    with cpu_threads(cfg.num_threads):
+        return _train(cfg, run_dir, resume is not None, progress)
 
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+
+def _train(cfg: BaseConfig, run_dir: Path | None, resuming: bool, progress: bool) -> Path:
+    """``train`` once the config is known, within its CPU threads."""
+    recipe = recipes.get(cfg.family)  # type: ignore[attr-defined]
     use_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but torch sees no CUDA GPU")
@@ -153,7 +156,16 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
         raise ConfigError("sync_batchnorm needs CUDA (torch's SyncBatchNorm runs on GPUs only); "
                           "on CPUs drop --sync-batchnorm: each process then normalises its own "
                           "share of the batch")
-    precision, reason = resolve_precision(cfg.precision, "cpu" if use_cpu else "cuda")
+    # The data come first (once per job: a download happens on the main process, the others then
+    # read it): 'auto' precision looks at the networks, which are built for the data's shape.
+    from accelerate import PartialState
+
+    with PartialState(cpu=use_cpu).main_process_first():
+        train_data = data.load_split(cfg, "train")
+    with torch.device("meta"):  # the networks' layers only: no memory, no random draws
+        layers = recipes.build_modules(cfg, train_data.image_shape, len(train_data.classes))
+    precision, reason = resolve_precision(cfg.precision, "cpu" if use_cpu else "cuda",
+                                          layers.values())
     if precision != cfg.precision:  # 'auto' is resolved once and recorded in config.json
         cfg = replace(cfg, precision=precision)
     accelerator = make_accelerator(cpu=use_cpu,
@@ -168,16 +180,14 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
     if run_dir is None:  # one name for the job: each process would stamp its own time
         run_dir = Path(_on_main(accelerator, lambda: str(cfg.run_dir or default_run_dir(cfg))))
 
-    with accelerator.main_process_first():  # a download happens once; the others then read it
-        train_data = data.load_split(cfg, "train")
     info = {"dataset": cfg.dataset, "image_shape": list(train_data.image_shape),
             "classes": list(train_data.classes), "num_train": len(train_data),
             "dtype": str(train_data.images.dtype).removeprefix("torch.")}
     # One writer per run folder: the main process takes its lock and creates it (or truncates the
     # log of a resumed run to its checkpoint); every process gets the outcome, so a refusal stops
     # them all and the others read the log only once it is truncated.
-    _on_main(accelerator, lambda: _open_run(run_dir, cfg, info, new=resume is None))
-    if resume is None and accelerator.is_main_process:
+    _on_main(accelerator, lambda: _open_run(run_dir, cfg, info, new=not resuming))
+    if not resuming and accelerator.is_main_process:
         for message in (reason, recipe.start_message(cfg)):  # said once, when the run starts
             if message:
                 print(message, file=sys.stderr)
@@ -187,7 +197,7 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
         start_trackers(accelerator, run_dir, cfg)
     try:
         with _StopSignals() as signals:
-            return _loop(cfg, recipe, accelerator, run_dir, train_data, info, resume is not None,
+            return _loop(cfg, recipe, accelerator, run_dir, train_data, info, resuming,
                          signals, progress)
     finally:
         if cfg.log_with != "none":
@@ -268,6 +278,7 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
         for step in range(start, total):
             if step == signal_at:
                 os.kill(os.getpid(), signal.SIGTERM)
+            poll_threads()
             epoch, i = divmod(step, per_epoch)
             if batches is None or i == 0:
                 batches = data.epoch_batches(n, cfg.batch_size, cfg.seed, epoch, rank, world)
