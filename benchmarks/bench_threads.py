@@ -1,8 +1,14 @@
-"""What OpenMP's wait policy costs and saves: torch's CPU kernels run on an OpenMP pool whose
-idle threads, by default (libgomp), spin for a while before they sleep. On a machine where
-another process keeps the cores busy, the spinning threads of two processes steal each other's
-cores. genlab's command line sets OMP_WAIT_POLICY=PASSIVE (threads sleep at once) unless the
-user set it; this benchmark measures both policies, on an idle machine and beside a busy one.
+"""What OpenMP's wait policy and genlab's thread sharing cost and save: torch's CPU kernels run on
+an OpenMP pool whose idle threads, by default (libgomp), spin for a while before they sleep. That
+is what makes them fast alone; beside another busy process, the spinning threads of two processes
+steal each other's cores. This benchmark times, on an idle machine and beside a busy one:
+
+- ``default``: no OpenMP variable set, a fixed thread count (``--threads``);
+- NAME=VALUE settings (``--policies``), e.g. OMP_WAIT_POLICY=PASSIVE (threads sleep at once:
+  what genlab 0.3.1 set), GOMP_SPINCOUNT=50000 (a bounded spin);
+- ``genlab``: no OpenMP variable, genlab's ``hardware.cpu_threads`` (its share of the cores,
+  lowered while another process keeps cores busy, polled from the loop as the training loop and
+  the samplers do).
 
 Each measurement runs in a fresh process, repeated (``--repeats``, interleaved) and reported as
 the median (the policy is read when the OpenMP runtime starts):
@@ -15,7 +21,8 @@ the median (the policy is read when the OpenMP runtime starts):
 "Busy" starts a competing process first: a 2-thread 512x512 fp32 matmul loop under the default
 policy, like a second training job.
 
-    .venv/bin/python benchmarks/bench_threads.py [--threads 2] [--seconds 8]
+    .venv/bin/python benchmarks/bench_threads.py [--threads 2] [--seconds 8] \
+        [--policies genlab,OMP_WAIT_POLICY=PASSIVE]
 """
 
 from __future__ import annotations
@@ -40,11 +47,21 @@ while True:
 """
 
 
-def _work(kind: str, threads: int, seconds: float) -> float:
+def _work(kind: str, threads: int, seconds: float, shared: bool = False) -> float:
+    import contextlib
+
     import torch
 
     torch.set_num_threads(threads)
     sys.path.insert(0, str(ROOT / "src"))
+    from genlab.hardware import cpu_threads, poll_threads
+
+    with cpu_threads() if shared else contextlib.nullcontext():
+        return _timed(kind, seconds, poll_threads)
+
+
+def _timed(kind: str, seconds: float, poll) -> float:
+    import torch
     if kind == "sample":
         from genlab.recipes import make_config
         from genlab.recipes.ddpm import build_unet, schedule_of
@@ -67,6 +84,7 @@ def _work(kind: str, threads: int, seconds: float) -> float:
 
         def once() -> int:
             for _ in range(5):
+                poll()  # as the training loop does, once per step (DDIM: once per network call)
                 loss = torch.nn.functional.cross_entropy(net(x), y)
                 opt.zero_grad()
                 loss.backward()
@@ -79,13 +97,14 @@ def _work(kind: str, threads: int, seconds: float) -> float:
     return done / (time.perf_counter() - start)
 
 
-OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+OMP_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")
 
 
 def measure(kind: str, policy: str, busy: bool, threads: int, seconds: float) -> float:
-    """images/s of ``kind`` under ``policy``: 'default' (no OpenMP variable set) or NAME=VALUE."""
+    """images/s of ``kind`` under ``policy``: 'default' (no OpenMP variable set), 'genlab' (none
+    set, genlab's thread sharing) or NAME=VALUE."""
     env = {k: v for k, v in os.environ.items() if k not in OMP_VARS}
-    if policy != "default":
+    if policy not in ("default", "genlab"):
         name, value = policy.split("=")
         env[name] = value
     rival = None
@@ -96,7 +115,7 @@ def measure(kind: str, policy: str, busy: bool, threads: int, seconds: float) ->
         time.sleep(1.0)
     try:
         out = subprocess.run([sys.executable, __file__, "--one",
-                              json.dumps([kind, threads, seconds])],
+                              json.dumps([kind, threads, seconds, policy == "genlab"])],
                              env=env, capture_output=True, text=True, check=True)
     finally:
         if rival is not None:
@@ -112,8 +131,9 @@ def main() -> None:
     ap.add_argument("--kinds", default="sample,train")
     ap.add_argument("--repeats", type=int, default=3,
                     help="measurements of each setting, interleaved; the median is reported")
-    ap.add_argument("--policies", default="OMP_WAIT_POLICY=PASSIVE",
-                    help="comma-separated NAME=VALUE settings to time against the default")
+    ap.add_argument("--policies", default="genlab,OMP_WAIT_POLICY=PASSIVE",
+                    help="comma-separated settings to time against the default: 'genlab' or "
+                         "NAME=VALUE")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
