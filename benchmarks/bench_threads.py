@@ -6,9 +6,10 @@ steal each other's cores. This benchmark times, on an idle machine and beside a 
 - ``default``: no OpenMP variable set, a fixed thread count (``--threads``);
 - NAME=VALUE settings (``--policies``), e.g. OMP_WAIT_POLICY=PASSIVE (threads sleep at once:
   what genlab 0.3.1 set), GOMP_SPINCOUNT=50000 (a bounded spin);
-- ``genlab``: no OpenMP variable, genlab's ``hardware.cpu_threads`` (its share of the cores,
-  lowered while another process keeps cores busy, polled from the loop as the training loop and
-  the samplers do).
+- ``genlab``: no OpenMP variable, genlab imported first as its command does (passive waiting
+  where other processes keep the cores busy at that moment), and ``hardware.cpu_threads`` (its
+  share of the cores, lowered while another process keeps cores busy, polled from the loop as
+  the training loop and the samplers do).
 
 Each measurement runs in a fresh process, repeated (``--repeats``, interleaved) and reported as
 the median (the policy is read when the OpenMP runtime starts):
@@ -50,11 +51,14 @@ while True:
 def _work(kind: str, threads: int, seconds: float, shared: bool = False) -> float:
     import contextlib
 
+    sys.path.insert(0, str(ROOT / "src"))
+    if shared:  # as the genlab command does: the package first, then torch's OpenMP runtime
+        import genlab  # noqa: F401
     import torch
 
-    torch.set_num_threads(threads)
-    sys.path.insert(0, str(ROOT / "src"))
     from genlab.hardware import cpu_threads, poll_threads
+
+    torch.set_num_threads(threads)
 
     with cpu_threads() if shared else contextlib.nullcontext():
         return _timed(kind, seconds, poll_threads)

@@ -16,14 +16,34 @@ The families are the recipes in ``genlab.recipes.RECIPES``: vae, gan (the denois
 and flow.
 """
 
-from genlab.comparison import compare
-from genlab.evaluation import evaluate
-from genlab.experiments import demo, sweep, train
-from genlab.exporting import export
-from genlab.figures import plot
-from genlab.inference import denoise_files, sample, save_samples
-from genlab.recipes import RECIPES, load_run, make_config
-from genlab.reporting import report
+import os as _os
+import sys as _sys
+
+from genlab import cores as _cores
+
+# torch's CPU kernels run on an OpenMP pool whose idle threads spin briefly before they sleep:
+# fast alone, but beside a process that already keeps the cores busy the spinning threads steal
+# its cores and it steals theirs (benchmarks/bench_threads.py: DDIM sampling 2.8x and training
+# 1.7x faster there with passive waiting, which on an idle machine cost the reference VAE 2.1x).
+# So the policy follows the machine as genlab finds it: passive where other processes keep half
+# a core or more busy (measured over 30 ms), OpenMP's own otherwise; contention that arrives
+# later lowers the thread count instead (hardware.cpu_threads). The policy is read when torch
+# loads its OpenMP runtime, so it is set only before torch is loaded, and never over a user's.
+if "torch" not in _sys.modules and "OMP_WAIT_POLICY" not in _os.environ:
+    _busy = _cores.others_busy()
+    if _busy >= 0.5:
+        _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        _os.environ["GENLAB_WAIT_POLICY_REASON"] = (
+            f"other processes kept {_busy:.1f} cores busy when genlab started")
+
+from genlab.comparison import compare  # noqa: E402
+from genlab.evaluation import evaluate  # noqa: E402
+from genlab.experiments import demo, sweep, train  # noqa: E402
+from genlab.exporting import export  # noqa: E402
+from genlab.figures import plot  # noqa: E402
+from genlab.inference import denoise_files, sample, save_samples  # noqa: E402
+from genlab.recipes import RECIPES, load_run, make_config  # noqa: E402
+from genlab.reporting import report  # noqa: E402
 
 __all__ = ["RECIPES", "compare", "demo", "denoise_files", "evaluate", "export", "load_run",
            "make_config", "plot", "report", "sample", "save_samples", "sweep", "train"]

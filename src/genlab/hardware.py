@@ -24,12 +24,12 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache, wraps
-from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
+from genlab.cores import cpu_seconds, thread_share, usable_cores
 from genlab.errors import ConfigError
 
 
@@ -131,82 +131,6 @@ def launched_processes() -> int:
 # --- CPU threads ---------------------------------------------------------------------------------
 
 
-def _cgroup_cores(root: str = "/sys/fs/cgroup") -> float | None:
-    """The CPU quota of this process's cgroup in cores (v2 ``cpu.max``, v1
-    ``cpu.cfs_quota_us``), or None where there is none."""
-    for quota_file, period_file in (("cpu.max", None),
-                                    ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
-        try:
-            text = Path(root, quota_file).read_text().split()
-            quota = text[0]
-            period = text[1] if period_file is None else Path(root, period_file).read_text()
-            if quota not in ("max", "-1"):
-                return int(quota) / int(period)
-        except (OSError, ValueError, IndexError):
-            continue
-    return None
-
-
-def usable_cpus() -> list[int]:
-    """The CPUs this process may run on (its affinity mask)."""
-    if hasattr(os, "sched_getaffinity"):
-        return sorted(os.sched_getaffinity(0))
-    return list(range(os.cpu_count() or 1))
-
-
-def usable_cores() -> int:
-    """How many cores this process may keep busy: its affinity mask, capped by its cgroup's CPU
-    quota (a container given 2 of a host's 64 CPUs sees all 64 in its affinity)."""
-    cores = len(usable_cpus())
-    quota = _cgroup_cores()
-    return max(1, min(cores, math.ceil(quota))) if quota else cores
-
-
-def local_processes() -> int:
-    """The processes of this job on this machine, which share its cores: torchrun's
-    LOCAL_WORLD_SIZE, or GENLAB_LOCAL_JOBS (runs started side by side by one command)."""
-    for name in ("LOCAL_WORLD_SIZE", "GENLAB_LOCAL_JOBS"):
-        value = os.environ.get(name, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return 1
-
-
-def thread_share() -> int:
-    """This process's share of the cores: usable cores over the job's local processes."""
-    return max(1, usable_cores() // local_processes())
-
-
-def cpu_seconds() -> tuple[float, float]:
-    """CPU seconds spent so far (since boot) by every process on this process's cores, and by
-    this process. Where a cgroup quota limits the cores, the first counts the cgroup's processes
-    (``cpu.stat``/``cpuacct.usage``) rather than the whole host's."""
-    tick = os.sysconf("SC_CLK_TCK")
-    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-    mine = (int(fields[11]) + int(fields[12])) / tick  # utime, stime of every thread
-    if _cgroup_cores() is not None:
-        for path, scale in (("/sys/fs/cgroup/cpu.stat", 1e-6),
-                            ("/sys/fs/cgroup/cpuacct/cpuacct.usage", 1e-9)):
-            try:
-                text = Path(path).read_text()
-            except OSError:
-                continue
-            if path.endswith("cpu.stat"):
-                usage = next(int(line.split()[1]) for line in text.splitlines()
-                             if line.startswith("usage_usec"))
-            else:
-                usage = int(text.split()[0])
-            return usage * scale, mine
-    wanted = {f"cpu{i}" for i in usable_cpus()}
-    busy = 0
-    for line in Path("/proc/stat").read_text().splitlines():
-        name, *values = line.split()
-        if name in wanted:  # user nice system idle iowait irq softirq steal ...: all but idle,
-            ticks = [int(v) for v in values[:8]]  # iowait and steal (time not spent on the core)
-            busy += ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]
-    return busy / tick, mine
-
-
 class CoreShare:
     """torch's CPU thread count, kept at this process's share of the cores while the machine is
     otherwise idle and lowered while other processes use some of them.
@@ -257,7 +181,9 @@ def cpu_threads(fixed: int = 0) -> Iterator[CoreShare | None]:
     adapted to the other processes' use of them by ``poll_threads``; ``fixed`` > 0 runs exactly
     that many instead. The count found on entry is restored on exit. Never more threads than
     torch had on entry (a caller's ``torch.set_num_threads`` caps it), and a user's
-    OMP_NUM_THREADS leaves the count alone unless ``fixed`` asks for one."""
+    OMP_NUM_THREADS leaves the count alone unless ``fixed`` asks for one. Where OpenMP's threads
+    wait passively (the package's ``__init__`` chose it on a busy machine, or the user did), they
+    cost the other processes nothing while they wait, and the count stays at the share."""
     before = torch.get_num_threads()
     share: CoreShare | None = None
     if fixed > 0:
@@ -265,7 +191,7 @@ def cpu_threads(fixed: int = 0) -> Iterator[CoreShare | None]:
     elif "OMP_NUM_THREADS" not in os.environ:
         threads = min(before, thread_share())
         torch.set_num_threads(threads)
-        if threads > 1:
+        if threads > 1 and not waits_passively():  # passive threads share the cores as they are
             share = CoreShare(threads, usable_cores())
     _SHARES.append(share)
     try:
@@ -273,6 +199,29 @@ def cpu_threads(fixed: int = 0) -> Iterator[CoreShare | None]:
     finally:
         _SHARES.pop()
         torch.set_num_threads(before)
+
+
+def waits_passively() -> bool:
+    """Whether OpenMP's idle threads sleep at once (OMP_WAIT_POLICY=PASSIVE) rather than spin."""
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+
+
+def threads_note(share: CoreShare | None = None) -> str:
+    """One line on the CPU threads a run uses and why, for its start message."""
+    from genlab.cores import local_processes
+
+    threads, cores = torch.get_num_threads(), usable_cores()
+    line = f"{threads} CPU thread{'s' if threads > 1 else ''} of {cores} usable cores"
+    if local_processes() > 1:
+        line += f" shared by {local_processes()} local processes"
+    if "OMP_NUM_THREADS" in os.environ:
+        line += " (OMP_NUM_THREADS is set)"
+    if waits_passively():
+        why = os.environ.get("GENLAB_WAIT_POLICY_REASON", "OMP_WAIT_POLICY=PASSIVE is set")
+        line += f"; OpenMP threads wait passively: {why}"
+    elif share is not None:
+        line += "; fewer while other processes keep cores busy"
+    return line
 
 
 F = TypeVar("F", bound=Callable[..., Any])

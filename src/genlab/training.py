@@ -43,7 +43,7 @@ from genlab.errors import (
     TrainingDiverged,
     on_every_rank,
 )
-from genlab.hardware import cpu_threads, poll_threads, resolve_precision
+from genlab.hardware import cpu_threads, poll_threads, resolve_precision, threads_note
 from genlab.plots import save_grid
 from genlab.recipes.base import TrainState
 from genlab.trackers import log_images, make_accelerator, start_trackers, tracker
@@ -142,11 +142,12 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
         if overrides:
             cfg = replace(cfg, **overrides)
         run_dir = None
-    with cpu_threads(cfg.num_threads):
-        return _train(cfg, run_dir, resume is not None, progress)
+    with cpu_threads(cfg.num_threads) as share:
+        return _train(cfg, run_dir, resume is not None, progress, threads_note(share))
 
 
-def _train(cfg: BaseConfig, run_dir: Path | None, resuming: bool, progress: bool) -> Path:
+def _train(cfg: BaseConfig, run_dir: Path | None, resuming: bool, progress: bool,
+           threads: str) -> Path:
     """``train`` once the config is known, within its CPU threads."""
     recipe = recipes.get(cfg.family)  # type: ignore[attr-defined]
     use_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
@@ -188,6 +189,8 @@ def _train(cfg: BaseConfig, run_dir: Path | None, resuming: bool, progress: bool
     # them all and the others read the log only once it is truncated.
     _on_main(accelerator, lambda: _open_run(run_dir, cfg, info, new=not resuming))
     if not resuming and accelerator.is_main_process:
+        if use_cpu:
+            reason = f"{reason}; {threads}"
         for message in (reason, recipe.start_message(cfg)):  # said once, when the run starts
             if message:
                 print(message, file=sys.stderr)
@@ -322,6 +325,7 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
                 record = {"step": done, "epoch": round(done / per_epoch, 4), **means,
                           "lr": cfg.lr * lr_scale,
                           "images_per_s": round(seen / elapsed, 1),
+                          "threads": torch.get_num_threads(),
                           "train_seconds": round(trained_seconds, 2)}
                 if accelerator.is_main_process:
                     checkpoint.append_log(run_dir, record)
