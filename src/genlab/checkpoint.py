@@ -51,7 +51,7 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from genlab.config import BaseConfig, to_dict
-from genlab.errors import CheckpointWarning, RunError, WriteFailed, one_line
+from genlab.errors import FallbackWarning, RunError, WriteFailed, one_line
 from genlab.files import read_bytes, read_json, sha256, write_atomic, write_json
 
 KEEP_CHECKPOINTS = 2
@@ -467,8 +467,8 @@ def _read_checked(run_dir: Path, entry: dict[str, Any], key: str) -> tuple[Path,
         raise _Damaged(f"{path} is {len(raw)} bytes where {manifest} records {record['bytes']} "
                        f"(truncated or damaged)")
     if record is not None and sha256(raw) != record["sha256"]:
-        raise _Damaged(f"{path}: its SHA-256 differs from the one {manifest} records (the file "
-                       f"was damaged after it was written)")
+        raise _Damaged(f"{path} does not match the SHA-256 that {manifest} records (one of "
+                       f"them was damaged after they were written)")
     return path, raw
 
 
@@ -556,10 +556,10 @@ def load_checkpoint(run_dir: Path, step: int | None = None, state: bool = False)
 
 
 def fallback_warning(ckpt: Checkpoint) -> None:
-    """Say in one line (a CheckpointWarning) which damage made ``ckpt`` the one used."""
+    """Say in one line (a FallbackWarning) which damage made ``ckpt`` the one used."""
     if ckpt.damaged is not None:
         warnings.warn(f"{ckpt.damaged}; using the newest intact checkpoint, step {ckpt.step}",
-                      CheckpointWarning, stacklevel=3)
+                      FallbackWarning, stacklevel=3)
 
 
 def load_weights(run_dir: Path, step: int | None = None
@@ -583,12 +583,14 @@ def rewind(run_dir: Path, ckpt: Checkpoint) -> None:
     points at it, newer checkpoint files (damaged, or never committed) go, and so do the log
     lines past its step (that part of the run is trained again)."""
     folder = Path(run_dir) / "checkpoints"
+    kept = [r for r in read_log(run_dir) if r["step"] <= ckpt.step]  # a damaged log stops here
     if ckpt.damaged is not None:
         write_json(folder / "latest.json", {k: v for k, v in ckpt.entry.items() if k != "files"})
     for step in _stored_steps(folder):
         if step > ckpt.step:
             _remove_step(folder, step)
-    truncate_log(run_dir, ckpt.step)
+    write_atomic(Path(run_dir) / "log.jsonl",
+                 "".join(json.dumps(r) + "\n" for r in kept).encode())
 
 
 @dataclass

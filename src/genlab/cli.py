@@ -19,8 +19,8 @@ from dataclasses import MISSING, Field, fields
 from pathlib import Path
 from typing import Any
 
-from genlab.config import choices, field_docs
-from genlab.errors import CheckpointWarning, ConfigError
+from genlab.config import choices, field_docs, type_hints
+from genlab.errors import ConfigError, FallbackWarning
 from genlab.recipes import RECIPES
 from genlab.training import RESUMABLE_CHANGES
 
@@ -72,7 +72,7 @@ def _shown(value: Any) -> str:
 
 def _field_kwargs(cls: type, f: Field) -> dict[str, Any]:
     """argparse keywords for one dataclass field: its type, choices or boolean switch."""
-    hint = typing.get_type_hints(cls)[f.name]
+    hint = type_hints(cls)[f.name]
     kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": f.name}
     allowed = choices(cls, f.name)
     args = typing.get_args(hint)
@@ -503,11 +503,11 @@ def main(argv: list[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     with warnings.catch_warnings():
-        warnings.simplefilter("always", CheckpointWarning)
+        warnings.simplefilter("always", FallbackWarning)
         shown = warnings.showwarning
 
         def show(message, category, filename, lineno, file=None, line=None):
-            if issubclass(category, CheckpointWarning):
+            if issubclass(category, FallbackWarning):
                 _report(f"warning: {message}", every_rank=False, red=False)
             else:
                 shown(message, category, filename, lineno, file, line)

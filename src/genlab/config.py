@@ -122,7 +122,7 @@ def from_values(cls: type[T], values: dict[str, Any], what: str | None = None) -
     if unknown:
         what = what or f"{values.get('family', cls.__name__)} config field(s)"
         raise ConfigError(f"unknown {what} {unknown}; known: {sorted(known)}")
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     checked = {name: _coerce(name, value, hints[name]) for name, value in values.items()}
     obj = cls(**checked)
     if isinstance(obj, BaseConfig):
@@ -193,9 +193,16 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+@cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints(cls)``, resolved once per class (the CLI asks for each field's,
+    and resolving them all each time cost most of building its parser)."""
+    return typing.get_type_hints(cls)
+
+
 def choices(cls: type, name: str) -> tuple[Any, ...] | None:
     """Allowed values of a ``Literal`` field, else None."""
-    hint = typing.get_type_hints(cls)[name]
+    hint = type_hints(cls)[name]
     return typing.get_args(hint) if typing.get_origin(hint) is Literal else None
 
 

@@ -37,9 +37,9 @@ class WriteFailed(GenlabError):
     exit_code = 74
 
 
-class CheckpointWarning(UserWarning):
-    """A damaged or missing checkpoint was passed over for an older intact one (the CLI prints it
-    as one line)."""
+class FallbackWarning(UserWarning):
+    """A damaged or missing file was passed over for a fallback: an older intact checkpoint, a
+    cached feature network trained again (the CLI prints it as one line)."""
 
 
 def one_line(err: BaseException, limit: int = 200) -> str:

@@ -37,8 +37,8 @@ from torch import nn
 from genlab import checkpoint, data, recipes
 from genlab.config import BaseConfig, diff, replace, to_dict
 from genlab.errors import (
-    CheckpointWarning,
     ConfigError,
+    FallbackWarning,
     GenlabError,
     Preempted,
     RunError,
@@ -424,7 +424,7 @@ def _open_run(run_dir: Path, cfg: BaseConfig, info: dict[str, Any], new: bool) -
             redo = (f"steps {ckpt.step + 1}-{ckpt.newest} will be trained again"
                     if ckpt.newest > ckpt.step else "no step is lost")
             warnings.warn(f"{ckpt.damaged}; resuming from step {ckpt.step}: {redo}",
-                          CheckpointWarning, stacklevel=2)
+                          FallbackWarning, stacklevel=2)
         checkpoint.rewind(run_dir, ckpt)
         return ckpt.step
     except BaseException:
