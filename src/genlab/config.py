@@ -80,7 +80,8 @@ class BaseConfig:
     (through Accelerate; pip install 'genlab[track]' for TensorBoard, wandb or mlflow yourself);
     TensorBoard writes into RUN/trackers"""
     keep_checkpoints: int = 2
-    """checkpoints kept in the run folder, newest first (0: every one; `--step N` picks one)"""
+    """checkpoints kept in the run folder, newest first (0: every one; `--step N` picks one); 2 or
+    more leave an older one to fall back on when the newest is damaged"""
     num_threads: int = 0
     """CPU threads for torch; 0 keeps torch's default"""
     ema_decay: float = 0.0

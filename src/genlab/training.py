@@ -359,9 +359,13 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
         stopped.every_rank = err.every_rank or world == 1
         raise stopped from None
     except WriteFailed as err:  # a full disk: what is written stays, the run can go on later
-        kept = checkpoint.latest_checkpoint(run_dir) if checkpoint.has_checkpoint(run_dir) else None
-        where = (f"the checkpoint of step {kept['step']} is intact: free space, then resume with "
-                 f"`{resume_command(run_dir, world, _num_nodes(world))}`" if kept else
+        try:
+            kept = checkpoint.latest_checkpoint(run_dir)
+        except RunError:
+            kept = None
+        where = (f"the checkpoint of step {kept.get('step')} is intact: free space, then resume "
+                 f"with `{resume_command(run_dir, world, _num_nodes(world))}`"
+                 if isinstance(kept, dict) else
                  "no checkpoint was written yet: free space and start it again")
         raise WriteFailed(f"{err}; training stopped, {where}") from None
     finally:
