@@ -457,12 +457,12 @@ def _read_checked(run_dir: Path, entry: dict[str, Any], key: str) -> tuple[Path,
     run_dir = Path(run_dir)
     path = run_dir / "checkpoints" / entry[key]
     target = path.resolve()
-    if target != run_dir.resolve() and run_dir.resolve() not in target.parents:
+    if run_dir.resolve() not in target.parents:
         raise RunError(f"{path} is a link to {target}, outside the run folder {run_dir}; "
                        f"refusing to read it")
     raw = _read_damaged(path)
     record = entry.get("files", {}).get(entry[key])
-    manifest = path.with_name(f"{_stem(entry['step'])}.json").name
+    manifest = f"{_stem(entry['step'])}.json"
     if record is not None and len(raw) != record["bytes"]:
         raise _Damaged(f"{path} is {len(raw)} bytes where {manifest} records {record['bytes']} "
                        f"(truncated or damaged)")
