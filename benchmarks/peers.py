@@ -26,9 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import genlab  # noqa: E402  (before torch: genlab's OpenMP policy, as its command does)
 import torch  # noqa: E402
 
+import genlab  # noqa: E402  (before torch: genlab's OpenMP policy, as its command does)
 from genlab import checkpoint, data, recipes  # noqa: E402
 from genlab.hardware import cpu_name  # noqa: E402
 

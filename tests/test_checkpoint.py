@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import time
 
@@ -12,7 +13,7 @@ from conftest import kill_at
 
 from genlab import checkpoint, recipes
 from genlab import training as train_mod
-from genlab.errors import ConfigError, RunError, TrainingDiverged
+from genlab.errors import ConfigError, RunError, TrainingDiverged, WriteFailed
 
 
 def tiny_cfg(tmp_path, name="run", **kw):
@@ -73,17 +74,19 @@ def test_config_json_is_written_first_and_checkpoint_is_safe(tmp_path, monkeypat
     run = train_mod.train(tiny_cfg(tmp_path, steps=10), progress=False)
     assert json.loads((run / "config.json").read_text())["latent_dim"] == 2
     latest = checkpoint.latest_checkpoint(run)
-    # a crash while writing the next checkpoint leaves the previous one current and loadable
-    import genlab.checkpoint as ck
+    # a write that fails for the next checkpoint leaves the previous one current and loadable
+    from genlab import files
 
     def broken(*a, **k):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ck, "save_file", broken)
     loaded = recipes.load_run(run)
-    with pytest.raises(OSError, match="disk full"):
+    monkeypatch.setattr(files.os, "fsync", broken)
+    with pytest.raises(WriteFailed, match="No space left on device"):
         checkpoint.save_checkpoint(run, 99, loaded.modules, {}, loaded.config)
+    monkeypatch.undo()
     assert checkpoint.latest_checkpoint(run) == latest
+    assert checkpoint.checkpoint_steps(run) == [10]  # nothing of step 99 is left behind
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]
     assert recipes.load_run(run).step == 10
 

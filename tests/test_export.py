@@ -61,7 +61,8 @@ def test_exported_weights_sample_bit_identically_and_step_picks_the_checkpoint(t
         assert all(torch.equal(weights[k], original[k]) for k in weights)
     assert not torch.equal(genlab.sample(out, n=12, seed=4), genlab.sample(latest, n=12, seed=4))
     files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert files == ["README.md", "checkpoints/ckpt-00000005.safetensors",
+    assert files == ["README.md", "checkpoints/ckpt-00000005.json",
+                     "checkpoints/ckpt-00000005.safetensors",
                      "checkpoints/latest.json", "config.json", "data.json", "log.jsonl",
                      "sample_grid.png"]
     assert [r["step"] for r in checkpoint.read_log(out)] == [5]  # the log up to step 5

@@ -4,23 +4,32 @@ Every family flag is generated from a dataclass field, with the field's docstrin
 allowed values as help: training flags from the recipe's config (``latent_dim`` ->
 ``--latent-dim``), ``sample`` and ``evaluate`` flags from the recipe's option dataclasses. A flag
 the run's family does not take is refused in one line. Errors in the input print one line and exit
-with code 2.
+with code 2 (a failed write: 74); see EXIT_CODES.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import typing
+import warnings
 from dataclasses import MISSING, Field, fields
 from pathlib import Path
 from typing import Any
 
-from genlab.config import choices, field_docs
-from genlab.errors import ConfigError
+from genlab.config import choices, field_docs, type_hints
+from genlab.errors import ConfigError, FallbackWarning
 from genlab.recipes import RECIPES
+from genlab.training import RESUMABLE_CHANGES
 
+EXIT_CODES = ("exit codes: 0 done; 2 an error in the input, a run folder or the training (one line "
+              "on stderr); 74 a file could not be written (disk full, I/O error): what was "
+              "written before is intact, free space and run it again (train: resume); 143 "
+              "(SIGTERM) or 130 (SIGINT) training preempted with a checkpoint written: resume it")
+WRITE_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS, errno.EFBIG)
+"""errno values of a write that failed for want of space or a working disk (exit 74)"""
 SKIP_FIELDS = {"family"}
 ALIASES = {"label": ["--class"]}  # flags that kept their earlier name too
 
@@ -63,7 +72,7 @@ def _shown(value: Any) -> str:
 
 def _field_kwargs(cls: type, f: Field) -> dict[str, Any]:
     """argparse keywords for one dataclass field: its type, choices or boolean switch."""
-    hint = typing.get_type_hints(cls)[f.name]
+    hint = type_hints(cls)[f.name]
     kwargs: dict[str, Any] = {"default": argparse.SUPPRESS, "dest": f.name}
     allowed = choices(cls, f.name)
     args = typing.get_args(hint)
@@ -135,21 +144,26 @@ def _presets_help(family: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="genlab",
+        prog="genlab", epilog=EXIT_CODES,
         description="Train, sample, evaluate and explain generative image models: "
                     + "; ".join(f"{name} ({r.summary})" for name, r in RECIPES.items()) + ".")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    p = sub.add_parser("train", help="train a model (or --resume a run)",
-                       description="Train a model; `genlab train --resume RUN_DIR` continues one.")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue this run from its last checkpoint")
+    p = sub.add_parser("train", help="train a model (or --resume a run)", epilog=EXIT_CODES,
+                       description="Train a model; `genlab train --resume RUN_DIR [--steps N | "
+                                   "--epochs E | --max-minutes M ...]` continues one (the flags "
+                                   "of the run's family follow it; only those a resume may "
+                                   "change are taken).")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue this run from its newest intact checkpoint")
     fam = p.add_subparsers(dest="family", metavar="FAMILY")
     for family, recipe in RECIPES.items():
         fp = fam.add_parser(family, help=recipe.summary, description=recipe.summary)
         fp.add_argument("--preset", choices=sorted(recipe.presets), default="default",
                         help=_presets_help(family))
         fp.add_argument("--resume", metavar="RUN_DIR", dest="resume_family",
-                        help="continue this run; only --epochs/--steps may change")
+                        help="continue this run; only " + ", ".join(
+                            _flag(f) for f in RESUMABLE_CHANGES) + " may change")
         add_config_flags(fp, family)
 
     p = sub.add_parser("sweep", help="one run per value of a field + the comparison figure")
@@ -458,21 +472,60 @@ def run_prepare(ns: argparse.Namespace) -> None:
     print(f"train on it with --dataset prepared:{ns.out}")
 
 
+def resume_argv(argv: list[str]) -> list[str]:
+    """``train --resume RUN [flags]`` without a family: the run's own family is put after
+    ``train``, so that the flags parse (and are refused) as with the family named."""
+    if argv[:1] != ["train"] or any(a in ("-h", "--help") for a in argv[1:2]):
+        return argv
+    resume, rest = None, argv[1:]
+    for i, arg in enumerate(rest):
+        if arg == "--resume" and i + 1 < len(rest):
+            resume, rest = rest[i + 1], rest[:i] + rest[i + 2:]
+            break
+        if arg.startswith("--resume="):
+            resume, rest = arg.partition("=")[2], rest[:i] + rest[i + 1:]
+            break
+    if resume is None or any(a in RECIPES for a in rest):
+        return argv
+    from genlab.recipes import run_config
+
+    family = run_config(resume).family  # type: ignore[attr-defined]
+    return ["train", family, "--resume", resume, *rest]
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes: 0 done; 2 an error in the input, a run folder or the training (one line on
-    stderr); 128 + the signal number (143 SIGTERM, 130 SIGINT) when training was preempted: it
-    finished its step, wrote a checkpoint, and `genlab train --resume RUN` continues it."""
+    """Runs one verb; returns the exit code (EXIT_CODES): 0 done; 2 an error in the input, a run
+    folder or the training (one line on stderr); 74 a write that failed (disk full, I/O error),
+    what was written before being intact; 128 + the signal number (143 SIGTERM, 130 SIGINT) when
+    training was preempted: it finished its step, wrote a checkpoint, and `genlab train --resume
+    RUN` continues it. A damaged checkpoint passed over for an older one is one warning line."""
     from genlab.errors import GenlabError, Preempted
 
-    ns = build_parser().parse_args(argv)
-    try:
-        return run(ns)
-    except Preempted as stop:
-        _report(str(stop), every_rank=True, red=False)
-        return stop.exit_code
-    except GenlabError as err:
-        _report(f"error: {err}", every_rank=err.every_rank, red=True)
-        return 2
+    argv = list(sys.argv[1:] if argv is None else argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", FallbackWarning)
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, FallbackWarning):
+                _report(f"warning: {message}", every_rank=False, red=False)
+            else:
+                shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        try:
+            ns = build_parser().parse_args(resume_argv(argv))
+            return run(ns)
+        except Preempted as stop:
+            _report(str(stop), every_rank=True, red=False)
+            return stop.exit_code
+        except GenlabError as err:
+            _report(f"error: {err}", every_rank=err.every_rank, red=True)
+            return err.exit_code
+        except OSError as err:  # a failure of the machine (disk, file system), not of genlab
+            where = f" ({err.filename})" if err.filename else ""
+            _report(f"error: {err.strerror or err}{where}", every_rank=False, red=True)
+            return 74 if err.errno in WRITE_ERRORS else 2
 
 
 def _report(message: str, every_rank: bool, red: bool) -> None:
@@ -488,6 +541,7 @@ def _report(message: str, every_rank: bool, red: bool) -> None:
         return
     where = f" (rank {rank})" if launched_processes() > 1 and rank != 0 else ""
     on, off = ("\033[31m", "\033[0m") if red and sys.stderr.isatty() else ("", "")
+    message = " ".join(message.split())  # one line, whatever the message holds
     print(f"{on}genlab{where}: {message}{off}", file=sys.stderr, flush=True)
     if every_rank:
         wait_for_other_processes()

@@ -80,7 +80,8 @@ class BaseConfig:
     (through Accelerate; pip install 'genlab[track]' for TensorBoard, wandb or mlflow yourself);
     TensorBoard writes into RUN/trackers"""
     keep_checkpoints: int = 2
-    """checkpoints kept in the run folder, newest first (0: every one; `--step N` picks one)"""
+    """checkpoints kept in the run folder, newest first (0: every one; `--step N` picks one); 2 or
+    more leave an older one to fall back on when the newest is damaged"""
     num_threads: int = 0
     """CPU threads for torch; 0 keeps torch's default"""
     ema_decay: float = 0.0
@@ -122,7 +123,7 @@ def from_values(cls: type[T], values: dict[str, Any], what: str | None = None) -
     if unknown:
         what = what or f"{values.get('family', cls.__name__)} config field(s)"
         raise ConfigError(f"unknown {what} {unknown}; known: {sorted(known)}")
-    hints = typing.get_type_hints(cls)
+    hints = type_hints(cls)
     checked = {name: _coerce(name, value, hints[name]) for name, value in values.items()}
     obj = cls(**checked)
     if isinstance(obj, BaseConfig):
@@ -193,9 +194,16 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
+@cache
+def type_hints(cls: type) -> dict[str, Any]:
+    """``typing.get_type_hints(cls)``, resolved once per class (the CLI asks for each field's,
+    and resolving them all each time cost most of building its parser)."""
+    return typing.get_type_hints(cls)
+
+
 def choices(cls: type, name: str) -> tuple[Any, ...] | None:
     """Allowed values of a ``Literal`` field, else None."""
-    hint = typing.get_type_hints(cls)[name]
+    hint = type_hints(cls)[name]
     return typing.get_args(hint) if typing.get_origin(hint) is Literal else None
 
 

@@ -9,6 +9,8 @@ class GenlabError(ValueError):
     every_rank: bool = False
     """set on an error that every process of a multi-process run raised alike, at the same point
     (the CLI prints it once, on the main process)"""
+    exit_code: int = 2
+    """the exit status of the `genlab` command that stops on this error"""
 
 
 class ConfigError(GenlabError):
@@ -20,11 +22,30 @@ class DataError(GenlabError):
 
 
 class RunError(GenlabError):
-    """A run folder that is missing, incomplete, or of the wrong kind for the request."""
+    """A run folder that is missing, incomplete, damaged, or of the wrong kind for the request."""
 
 
 class TrainingDiverged(GenlabError):
     """A non-finite loss or a collapsed adversarial game; the last good checkpoint is kept."""
+
+
+class WriteFailed(GenlabError):
+    """A file could not be written (disk full, quota, I/O error, read-only file system); what was
+    there before is intact. Its own exit code, 74 (EX_IOERR of sysexits.h), lets a batch script
+    tell "free space and resume" from an error in the input (2)."""
+
+    exit_code = 74
+
+
+class FallbackWarning(UserWarning):
+    """A damaged or missing file was passed over for a fallback: an older intact checkpoint, a
+    cached feature network trained again (the CLI prints it as one line)."""
+
+
+def one_line(err: BaseException, limit: int = 200) -> str:
+    """The message of ``err`` on one line, shortened (a parser's error quoted in ours)."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def on_every_rank(err: GenlabError) -> GenlabError:

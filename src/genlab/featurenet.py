@@ -55,16 +55,17 @@ import math
 import os
 import re
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load as safetensors_load
-from safetensors.torch import save_file
+from safetensors.torch import save as safetensors_save
 
 from genlab import data
-from genlab.errors import ConfigError, DataError
-from genlab.files import read_json, write_file_atomic, write_json
+from genlab.errors import ConfigError, DataError, FallbackWarning, RunError, one_line
+from genlab.files import read_bytes, read_json, sha256, write_atomic, write_json
 from genlab.hardware import cpu_name, native_bf16, poll_threads
 from genlab.models.classifier import Classifier, Features
 
@@ -119,28 +120,66 @@ def feature_network(dataset: str, data_dir: str | None = None, download: bool = 
     info["task"] is 'classes' or 'contrastive', info["classes"] the classes the head predicts
     (the projection's dimensions for 'contrastive'), info["path"] the shipped .safetensors file
     or the cache folder and info["weights_sha1"] the weights' hash (what a score's feature space
-    is)."""
+    is). A damaged cache entry is trained again, with a FallbackWarning naming the file."""
     device = torch.device(device)
     info = _uses_shipped(dataset, steps, resolution, channels)
     if info is not None:
-        weights = SHIPPED_DIR / f"{dataset}.safetensors"
-        info = {**info, "path": str(weights)}
+        path = SHIPPED_DIR / f"{dataset}.safetensors"
+        info = {**info, "path": str(path)}
+        raw = read_bytes(path)  # read once: the weights and their hash
+        try:
+            net = _network(info, raw, path)
+        except RunError as err:
+            raise RunError(f"{err}; the genlab installation is damaged: reinstall it") from None
     else:
-        info, weights = _cached_or_trained(dataset, data_dir, download, steps or DEFAULT_STEPS,
-                                           device, progress, resolution, channels)
-    net = Classifier(info["image_shape"][0], len(info["classes"]), tuple(info["widths"]),
-                     info["feature_dim"])
-    raw = Path(weights).read_bytes()  # read once: the weights and their hash
-    net.load_state_dict(safetensors_load(raw))
+        info, net, raw = _cached_or_trained(dataset, data_dir, download, steps or DEFAULT_STEPS,
+                                            device, progress, resolution, channels)
     info["weights_sha1"] = hashlib.sha1(raw).hexdigest()
     return Features(net).to(device).eval(), {"task": "classes", **info}
 
 
+def _network(info: dict[str, Any], raw: bytes, path: Path) -> Classifier:
+    """The classifier that ``info`` describes, with the weights in ``raw`` (the bytes of
+    ``path``); anything that does not fit is a RunError naming the file."""
+    try:
+        net = Classifier(info["image_shape"][0], len(info["classes"]), tuple(info["widths"]),
+                         info["feature_dim"])
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+        where = (path.with_suffix(".json") if path.parent == SHIPPED_DIR
+                 else path.parent / "info.json")
+        raise RunError(f"{where}: expected the image_shape, classes, widths and feature_dim of "
+                       f"a network ({one_line(err)})") from None
+    try:
+        net.load_state_dict(safetensors_load(raw))
+    except Exception as err:  # the parser's or load_state_dict's errors, of any damage
+        raise RunError(f"{path}: not the weights of the network its info describes "
+                       f"({one_line(err)})") from None
+    return net
+
+
+def _cached(folder: Path) -> tuple[dict[str, Any], Classifier, bytes]:
+    """The network cached in ``folder``: its info, checked against the size and SHA-256 of the
+    weights it records, and the network; a RunError naming the file when damaged."""
+    info = read_json(folder / "info.json")
+    if not isinstance(info, dict):
+        raise RunError(f"{folder / 'info.json'}: expected a JSON object, got "
+                       f"{type(info).__name__}")
+    path = folder / "weights.safetensors"
+    raw = read_bytes(path)
+    if "weights_sha256" in info and (len(raw) != info.get("weights_bytes")
+                                     or sha256(raw) != info["weights_sha256"]):
+        raise RunError(f"{path}: its size or SHA-256 differs from what info.json records (the "
+                       f"file was damaged after it was written)")
+    info = {**info, "path": str(folder)}
+    return info, _network(info, raw, path), raw
+
+
 def _cached_or_trained(dataset: str, data_dir: str | None, download: bool, steps: int,
                        device: torch.device, progress: bool, resolution: int,
-                       channels: int) -> tuple[dict[str, Any], Path]:
-    """(info, weights path) of the cached network for this recipe, trained first when absent:
-    on the labels, or contrastively when the train split has a single class."""
+                       channels: int) -> tuple[dict[str, Any], Classifier, bytes]:
+    """(info, network, weights' bytes) of the cached network for this recipe, trained first
+    when absent or damaged: on the labels, or contrastively when the train split has a single
+    class."""
     precision = "bf16" if native_bf16(device.type) else "fp32"
     recipe = {**FEATURE_NET, "precision": precision, "steps": steps, "dataset": dataset,
               "data_dir": str(Path(data_dir).resolve()) if data_dir else None}
@@ -149,9 +188,12 @@ def _cached_or_trained(dataset: str, data_dir: str | None, download: bool, steps
     folders = {"classes": _cache_folder(dataset, recipe),
                "contrastive": _cache_folder(dataset, label_free)}
     for folder in folders.values():
-        if (folder / "info.json").is_file():
-            return ({**read_json(folder / "info.json"), "path": str(folder)},
-                    folder / "weights.safetensors")
+        if (folder / "info.json").exists() or (folder / "weights.safetensors").exists():
+            try:
+                return _cached(folder)
+            except RunError as err:  # the cache can be made again: train it anew
+                warnings.warn(f"{err}; training the feature network again", FallbackWarning,
+                              stacklevel=3)
     train = data.load(dataset, "train", data_dir, download, resolution, channels)
     test = data.load(dataset, "test", data_dir, download, resolution, channels)
     if len(train.classes) >= 2:
@@ -161,8 +203,7 @@ def _cached_or_trained(dataset: str, data_dir: str | None, download: bool, steps
         folder = folders["contrastive"]
         info = train_contrastive_net(train, test, label_free, progress, device)
     save_network(info, folder / "weights.safetensors", folder / "info.json")
-    return ({**read_json(folder / "info.json"), "path": str(folder)},
-            folder / "weights.safetensors")
+    return _cached(folder)
 
 
 def _cache_folder(dataset: str, recipe: dict[str, Any]) -> Path:
@@ -173,12 +214,13 @@ def _cache_folder(dataset: str, recipe: dict[str, Any]) -> Path:
 
 def save_network(info: dict[str, Any], weights_path: Path, info_path: Path) -> None:
     """Write a trained network (info['net'], removed from what is recorded) as safetensors and
-    its info as JSON, both atomically; the JSON last, since it marks the pair complete."""
+    its info as JSON with the weights' size and SHA-256, both atomically; the JSON last, since
+    it marks the pair complete."""
     info = dict(info)
     net = info.pop("net")
-    weights = {k: v.contiguous() for k, v in net.state_dict().items()}
-    write_file_atomic(weights_path, lambda tmp: save_file(weights, tmp))
-    write_json(info_path, info)
+    raw = safetensors_save({k: v.contiguous() for k, v in net.state_dict().items()})
+    write_atomic(weights_path, raw)
+    write_json(info_path, {**info, "weights_bytes": len(raw), "weights_sha256": sha256(raw)})
 
 
 def rotate(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:

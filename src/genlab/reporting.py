@@ -7,17 +7,12 @@ images are linked by relative path."""
 from __future__ import annotations
 
 import html
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from genlab import checkpoint, recipes
-
-
-def _read(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -57,8 +52,7 @@ def _img(path: Path, base: Path, caption: str) -> str:
 def _family(run_dir: Path) -> str:
     """The family a run folder belongs to now (an older genlab's 'gan' in 'generate' mode is a
     'dcgan' run)."""
-    values = checkpoint.read_config_values(run_dir)
-    return recipes.get(values.get("family")).upgrade(values)["family"]
+    return recipes.run_config(run_dir).family  # type: ignore[attr-defined]
 
 
 def report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "genlab report",
@@ -76,7 +70,7 @@ def report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "genlab
         recipe = recipes.get(family)
         rows = []
         for d in members:
-            cfg, metrics = _read(d / "config.json"), checkpoint.read_metrics(d)
+            cfg, metrics = checkpoint.read_config_values(d), checkpoint.read_metrics(d)
             flat = _flatten(metrics)
             rows.append({"run": f"<a href='#{html.escape(d.name)}'>{html.escape(d.name)}</a>",
                          "dataset": cfg.get("dataset", ""),

@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import datetime
@@ -37,11 +38,14 @@ from genlab import checkpoint, data, recipes
 from genlab.config import BaseConfig, diff, replace, to_dict
 from genlab.errors import (
     ConfigError,
+    FallbackWarning,
     GenlabError,
     Preempted,
     RunError,
     TrainingDiverged,
+    WriteFailed,
     on_every_rank,
+    one_line,
 )
 from genlab.hardware import cpu_threads, poll_threads, resolve_precision, threads_note
 from genlab.plots import save_grid
@@ -110,7 +114,7 @@ def default_run_dir(cfg: BaseConfig) -> Path:
 
 def resolve_resume(run_dir: Path, cfg: BaseConfig | None, overrides: dict[str, Any]) -> BaseConfig:
     """The config a resumed run continues with; refuses changes other than RESUMABLE_CHANGES."""
-    saved = recipes.config_from_values(checkpoint.read_config_values(run_dir))
+    saved = recipes.run_config(run_dir)
     wanted = cfg if cfg is not None else saved
     if overrides:
         wanted = replace(wanted, **overrides)
@@ -134,7 +138,7 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
     if resume is not None:
         run_dir: Path | None = Path(resume)
         cfg = resolve_resume(run_dir, cfg, overrides)
-        if checkpoint.latest_checkpoint(run_dir) is None:
+        if not checkpoint.has_checkpoint(run_dir):
             raise RunError(f"{run_dir} has no checkpoint to resume from; start it again instead")
     else:
         if cfg is None:
@@ -187,7 +191,8 @@ def _train(cfg: BaseConfig, run_dir: Path | None, resuming: bool, progress: bool
     # One writer per run folder: the main process takes its lock and creates it (or truncates the
     # log of a resumed run to its checkpoint); every process gets the outcome, so a refusal stops
     # them all and the others read the log only once it is truncated.
-    _on_main(accelerator, lambda: _open_run(run_dir, cfg, info, new=not resuming))
+    resume_step = _on_main(accelerator, lambda: _open_run(run_dir, cfg, info,
+                                                          new=not resuming))
     if not resuming and accelerator.is_main_process:
         if use_cpu:
             reason = f"{reason}; {threads}"
@@ -200,7 +205,7 @@ def _train(cfg: BaseConfig, run_dir: Path | None, resuming: bool, progress: bool
         start_trackers(accelerator, run_dir, cfg)
     try:
         with _StopSignals() as signals:
-            return _loop(cfg, recipe, accelerator, run_dir, train_data, info, resuming,
+            return _loop(cfg, recipe, accelerator, run_dir, train_data, info, resume_step,
                          signals, progress)
     finally:
         if cfg.log_with != "none":
@@ -212,9 +217,10 @@ def _train(cfg: BaseConfig, run_dir: Path | None, resuming: bool, progress: bool
 
 
 def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
-          train_data: data.ImageData, info: dict[str, Any], resuming: bool,
+          train_data: data.ImageData, info: dict[str, Any], resume_step: int | None,
           signals: _StopSignals, progress: bool) -> Path:
-    """The loop itself, on every process: build, load a checkpoint, step, log, save."""
+    """The loop itself, on every process: build, load a checkpoint (that of ``resume_step``),
+    step, log, save."""
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
     torch.manual_seed(cfg.seed)
     modules = recipes.build_modules(cfg, train_data.image_shape, len(train_data.classes))
@@ -238,31 +244,46 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
     per_epoch = data.steps_per_epoch(n, cfg.batch_size, world)
     total = cfg.steps if cfg.steps > 0 else cfg.epochs * per_epoch
     start, trained_seconds = 0, 0.0
-    if resuming:
-        weights, _ = checkpoint.load_weights(run_dir)
-        saved = checkpoint.load_state(run_dir)
-        # Resuming is exact only on the number of processes the run was trained on: each process
-        # draws its own share of every batch and its own noise stream. Making both independent of
-        # the number of processes would mean per-sample noise in every family's step; refusing
-        # a changed count, with the command that continues the run, keeps the steps as they are.
-        saved_world = int(saved.get("world_size", len(saved["gen_state"])))
-        if saved_world != world:
+    if resume_step is not None:
+        ckpt = checkpoint.load_checkpoint(run_dir, step=resume_step, state=True)
+        saved = ckpt.state
+        state_file = run_dir / "checkpoints" / ckpt.entry["state"]
+        weights_file = run_dir / "checkpoints" / ckpt.entry["weights"]
+        try:
+            # Resuming is exact only on the number of processes the run was trained on: each
+            # process draws its own share of every batch and its own noise stream. Making both
+            # independent of the number of processes would mean per-sample noise in every
+            # family's step; refusing a changed count, with the command that continues the run,
+            # keeps the steps as they are.
+            saved_world = int(saved.get("world_size", len(saved["gen_state"])))
+            if saved_world != world:
+                raise on_every_rank(RunError(
+                    f"{run_dir} was trained on {_processes(saved_world)} and this job has "
+                    f"{_processes(world)}; resume it on {saved_world} "
+                    f"(`{resume_command(run_dir, saved_world, int(saved.get('num_nodes', 1)))}`"
+                    f"): each process draws its own share of the batch and its own noise, so "
+                    f"only that count continues the run exactly"))
+            for name, module in modules.items():
+                if name not in ckpt.weights:
+                    raise RunError(f"{weights_file} has no weights for {name!r}, which "
+                                   f"config.json's network has")
+                checkpoint.load_module(accelerator.unwrap_model(module), ckpt.weights[name],
+                                       str(weights_file))
+            for name, opt in optimizers.items():
+                opt.load_state_dict(saved["optimizers"][name])
+            gen.set_state(saved["gen_state"][rank])
+            torch.set_rng_state(saved["cpu_rng"][rank] if "cpu_rng" in saved
+                                else saved["torch_rng"])
+            if device.type == "cuda" and "cuda_rng" in saved:
+                torch.cuda.set_rng_state(saved["cuda_rng"][rank], device)
+        except GenlabError:
+            raise
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
             raise on_every_rank(RunError(
-                f"{run_dir} was trained on {_processes(saved_world)} and this job has "
-                f"{_processes(world)}; resume it on {saved_world} "
-                f"(`{resume_command(run_dir, saved_world, int(saved.get('num_nodes', 1)))}`): "
-                f"each process draws its own share of the batch and its own noise, so only "
-                f"that count continues the run exactly"))
-        for name, module in modules.items():
-            accelerator.unwrap_model(module).load_state_dict(weights[name])
-        for name, opt in optimizers.items():
-            opt.load_state_dict(saved["optimizers"][name])
-        gen.set_state(saved["gen_state"][rank])
-        torch.set_rng_state(saved["cpu_rng"][rank] if "cpu_rng" in saved else saved["torch_rng"])
-        if device.type == "cuda" and "cuda_rng" in saved:
-            torch.cuda.set_rng_state(saved["cuda_rng"][rank], device)
+                f"{state_file} does not fit the run that config.json describes "
+                f"({one_line(err)})")) from None
         state.extra.update(saved.get("extra", {}))
-        start = int(saved["step"])
+        start = ckpt.step
         trained_seconds = next((r["train_seconds"] for r in reversed(checkpoint.read_log(run_dir))
                                 if "train_seconds" in r), 0.0)
         if start >= total or _out_of_time(cfg, trained_seconds):
@@ -352,6 +373,16 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
                                    f"is kept in {run_dir / 'checkpoints'}")
         stopped.every_rank = err.every_rank or world == 1
         raise stopped from None
+    except WriteFailed as err:  # a full disk: what is written stays, the run can go on later
+        try:
+            kept = checkpoint.latest_checkpoint(run_dir)
+        except RunError:
+            kept = None
+        where = (f"the checkpoint of step {kept.get('step')} is intact: free space, then resume "
+                 f"with `{resume_command(run_dir, world, _num_nodes(world))}`"
+                 if isinstance(kept, dict) else
+                 "no checkpoint was written yet: free space and start it again")
+        raise WriteFailed(f"{err}; training stopped, {where}") from None
     finally:
         if bar is not None:
             bar.close()
@@ -397,15 +428,24 @@ def accumulated_step(recipe: recipes.Recipe, state: TrainState, x: torch.Tensor,
     return {k: sums[k] / weights[k] for k in sums}
 
 
-def _open_run(run_dir: Path, cfg: BaseConfig, info: dict[str, Any], new: bool) -> None:
-    """On the main process: lock the run folder, then create it (a new run) or drop the log lines
-    past its checkpoint (a resumed one)."""
+def _open_run(run_dir: Path, cfg: BaseConfig, info: dict[str, Any], new: bool) -> int | None:
+    """On the main process: lock the run folder, then create it (a new run), or pick the newest
+    checkpoint whose weights and state are intact and rewind the folder to it (a resumed one:
+    newer, damaged checkpoint files and the log lines past it go). Returns the step to resume
+    from (None for a new run)."""
     checkpoint.lock_run(run_dir)
     try:
         if new:
             checkpoint.create_run(run_dir, cfg, info)
-        else:
-            checkpoint.truncate_log(run_dir, int(checkpoint.latest_checkpoint(run_dir)["step"]))
+            return None
+        ckpt = checkpoint.load_checkpoint(run_dir, state=True)
+        if ckpt.damaged is not None:
+            redo = (f"steps {ckpt.step + 1}-{ckpt.newest} will be trained again"
+                    if ckpt.newest > ckpt.step else "no step is lost")
+            warnings.warn(f"{ckpt.damaged}; resuming from step {ckpt.step}: {redo}",
+                          FallbackWarning, stacklevel=2)
+        checkpoint.rewind(run_dir, ckpt)
+        return ckpt.step
     except BaseException:
         checkpoint.unlock_run(run_dir)
         raise
@@ -570,7 +610,11 @@ def _save(state: TrainState, run_dir: Path, step: int, world: int) -> None:
     images = recipes.get(state.cfg.family).preview(state, PREVIEW_IMAGES, preview_gen)
     for n, m in unwrapped.items():
         m.train(was_training[n])
-    save_grid(data.to_uint8(images), checkpoint.preview_path(run_dir, step), nrow=8)
+    path = checkpoint.preview_path(run_dir, step)
+    try:
+        save_grid(data.to_uint8(images), path, nrow=8)
+    except OSError as err:
+        raise WriteFailed(f"could not write {path}: {err.strerror or err}") from None
     if state.cfg.log_with != "none":
         log_images(acc, "preview", data.to_uint8(images).cpu(), step)
 

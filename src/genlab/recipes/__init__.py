@@ -14,7 +14,7 @@ import torch
 from genlab import checkpoint
 from genlab.checkpoint import Run
 from genlab.config import BaseConfig, from_values
-from genlab.errors import ConfigError
+from genlab.errors import ConfigError, GenlabError, RunError
 from genlab.recipes import dcgan, ddpm, flow, gan, vae
 from genlab.recipes.base import Recipe
 
@@ -48,6 +48,25 @@ def config_from_values(values: dict[str, Any]) -> BaseConfig:
     recipe = get(values.get("family"))  # type: ignore[arg-type]
     values = recipe.upgrade(values)
     return from_values(get(values["family"]).config, values)
+
+
+def run_config(run_dir: str | Path) -> BaseConfig:
+    """The config of a run folder from its config.json; values this genlab cannot use (damage,
+    or fields of a newer genlab) are one RunError naming the file."""
+    path = Path(run_dir) / "config.json"
+    values = checkpoint.read_config_values(Path(run_dir))
+    family = values.get("family")
+    if not isinstance(family, str) or family not in RECIPES:
+        raise RunError(f"{path}: expected family to be one of {sorted(RECIPES)}, got {family!r}")
+    try:
+        values = get(family).upgrade(values)
+        unknown = sorted(set(values) - {f.name for f in fields(get(values["family"]).config)})
+        if unknown:
+            raise RunError(f"{path} has fields this genlab does not know, {unknown}: written by "
+                           f"a newer genlab? upgrade genlab to read it")
+        return config_from_values(values)
+    except GenlabError as err:
+        raise RunError(str(err) if str(path) in str(err) else f"{path}: {err}") from None
 
 
 def verb_options(family: str, verb: str, options: dict[str, Any]) -> Any:
@@ -84,7 +103,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     """Rebuild the networks of a run folder from its config and load the latest weights (or
     those of checkpoint ``step``)."""
     run_dir = Path(run_dir)
-    cfg = config_from_values(checkpoint.read_config_values(run_dir))
+    cfg = run_config(run_dir)
     info = checkpoint.read_data_info(run_dir)
     modules = build_modules(cfg, tuple(info["image_shape"]), len(info["classes"]))
     step = checkpoint.load_into(run_dir, modules, device, step)
@@ -95,4 +114,4 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
 
 
 __all__ = ["RECIPES", "Recipe", "build_modules", "config_from_values", "get", "load_run",
-           "make_config", "verb_options"]
+           "make_config", "run_config", "verb_options"]
