@@ -59,8 +59,9 @@ def thread_share() -> int:
 
 def cpu_seconds() -> tuple[float, float]:
     """CPU seconds spent so far (since boot) by every process on this process's cores, and by
-    this process. Where a cgroup quota limits the cores, the first counts the cgroup's processes
-    (``cpu.stat``/``cpuacct.usage``) rather than the whole host's."""
+    this process. Lower-priority (niced) processes yield their cores and are left out, unless
+    this process is niced itself. Where a cgroup quota limits the cores, the first counts the
+    cgroup's processes (``cpu.stat``/``cpuacct.usage``) rather than the whole host's."""
     tick = os.sysconf("SC_CLK_TCK")
     fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
     mine = (int(fields[11]) + int(fields[12])) / tick  # utime, stime of every thread
@@ -78,12 +79,15 @@ def cpu_seconds() -> tuple[float, float]:
                 usage = int(text.split()[0])
             return usage * scale, mine
     wanted = {f"cpu{i}" for i in usable_cpus()}
+    niced = os.getpriority(os.PRIO_PROCESS, 0) > 0
     busy = 0
     for line in Path("/proc/stat").read_text().splitlines():
         name, *values = line.split()
-        if name in wanted:  # user nice system idle iowait irq softirq steal ...: all but idle,
-            ticks = [int(v) for v in values[:8]]  # iowait and steal (time not spent on the core)
-            busy += ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]
+        # user nice system idle iowait irq softirq steal: idle, iowait and steal are time not
+        # spent on the core, and nice is that of lower-priority processes, which yield it to us
+        if name in wanted:
+            ticks = [int(v) for v in values[:8]]
+            busy += ticks[0] + ticks[2] + ticks[5] + ticks[6] + (ticks[1] if niced else 0)
     return busy / tick, mine
 
 
