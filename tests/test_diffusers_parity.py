@@ -1,5 +1,5 @@
 """genlab's schedules and one ancestral step against diffusers' DDPMScheduler (an independent
-implementation); runs where the `bench` extra is installed, skipped elsewhere."""
+implementation); diffusers comes with the dev extras, so the default suite runs it."""
 
 from __future__ import annotations
 

@@ -57,6 +57,9 @@ def test_auto_is_resolved_once_and_written_into_the_run(tmp_path, capsys):
     run_dir = training.train(cfg, progress=False)
     saved = json.loads((run_dir / "config.json").read_text())["precision"]
     assert saved == "fp32"  # bf16 where native, but not for the MLP VAE (no convolutions)
+    info = json.loads((run_dir / "data.json").read_text())
+    assert info["precision_reason"].startswith("precision auto -> fp32")  # recorded in the run
+    assert "CPU thread" in info["threads"]
     assert f"precision auto -> {saved}" in capsys.readouterr().err
     run = load_run(run_dir)
     assert run.config.precision == saved and run.model(torch.rand(2, 1, 8, 8))[0].dtype == \
@@ -121,7 +124,7 @@ def quiet_machine() -> None:
 def test_openmp_threads_wait_passively_only_where_the_machine_is_busy_at_import():
     """OpenMP's own policy (spin briefly, then sleep) runs fast alone; genlab asks for passive
     waiting only where other processes already keep the cores busy, and never over a user's
-    choice or once torch is loaded."""
+    choice, once torch is loaded, or in a job whose processes divide the cores among them."""
     import os
     import subprocess
     import sys
@@ -140,6 +143,7 @@ def test_openmp_threads_wait_passively_only_where_the_machine_is_busy_at_import(
         assert policy() == "PASSIVE"
         assert policy(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE"  # the user's choice stays
         assert policy("torch, genlab") == "None"  # too late to matter: left alone
+        assert policy(LOCAL_WORLD_SIZE="2") == "None"  # a job's processes see each other
 
 
 def test_cgroup_quotas_in_both_formats(tmp_path):

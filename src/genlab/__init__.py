@@ -26,10 +26,14 @@ from genlab import cores as _cores
 # its cores and it steals theirs (benchmarks/bench_threads.py: DDIM sampling 2.8x and training
 # 1.7x faster there with passive waiting, which on an idle machine cost the reference VAE 2.1x).
 # So the policy follows the machine as genlab finds it: passive where other processes keep half
-# a core or more busy (measured over 30 ms), OpenMP's own otherwise; contention that arrives
-# later lowers the thread count instead (hardware.cpu_threads). The policy is read when torch
-# loads its OpenMP runtime, so it is set only before torch is loaded, and never over a user's.
-if "torch" not in _sys.modules and "OMP_WAIT_POLICY" not in _os.environ:
+# a core or more busy (over 30 ms, confirmed over 200 ms), OpenMP's own otherwise; contention
+# that arrives later lowers the thread count instead (hardware.cpu_threads). The policy is read
+# once, when torch loads its OpenMP runtime: it is set only before torch is loaded, never over a
+# user's, and not in the processes of a job that divides the cores among them (torchrun,
+# compare --jobs), which would see each other starting. A run that starts beside a process that
+# is about to end keeps the passive policy for its whole life; OMP_WAIT_POLICY=ACTIVE undoes it.
+if ("torch" not in _sys.modules and "OMP_WAIT_POLICY" not in _os.environ
+        and _cores.local_processes() == 1):
     _busy = _cores.others_busy()
     if _busy >= 0.5:
         _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"

@@ -60,8 +60,10 @@ def thread_share() -> int:
 def cpu_seconds() -> tuple[float, float]:
     """CPU seconds spent so far (since boot) by every process on this process's cores, and by
     this process. Lower-priority (niced) processes yield their cores and are left out, unless
-    this process is niced itself. Where a cgroup quota limits the cores, the first counts the
-    cgroup's processes (``cpu.stat``/``cpuacct.usage``) rather than the whole host's."""
+    this process is niced itself or the kernel groups processes by session (autogroup: there a
+    niced process of another session competes as an equal). Where a cgroup quota limits the
+    cores, the first counts the cgroup's processes (``cpu.stat``/``cpuacct.usage``) rather than
+    the whole host's."""
     tick = os.sysconf("SC_CLK_TCK")
     fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
     mine = (int(fields[11]) + int(fields[12])) / tick  # utime, stime of every thread
@@ -79,7 +81,7 @@ def cpu_seconds() -> tuple[float, float]:
                 usage = int(text.split()[0])
             return usage * scale, mine
     wanted = {f"cpu{i}" for i in usable_cpus()}
-    niced = os.getpriority(os.PRIO_PROCESS, 0) > 0
+    niced = os.getpriority(os.PRIO_PROCESS, 0) > 0 or _autogroups()
     busy = 0
     for line in Path("/proc/stat").read_text().splitlines():
         name, *values = line.split()
@@ -91,10 +93,20 @@ def cpu_seconds() -> tuple[float, float]:
     return busy / tick, mine
 
 
-def others_busy(seconds: float = 0.03, confirm: float = 0.07) -> float:
+def _autogroups() -> bool:
+    """Whether the scheduler shares the CPUs between sessions first (Linux autogroup), which
+    makes a process's niceness count only within its own session."""
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
+def others_busy(seconds: float = 0.03, confirm: float = 0.2) -> float:
     """Cores that processes other than this one kept busy over the next ``seconds`` (in cores,
     0 on an idle machine); where that looks busy (half a core or more), measured again over
-    ``confirm`` seconds so that a passing blip is not taken for a busy machine."""
+    ``confirm`` seconds and the smaller taken, so that a passing blip (a process that is just
+    ending) is not taken for a busy machine."""
     def measure(window: float) -> float:
         (busy0, mine0), start = cpu_seconds(), time.monotonic()
         time.sleep(window)

@@ -187,7 +187,9 @@ def _train(cfg: BaseConfig, run_dir: Path | None, resuming: bool, progress: bool
 
     info = {"dataset": cfg.dataset, "image_shape": list(train_data.image_shape),
             "classes": list(train_data.classes), "num_train": len(train_data),
-            "dtype": str(train_data.images.dtype).removeprefix("torch.")}
+            "dtype": str(train_data.images.dtype).removeprefix("torch."),
+            # why the run trains as it does, as said when it started
+            "precision_reason": reason, "threads": threads if use_cpu else None}
     # One writer per run folder: the main process takes its lock and creates it (or truncates the
     # log of a resumed run to its checkpoint); every process gets the outcome, so a refusal stops
     # them all and the others read the log only once it is truncated.
