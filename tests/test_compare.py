@@ -11,58 +11,183 @@ from pathlib import Path
 import pytest
 import torch
 
-from genlab import checkpoint, comparison
+from genlab import checkpoint, comparison, reporting
 from genlab.comparison import compare, summary, verdicts
-from genlab.errors import ConfigError
+from genlab.errors import ConfigError, TrainingDiverged
 
 
-def state_with(values: dict[str, list[dict[str, float]]], seeds: int) -> dict:
+def spread(mean: float, sd: float, seeds: int) -> list[float]:
+    """``seeds`` values with this mean and (sample) SD: mean + sd * z, z evenly spaced."""
+    z = [i - (seeds - 1) / 2 for i in range(seeds)]
+    scale = (sum(v * v for v in z) / (seeds - 1)) ** 0.5
+    return [mean + sd * v / scale for v in z]
+
+
+def state_with(values: dict[str, dict[str, tuple[float, float]]], seeds: int,
+               legs: bool = False) -> dict:
+    """A compare.json state: per family, measure -> (mean, SD over seeds). With ``legs`` the
+    25% and 50% legs hold the same scores, FID 2x and 1.1x the final's."""
     runs = {}
-    for family, finals in values.items():
-        for seed, final in enumerate(finals):
-            runs[f"{family}-seed{seed}"] = {"family": family, "seed": seed, "legs": [],
-                                            "final": final}
-    return {"settings": {"families": list(values), "seeds": seeds}, "runs": runs}
+    for family, measures in values.items():
+        for seed in range(seeds):
+            final = {k: spread(m, sd, seeds)[seed] for k, (m, sd) in measures.items()}
+            record = {"family": family, "seed": seed, "legs": [], "final": final}
+            if legs:
+                for fraction, factor in ((0.25, 2.0), (0.5, 1.1)):
+                    scores = {**final, **({"fid": final["fid"] * factor} if "fid" in final
+                                          else {})}
+                    record["legs"].append({"fraction": fraction, "step": 100 * fraction,
+                                           "train_seconds": 60 * fraction, "epoch": 4 * fraction,
+                                           "images_seen": 6400 * fraction, "in_warmup": False,
+                                           "ended_early": False, "scores": scores})
+                record["legs"].append({"fraction": 1.0, "step": 100, "train_seconds": 60,
+                                       "epoch": 4, "images_seen": 6400, "in_warmup": False,
+                                       "ended_early": family == "vae"})
+            runs[f"{family}-seed{seed}"] = record
+    return {"settings": {"families": list(values), "seeds": seeds, "minutes": 1.0},
+            "runs": runs}
 
 
-def test_verdicts_follow_the_numbers_and_their_spread():
-    # DDPM covers the modes far better than the GAN on every seed, with fewer spikes: supported
-    good = state_with({
-        "ddpm": [dict(coverage=0.9, recall=0.8, class_entropy=2.3, loss_spikes=0, fid=5.0,
-                      precision=0.8, flops_per_sample=5e9, seconds_per_sample=0.1),
-                 dict(coverage=0.88, recall=0.82, class_entropy=2.29, loss_spikes=1, fid=6.0,
-                      precision=0.79, flops_per_sample=5e9, seconds_per_sample=0.12)],
-        "dcgan": [dict(coverage=0.4, recall=0.3, class_entropy=1.5, loss_spikes=9,
-                       seconds_per_sample=0.001),
-                  dict(coverage=0.5, recall=0.35, class_entropy=1.7, loss_spikes=12,
-                       seconds_per_sample=0.001)],
-        "vae": [dict(fid=30.0, precision=0.3, flops_per_sample=1e6, seconds_per_sample=1e-4),
-                dict(fid=32.0, precision=0.32, flops_per_sample=1e6, seconds_per_sample=1e-4)],
-    }, seeds=2)
-    found = {v["claim"][:30]: v["verdict"] for v in verdicts(good)}
-    stable = next(v for v in verdicts(good) if v["claim"].startswith("Diffusion models train"))
-    assert [p["verdict"] for p in stable["parts"]] == ["supported", "not settled at this budget"]
-    assert found["Diffusion models train more st"] == (
-        "mixed: covers the modes better supported; trains more stably not settled at this budget")
-    assert found["Diffusion models give higher-q"] == "supported"
-    assert found["Diffusion models are slow to s"] == "supported"
-    assert found["GANs give finer control over t"] == "not measured"
-    # the spreads overlap: not settled; the numbers go the other way: contradicted
-    overlap = state_with({"ddpm": [dict(fid=10.0), dict(fid=30.0)],
-                          "vae": [dict(fid=15.0), dict(fid=25.0)]}, seeds=2)
-    overlap["runs"]["ddpm-seed0"]["final"].update(precision=0.5, flops_per_sample=1e9,
-                                                  seconds_per_sample=0.1)
-    for name in ("ddpm-seed1", "vae-seed0", "vae-seed1"):
-        overlap["runs"][name]["final"].update(precision=0.5, flops_per_sample=1e9,
-                                              seconds_per_sample=0.1)
-    assert verdicts(overlap)[0]["verdict"] == "not settled at this budget"
-    worse = state_with({"ddpm": [dict(seconds_per_sample=0.001)],
-                        "vae": [dict(seconds_per_sample=0.5)]}, seeds=1)
-    slow = [v for v in verdicts(worse) if v["claim"].startswith("Diffusion models are slow")]
-    assert slow[0]["verdict"] == "contradicted"
-    table = summary(good)
+GOOD = {
+    "ddpm": dict(coverage=(0.9, 0.01), recall=(0.8, 0.01), class_kl=(0.01, 0.002),
+                 class_counts=(10, 0), loss_spikes=(0, 0), fid=(5.0, 0.2),
+                 precision=(0.8, 0.01), flops_per_sample=(5e9, 0), seconds_per_sample=(0.1, 0.005)),
+    "dcgan": dict(coverage=(0.4, 0.03), recall=(0.3, 0.03), class_kl=(0.3, 0.05),
+                  loss_spikes=(9, 2), seconds_per_sample=(0.001, 0.0001)),
+    "vae": dict(fid=(30.0, 1.0), precision=(0.3, 0.01), flops_per_sample=(1e6, 0),
+                seconds_per_sample=(1e-4, 1e-5)),
+}
+
+
+def by_claim(state: dict) -> dict[str, dict]:
+    return {v["claim"][:30]: v for v in verdicts(state)}
+
+
+def test_verdicts_follow_the_intervals_and_the_minimal_effects():
+    found = by_claim(state_with(GOOD, seeds=3))
+    stable = found["Diffusion models train more st"]
+    # coverage, recall and the class histogram all clear their effects; no run diverged on
+    # either side, and a few runs cannot show two rates equal: undecided
+    assert [p["verdict"] for p in stable["parts"]] == ["supported", "undecided"]
+    assert stable["verdict"] == ("mixed: covers the modes better supported; trains more stably "
+                                 "undecided")
+    assert found["Diffusion models give higher-q"]["verdict"] == "supported"
+    assert found["Diffusion models are slow to s"]["verdict"] == "supported"
+    control = found["GANs give finer control over t"]
+    assert control["verdict"] == "not tested" and control["parts"] == []  # no cross-family PPL
+    evidence = " ".join(found["Diffusion models give higher-q"]["evidence"])
+    assert "95% CI" in evidence and "p (Holm)" in evidence and "effect 1.1" in evidence
+    table = summary(state_with(GOOD, seeds=3))
     assert table["best"]["fid"] == "ddpm" and table["best"]["seconds_per_sample"] == "vae"
-    assert table["families"]["ddpm"]["coverage"]["std"] == pytest.approx(0.01414, rel=1e-3)
+    assert table["families"]["ddpm"]["coverage"]["std"] == pytest.approx(0.01)
+    assert "class_entropy" not in {m[0] for m in table["measures"]}
+
+
+def test_fewer_than_three_seeds_give_no_verdict():
+    state = state_with(GOOD, seeds=2)
+    for claim in verdicts(state):
+        assert claim["verdict"] in ("no verdict", "not tested"), claim
+    assert comparison.rule(state)["verdicts"] is False
+    assert summary(state)["best"] == {}  # nor a best cell
+
+
+def test_overlap_is_undecided_with_the_seeds_it_needs_and_a_tight_match_is_equivalent():
+    overlap = state_with({"ddpm": dict(fid=(20.0, 6.0), precision=(0.5, 0.1),
+                                       flops_per_sample=(1e9, 0), seconds_per_sample=(0.1, 0.002)),
+                          "vae": dict(fid=(24.0, 6.0), precision=(0.5, 0.1),
+                                      flops_per_sample=(1e9, 0), seconds_per_sample=(0.1, 0.002))},
+                         seeds=3)
+    quality = by_claim(overlap)["Diffusion models give higher-q"]
+    assert quality["parts"][0]["verdict"] == "undecided"
+    assert "seeds a family would settle it" in " ".join(quality["evidence"])
+    fid_test = quality["parts"][0]["tests"][0]
+    assert fid_test["seeds_needed"] > 3
+    # identical FLOPs, the same seconds with an SD of 2%: no meaningful difference (ratio 1.25)
+    assert quality["parts"][1]["verdict"] == "no meaningful difference"
+    # ordered by the summary: no best where intervals overlap
+    assert "fid" not in summary(overlap)["best"]
+
+
+def test_a_claim_whose_parts_disagree_is_mixed():
+    state = state_with({"ddpm": dict(fid=(100.0, 3.0), precision=(0.2, 0.01),
+                                     flops_per_sample=(1e9, 0), seconds_per_sample=(0.5, 0.02)),
+                        "vae": dict(fid=(20.0, 1.0), precision=(0.9, 0.01),
+                                    flops_per_sample=(1e6, 0), seconds_per_sample=(1e-4, 1e-5))},
+                       seeds=3)
+    quality = by_claim(state)["Diffusion models give higher-q"]
+    assert quality["verdict"] == "mixed: higher quality contradicted; more resources supported"
+
+
+def test_verdicts_move_with_the_budget_and_carry_it():
+    state = state_with(GOOD, seeds=3, legs=True)
+    quality = by_claim(state)["Diffusion models give higher-q"]
+    assert [leg["fraction"] for leg in quality["by_leg"]] == [0.25, 0.5, 1.0]
+    assert all(leg["verdict"] == "supported" for leg in quality["by_leg"])
+    stamp = quality["budget"]["ddpm"]
+    assert stamp["step"] == 100 and stamp["epoch"] == 4 and stamp["images_seen"] == 6400
+    assert stamp["minutes"] == pytest.approx(1.0)
+    assert quality["converged"] and quality["caveat"] == ""
+    assert quality["budget"]["vae"]["ended_early"] == 3  # its epochs ran out before the minutes
+    budget = comparison.budget(state)
+    # FID halved between 25% and 50%: not converged at 50%; 10% at the end: converged
+    assert any("FID fell" in r for r in budget["ddpm"][1]["not_converged"])
+    assert budget["ddpm"][2]["not_converged"] == []
+    # a family still in warm-up at the end: its claims read 'before convergence'
+    for record in state["runs"].values():
+        if record["family"] == "ddpm":
+            record["legs"][-1]["in_warmup"] = True
+    quality = by_claim(state)["Diffusion models give higher-q"]
+    assert not quality["converged"] and "before convergence (ddpm: in LR warm-up" in (
+        quality["caveat"])
+
+
+def test_diverged_runs_are_counted_per_leg_and_tested_by_fisher():
+    values = {"ddpm": dict(coverage=(0.5, 0.01)), "dcgan": dict(coverage=(0.5, 0.01))}
+    for seeds, expected in ((3, "undecided"), (5, "supported")):
+        state = state_with(values, seeds=seeds)
+        for record in state["runs"].values():
+            if record["family"] == "dcgan":  # every GAN run diverged, in its second leg
+                record.update(diverged="loss is nan at step 7", diverged_leg=0.5)
+        stable = by_claim(state)["Diffusion models train more st"]
+        assert stable["parts"][1]["verdict"] == expected, seeds
+        assert summary(state)["families"]["dcgan"]["diverged_runs"]["mean"] == seeds
+        assert comparison._values(state, "dcgan", "diverged_runs", 0) == [0.0] * seeds
+        assert comparison._values(state, "dcgan", "diverged_runs", 1) == [1.0] * seeds
+
+
+def test_train_leg_records_a_divergence_and_its_leg(monkeypatch, tmp_path):
+    def diverge(*args, **kwargs):
+        raise TrainingDiverged("loss is nan at step 3")
+
+    monkeypatch.setattr(comparison, "train", diverge)
+    record: dict = {}
+    comparison._train_leg({"family": "dcgan", "dataset": "digits"}, tmp_path / "run", 0.1,
+                          record, 0.25)
+    assert record == {"diverged": "loss is nan at step 3", "diverged_leg": 0.25}
+
+
+def test_spikes_counts_outliers_against_the_window_before_them():
+    flat = [{"loss": 1.0 + 0.01 * (i % 3)} for i in range(30)]
+    assert comparison._spikes(flat) == 0
+    spiked = flat[:20] + [{"loss": 5.0}] + flat[21:]
+    assert comparison._spikes(spiked) == 1
+    assert comparison._spikes(spiked[:10]) == 0  # no window before any line: nothing to count
+    assert comparison._spikes([{"step": 1}] * 20) == 0  # lines without a loss are skipped
+    # a loss that is exactly flat, then moves by rounding noise, is not a spike
+    constant = [{"loss": 0.5}] * 15 + [{"loss": 0.5 + 1e-9}]
+    assert comparison._spikes(constant) == 0
+
+
+def test_the_compare_report_escapes_what_it_shows(tmp_path: Path):
+    state = state_with(GOOD, seeds=3, legs=True)
+    state["settings"].update(dataset="<script>d()</script>", num_samples=100)
+    state["runs"]["dcgan-seed0"]["diverged"] = "<img src=x onerror=y()>"
+    state.update(verdicts=verdicts(state), summary=summary(state),
+                 budget=comparison.budget(state), rule=comparison.rule(state))
+    page = reporting.compare_report(state, tmp_path / "report.html").read_text()
+    assert "<script>d()" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;d()" in page
+    assert "As the budget grows: 25%" in page and "Decision rule" in page
 
 
 def test_resuming_checks_the_feature_network_it_resolves_to_not_the_flag():
@@ -90,9 +215,12 @@ def test_a_tiny_comparison_runs_resumes_and_renders(tmp_path: Path, one_thread, 
     for name in ("vae-seed0", "flow-seed0"):
         record = state["runs"][name]
         assert [leg["fraction"] for leg in record["legs"]] == [0.25, 0.5, 1.0]
+        for leg in record["legs"]:  # every leg stamped with its budget
+            assert {"train_seconds", "epoch", "images_seen", "in_warmup", "ended_early"} <= set(leg)
+        assert "coverage" in record["legs"][0]["scores"]  # every measure at every leg
         final = record["final"]
         for key in ("fid", "kid", "precision", "recall", "density", "coverage",
-                    "class_entropy", "nn_distance_ratio", "seconds_per_sample",
+                    "class_kl", "nn_distance_ratio", "seconds_per_sample",
                     "flops_per_sample", "nfe", "params", "train_images_per_s"):
             assert key in final, key
         assert sum(final["class_counts"]) == 150
@@ -100,8 +228,7 @@ def test_a_tiny_comparison_runs_resumes_and_renders(tmp_path: Path, one_thread, 
     assert state["runs"]["flow-seed0"]["final"]["nfe"] == 20  # heun, 20 evaluations
     assert "likelihood" in state["runs"]["vae-seed0"]["final"]
     assert [r["nfe"] for r in state["runs"]["flow-seed0"]["nfe_sweep"]] == [2, 4]
-    assert {v["verdict"] for v in state["verdicts"]} <= {
-        "supported", "contradicted", "not settled at this budget", "not measured"}
+    assert state["verdicts"] == []  # no claim names an autoencoder against a flow alone
     for name in ("vae-seed0", "flow-seed0"):
         assert state["runs"][name]["final"]["path_length"] > 0
     lines = len(checkpoint.read_log(out / "flow-seed0"))
@@ -130,7 +257,10 @@ def test_a_tiny_comparison_runs_resumes_and_renders(tmp_path: Path, one_thread, 
         for key in ("path_length", "coverage", "recall", "pr_num_real"):  # the same again
             assert final[key] == pytest.approx(before[key], rel=1e-6), key
     text = page.read_text()
-    assert "Summary" in text and "lower is better" in text and "class='best'" in text
+    assert "Summary" in text and "lower is better" in text
+    # one seed: described, no verdict, and no cell marked best
+    assert "gives no verdicts" in text and "class='best'" not in text
+    assert again["rule"]["verdicts"] is False and again["rule"]["seeds"] == 1
     for img in ("figures/fid_vs_training_minutes.png", "figures/flow-samples.png",
                 "figures/vae-interpolation.png", "figures/fid_vs_nfe.png"):
         assert img in text and (out / img).is_file()
@@ -210,16 +340,3 @@ def test_compare_set_flags_parse_as_json_values():
         "flow": {"channels": [16, 32]}, "vae": {"beta": 0.5}}
     with pytest.raises(ConfigError, match="FAMILY.FIELD=VALUE"):
         _preset_changes(["class_conditional=true"])
-
-
-def test_a_claim_whose_parts_disagree_is_mixed():
-    state = state_with({"ddpm": [dict(fid=100.0, precision=0.2, flops_per_sample=1e9,
-                                      seconds_per_sample=0.5)],
-                        "vae": [dict(fid=20.0, precision=0.9, flops_per_sample=1e6,
-                                     seconds_per_sample=1e-4)]}, seeds=1)
-    quality = next(v for v in verdicts(state) if v["claim"].startswith("Diffusion models give"))
-    assert quality["verdict"] == "mixed: higher quality contradicted; more resources supported"
-    close = state_with({"ddpm": [dict(seconds_per_sample=0.9)],
-                        "vae": [dict(seconds_per_sample=1.0)]}, seeds=1)
-    slow = next(v for v in verdicts(close) if v["claim"].startswith("Diffusion models are"))
-    assert slow["verdict"] == "not settled at this budget"  # one seed: 10% is within noise

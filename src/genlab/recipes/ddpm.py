@@ -441,6 +441,7 @@ RECIPE = Recipe(
                 "steps", "batch_size", "lr"),
     headline=("fid_ddim50", "kid_ddim50", "seconds_per_image_ddim50"),
     # A small residual UNet at T = 200 cosine steps; DDIM-50 and DDPM-200 scored.
+    kind="diffusion",
     demo=(DemoRun("ddpm", "default",
                   dict(dataset="digits", channels=(16, 32), num_steps=200, steps=600,
                        batch_size=64, lr=1e-3, warmup_steps=50, ema_decay=0.995,
@@ -451,5 +452,6 @@ RECIPE = Recipe(
     control_figure="interpolation",
     nfe_options=lambda nfe: {"sampler": "ddim", "steps": nfe},
     likelihood=likelihood,
+    likelihood_model="discretised-gaussian-256",
     latent_map=latent_map,
 )

@@ -386,6 +386,7 @@ RECIPE = Recipe(
     # At a low light level (peak 10 photons): the small UNet against a reference-style
     # discriminator (a PatchGAN needs 12x12 and more), scored against the noisy input and
     # non-local means (BM3D needs larger images).
+    kind="adversarial",
     demo=(DemoRun("gan-denoise-peak10", "default",
                   dict(dataset="digits", peak=10.0, width=8, disc="reference", steps=200,
                        batch_size=64, log_every=20, checkpoint_every=10_000)),),
