@@ -340,3 +340,41 @@ def test_compare_set_flags_parse_as_json_values():
         "flow": {"channels": [16, 32]}, "vae": {"beta": 0.5}}
     with pytest.raises(ConfigError, match="FAMILY.FIELD=VALUE"):
         _preset_changes(["class_conditional=true"])
+
+
+def test_a_real_null_on_the_digits_gives_no_false_verdict(tmp_path: Path, one_thread,
+                                                          monkeypatch):
+    """A real null: one family (the VAE, 30 steps) trained with six seeds, the even ones under a
+    second name whose recipe declares the diffusion kind, so the claim 'diffusion beats VAEs on
+    quality, at more cost' compares the VAE with itself. No part may be supported or
+    contradicted (identical FLOPs are rightly 'no meaningful difference'). Kept small: 200
+    samples a run, about 10 s; seeds interleaved so that the machine's load drifts on both."""
+    import dataclasses
+
+    from genlab import recipes
+    from genlab.training import train
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    twin = dataclasses.replace(recipes.get("vae"), kind="diffusion")
+    monkeypatch.setitem(recipes.RECIPES, "vae-twin", twin)
+    scorer = comparison.Scorer("digits", None, False, 0)
+    runs = {}
+    for seed in range(6):
+        run_dir = train(recipes.make_config("vae", dataset="digits", steps=30, batch_size=64,
+                                            seed=seed, run_dir=str(tmp_path / f"run{seed}"),
+                                            log_every=10),
+                        progress=False)
+        final, _ = comparison._score(run_dir, twin, scorer, seed, 200, path_pairs=16)
+        family = "vae-twin" if seed % 2 == 0 else "vae"
+        runs[f"{family}-seed{seed}"] = {"family": family, "seed": seed, "legs": [],
+                                        "final": final}
+    state = {"settings": {"families": ["vae-twin", "vae"], "seeds": 3, "minutes": 1.0},
+             "runs": runs}
+    claims = verdicts(state)
+    tests = [t for c in claims for p in c["parts"] for t in p["tests"]]
+    assert {t["measure"] for t in tests} == {"fid", "precision", "flops_per_sample",
+                                             "seconds_per_sample"}
+    print("\n" + "\n".join(e for c in claims for e in c["evidence"]))
+    assert not [t for t in tests if t["verdict"] in ("supported", "contradicted")], claims
+    flops = next(t for t in tests if t["measure"] == "flops_per_sample")
+    assert flops["verdict"] == "no meaningful difference"
