@@ -4,6 +4,7 @@ without retraining, and the report rendered in a real browser (when Chromium is 
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -378,3 +379,48 @@ def test_a_real_null_on_the_digits_gives_no_false_verdict(tmp_path: Path, one_th
     assert not [t for t in tests if t["verdict"] in ("supported", "contradicted")], claims
     flops = next(t for t in tests if t["measure"] == "flops_per_sample")
     assert flops["verdict"] == "no meaningful difference"
+
+
+DETERMINISTIC = ("fid", "kid", "precision", "recall", "density", "coverage", "class_counts",
+                 "class_kl", "nn_distance_ratio", "flops_per_sample", "nfe", "step", "params",
+                 "path_length", "likelihood")  # not the timings
+
+
+def test_two_jobs_at_once_give_the_numbers_of_one_at_a_time(tmp_path: Path, monkeypatch):
+    """End to end with the DCGAN and DDPM (tiny networks, 3 steps each, well inside the minutes,
+    so that the step count does not depend on the machine's speed): one run at a time in this
+    process, then two processes at once with --jobs 2 (each told GENLAB_LOCAL_JOBS=2), then a
+    --plan whose commands, run by hand, are collected by the next call: the same compare.json
+    numbers each way."""
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GENLAB_LOCAL_JOBS", "2")  # the same share of the cores as the jobs'
+    tiny = {"steps": 3, "num_threads": 1}
+    args = dict(dataset="digits", minutes=0.5, seeds=1, families=("dcgan", "ddpm"),
+                num_samples=100, leg_samples=100, nfe_sweep=(2, 4), path_pairs=8,
+                overrides={"dcgan": {**tiny, "width": 8},
+                           "ddpm": {**tiny, "channels": [8, 16], "num_steps": 20}})
+    compare(**args, out=tmp_path / "one")
+    compare(**args, out=tmp_path / "two", jobs=2)
+    plan = compare(**args, out=tmp_path / "plan", plan=tmp_path / "plan.txt")
+    lines = plan.read_text().splitlines()
+    assert len(lines) == 2 and all("--only" in line and "--set" in line for line in lines)
+    assert not (tmp_path / "plan" / "dcgan-seed0").exists()  # a plan trains nothing
+    from genlab.cli import main
+    for line in lines:  # what the scheduler would run
+        assert main(shlex.split(line)[3:]) == 0
+    compare(**args, out=tmp_path / "plan")  # collects them
+    states = [json.loads((tmp_path / name / "compare.json").read_text())
+              for name in ("one", "two", "plan")]
+    for state in states[1:]:
+        for name, record in states[0]["runs"].items():
+            assert len(record["legs"]) == 3 and record["legs"][-1]["ended_early"]
+            for key in DETERMINISTIC:
+                assert state["runs"][name]["final"].get(key) == record["final"].get(key), key
+            sweep = [row["fid"] for row in record.get("nfe_sweep", [])]
+            assert [row["fid"] for row in state["runs"][name].get("nfe_sweep", [])] == sweep
+    assert states[0]["runs"]["ddpm-seed0"]["nfe_sweep"]  # the DDPM's curve was drawn
+    # one seed: described, no verdict; both families marked as not having used their budget
+    assert {v["verdict"] for v in states[1]["verdicts"]} <= {"no verdict", "not tested"}
+    assert states[1]["budget"]["ddpm"][-1]["ended_early"] == 1
+    page = (tmp_path / "two" / "report.html").read_text()
+    assert "did not use its budget" in page and "in LR warm-up" in page

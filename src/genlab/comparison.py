@@ -15,7 +15,10 @@ claims' verdicts, and the report renders both.
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import shlex
 import statistics
 import sys
 import time
@@ -27,7 +30,7 @@ from typing import Any
 import torch
 
 from genlab import checkpoint, data, plots, recipes, stats
-from genlab.errors import ConfigError, TrainingDiverged
+from genlab.errors import ConfigError, GenlabError, TrainingDiverged
 from genlab.featurenet import feature_network
 from genlab.figures import plot
 from genlab.files import read_json, write_json
@@ -246,11 +249,19 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
             num_samples: int = 1000, leg_samples: int = 300, feature_steps: int = 0,
             download: bool = True, nfe_sweep: Sequence[int] = NFE_SWEEP,
             overrides: dict[str, dict[str, Any]] | None = None,
-            inception_weights: str | None = None, path_pairs: int = PATH_PAIRS) -> Path:
+            inception_weights: str | None = None, path_pairs: int = PATH_PAIRS,
+            jobs: int = 1, plan: str | Path | None = None, only: str | None = None) -> Path:
     """Train, score and compare ``families`` on ``dataset``; returns the report's path.
     ``overrides`` changes a family's default preset (the demo shrinks the networks; ``{"ddpm":
     {"class_conditional": True}}`` adds guidance rows to its control figure).
-    ``inception_weights`` adds the standard Inception FID of every final sample set."""
+    ``inception_weights`` adds the standard Inception FID of every final sample set.
+
+    ``jobs`` > 1 trains and scores that many runs at a time, each in its own process given its
+    share of the cores (``GENLAB_LOCAL_JOBS``); ``plan`` writes the command of each unfinished
+    run to that file instead (one a line, for a cluster's scheduler; returns its path), and
+    ``only`` ('FAMILY-seedN') is one such command: it trains and scores that run alone and
+    returns its record's path. Each run's record is out/records/<run>.json; a later call
+    collects them, trains what is missing, and writes the report."""
     families = tuple(families or DEFAULT_FAMILIES)
     for name in families:
         if recipes.get(name).denoises:
@@ -259,8 +270,9 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     if not 0 < leg_samples <= num_samples:
         raise ConfigError(f"need 0 < --leg-samples <= --num-samples (the last curve point reuses "
                           f"the final samples), got {leg_samples} and {num_samples}")
-    if minutes <= 0 or seeds < 1:
-        raise ConfigError(f"need minutes > 0 and seeds >= 1, got {minutes} and {seeds}")
+    if minutes <= 0 or seeds < 1 or jobs < 1:
+        raise ConfigError(f"need minutes > 0, seeds >= 1 and jobs >= 1, got {minutes}, {seeds} "
+                          f"and {jobs}")
     out = Path(out or f"runs/compare-{dataset}")
     path = out / "compare.json"
     settings = {"dataset": dataset, "data_dir": data_dir, "minutes": minutes, "seeds": seeds,
@@ -268,65 +280,36 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
                 "leg_samples": leg_samples, "feature_steps": feature_steps, "legs": list(LEGS),
                 "nfe_sweep": list(nfe_sweep), "overrides": overrides or {},
                 "inception_weights": inception_weights, "path_pairs": path_pairs}
+    # the feature network is resolved (trained and cached, where none ships) before any job
     scorer = Scorer(dataset, data_dir, download, feature_steps,
                     inception_weights=inception_weights)
     settings["feature_net"] = scorer.info["weights_sha1"]
     state = read_json(path) if path.is_file() else {"settings": settings, "runs": {}}
     check_settings(path, state["settings"], settings)
     state["settings"] = settings
-    for family in families:
-        recipe = recipes.get(family)
-        for seed in range(seeds):
-            name = f"{family}-seed{seed}"
-            run_dir = out / name
-            record = state["runs"].setdefault(name, {"family": family, "seed": seed,
-                                                     "run_dir": str(run_dir), "legs": []})
-            cfg = {"family": family, "preset": "default", "dataset": dataset,
-                   "data_dir": data_dir, "download": download, "seed": seed,
-                   "run_dir": str(run_dir), **(overrides or {}).get(family, {})}
-            for fraction in LEGS[len(record["legs"]):]:
-                _progress(f"{name}: training to {fraction:.0%} of {minutes:g} min")
-                _train_leg(cfg, run_dir, fraction * minutes, record, fraction)
-                if checkpoint.latest_checkpoint(run_dir) is None:  # diverged before any
-                    break
-                # every measure at every leg, so that verdicts can be drawn at each budget; the
-                # curve's point is the quick FID of the first leg_samples of the same draw
-                _progress(f"{name}: scoring at {fraction:.0%}")
-                scores, fake = _score(run_dir, recipe, scorer, seed, num_samples, path_pairs)
-                leg = {"fraction": fraction, "step": scores["step"],
-                       **_stamp(run_dir, scores["step"], fraction * minutes,
-                                "diverged" in record),
-                       **scorer.quick_fid(fake[:leg_samples])}
-                if fraction == LEGS[-1]:
-                    record["final"] = scores
-                else:
-                    leg["scores"] = scores
-                record["legs"].append(leg)
-                write_json(path, state)
-            if checkpoint.latest_checkpoint(run_dir) is None:
-                _progress(f"{name}: no checkpoint to score ({record.get('diverged', '')})")
-                continue
-            if "final" not in record:  # a diverged run's last leg did not score it
-                _progress(f"{name}: scoring")
-                record["final"] = _score(run_dir, recipe, scorer, seed, num_samples,
-                                         path_pairs)[0]
-                write_json(path, state)
-            missing = _missing_measures(record["final"], recipe, scorer)
-            if missing:  # scored by an older genlab, or without --inception-weights
-                _progress(f"{name}: adding {', '.join(missing)}")
-                if "class_kl" in missing:  # from the counts: nothing to sample
-                    record["final"].update(scorer.class_kl(record["final"]["class_counts"]))
-                rest = [k for k in missing if k != "class_kl"]
-                if rest:
-                    record["final"].update(_measure(run_dir, recipe, scorer, seed, num_samples,
-                                                    path_pairs, rest))
-                write_json(path, state)
-            if seed == 0 and "nfe_sweep" not in record and recipe.nfe_options is not None:
-                record["nfe_sweep"] = _nfe_sweep(run_dir, recipe, scorer, leg_samples, nfe_sweep)
-                write_json(path, state)
-            if seed == 0 and "figures" not in record:
-                record["figures"] = _figures(run_dir, recipe, out)
-                write_json(path, state)
+    _collect(out, state)
+    runs = [(family, seed) for family in families for seed in range(seeds)]
+    if only is not None:
+        family, seed = _parse_run(only, runs)
+        _run_one(state, family, seed, out, scorer, download)
+        return _record_path(out, only)
+    pending = [f"{f}-seed{s}" for f, s in runs if not _finished(state["runs"].get(f"{f}-seed{s}"))]
+    if plan is not None or (jobs > 1 and pending):
+        write_json(path, state)  # the settings every job checks its own against
+        command = _job_command(settings, out, download)
+        if plan is not None:
+            plan = Path(plan)
+            plan.parent.mkdir(parents=True, exist_ok=True)
+            plan.write_text("".join(shlex.join(["python", "-m", "genlab.cli", *command,
+                                                "--only", name]) + "\n" for name in pending))
+            _progress(f"{len(pending)} run(s) to train: one command a line in {plan}; run "
+                      f"compare again once they have finished, to collect them")
+            return plan
+        _run_jobs(command, pending, jobs, out)
+        _collect(out, state)
+    for family, seed in runs:  # in-process: whatever is left (nothing, after the jobs)
+        _run_one(state, family, seed, out, scorer, download)
+    state["runs"] = {f"{f}-seed{s}": state["runs"][f"{f}-seed{s}"] for f, s in runs}
     state["verdicts"] = verdicts(state)
     state["summary"] = summary(state)
     state["budget"] = budget(state)
@@ -334,6 +317,160 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     write_json(path, state)
     figs = _compare_figures(state, out)
     return compare_report(state, out / "report.html", figs)
+
+
+def _record_path(out: Path, name: str) -> Path:
+    return out / "records" / f"{name}.json"
+
+
+def _collect(out: Path, state: dict[str, Any]) -> None:
+    """Take the run records in out/records (written by each run's process) into ``state``:
+    each is the latest word on its run."""
+    folder = out / "records"
+    if folder.is_dir():
+        for file in sorted(folder.glob("*.json")):
+            state["runs"][file.stem] = read_json(file)
+
+
+def _finished(record: dict[str, Any] | None) -> bool:
+    """Whether a run needs no more training or scoring (its seed-0 extras aside)."""
+    return bool(record) and len(record.get("legs", [])) == len(LEGS) and "final" in record
+
+
+def _parse_run(name: str, runs: list[tuple[str, int]]) -> tuple[str, int]:
+    known = {f"{f}-seed{s}": (f, s) for f, s in runs}
+    if name not in known:
+        raise ConfigError(f"--only {name!r}: not a run of this comparison; expected one of "
+                          f"{sorted(known)}")
+    return known[name]
+
+
+def _job_command(settings: dict[str, Any], out: Path, download: bool) -> list[str]:
+    """The `genlab compare` arguments that repeat this comparison's settings (one run is chosen
+    by --only)."""
+    s = settings
+    args = ["compare", "--dataset", s["dataset"], "--minutes", repr(s["minutes"]),
+            "--seeds", str(s["seeds"]), "--families", ",".join(s["families"]),
+            "--out", str(out), "--num-samples", str(s["num_samples"]),
+            "--leg-samples", str(s["leg_samples"]), "--feature-steps", str(s["feature_steps"]),
+            "--nfe-sweep", ",".join(map(str, s["nfe_sweep"])),
+            "--path-pairs", str(s["path_pairs"])]
+    if s["data_dir"]:
+        args += ["--data-dir", str(s["data_dir"])]
+    if not download:
+        args.append("--no-download")
+    if s["inception_weights"]:
+        args += ["--inception-weights", str(s["inception_weights"])]
+    for family, changes in s["overrides"].items():
+        args += [a for k, v in changes.items() for a in ("--set", f"{family}.{k}={json.dumps(v)}")]
+    return args
+
+
+def _run_jobs(command: list[str], names: list[str], jobs: int, out: Path) -> None:
+    """Run ``genlab compare ... --only NAME`` for each of ``names``, ``jobs`` at a time, each
+    told with GENLAB_LOCAL_JOBS how many share the machine (so each takes its share of the
+    cores); each one's output goes to out/records/NAME.log. A failed job is an error naming its
+    log, once the others have finished."""
+    import subprocess
+
+    env = {**os.environ, "GENLAB_LOCAL_JOBS": str(jobs)}
+    (out / "records").mkdir(parents=True, exist_ok=True)
+    waiting, running, failed = list(names), {}, []
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            name = waiting.pop(0)
+            log = _record_path(out, name).with_suffix(".log").open("w")
+            running[name] = (subprocess.Popen(
+                [sys.executable, "-m", "genlab.cli", *command, "--only", name],
+                stdout=log, stderr=subprocess.STDOUT, env=env), log)
+            _progress(f"{name}: started (job {len(names) - len(waiting)} of {len(names)}, "
+                      f"{jobs} at a time)")
+        time.sleep(0.2)
+        for name, (proc, log) in list(running.items()):
+            if proc.poll() is not None:
+                log.close()
+                del running[name]
+                _progress(f"{name}: finished" if proc.returncode == 0 else
+                          f"{name}: failed (exit {proc.returncode})")
+                if proc.returncode != 0:
+                    failed.append(name)
+    if failed:
+        raise GenlabError("compare job(s) failed: " + ", ".join(
+            f"{name} (see {_record_path(out, name).with_suffix('.log')})" for name in failed))
+
+
+def _run_one(state: dict[str, Any], family: str, seed: int, out: Path, scorer: Scorer,
+             download: bool) -> None:
+    """Train and score one run of the comparison, as far as it is not done yet: its three legs,
+    each scored in full, then (seed 0) the NFE sweep and the figures. Its record is written to
+    out/records/<run>.json after every step, and kept in ``state``."""
+    s = state["settings"]
+    recipe = recipes.get(family)
+    name = f"{family}-seed{seed}"
+    run_dir = out / name
+    record = state["runs"].setdefault(name, {"family": family, "seed": seed,
+                                             "run_dir": str(run_dir), "legs": []})
+    record_path = _record_path(out, name)
+
+    def save() -> None:
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(record_path, record)
+
+    cfg = {"family": family, "preset": "default", "dataset": s["dataset"],
+           "data_dir": s["data_dir"], "download": download, "seed": seed,
+           "run_dir": str(run_dir), **s["overrides"].get(family, {})}
+    minutes, num_samples, path_pairs = s["minutes"], s["num_samples"], s["path_pairs"]
+    for fraction in LEGS[len(record["legs"]):]:
+        _progress(f"{name}: training to {fraction:.0%} of {minutes:g} min")
+        _train_leg(cfg, run_dir, fraction * minutes, record, fraction)
+        if checkpoint.latest_checkpoint(run_dir) is None:  # diverged before any
+            break
+        # every measure at every leg, so that verdicts can be drawn at each budget; the curve's
+        # point is the quick FID of the first leg_samples of the same draw
+        step = checkpoint.latest_checkpoint(run_dir)["step"]  # type: ignore[index]
+        before = record["legs"][-1] if record["legs"] else None
+        if before is not None and before["step"] == step and "scores" in before:
+            # the run stopped before this leg (its epochs ran out, or it diverged): the same
+            # checkpoint, the same scores
+            scores, quick = dict(before["scores"]), {"fid": before["fid"], "kid": before["kid"]}
+        else:
+            _progress(f"{name}: scoring at {fraction:.0%}")
+            scores, fake = _score(run_dir, recipe, scorer, seed, num_samples, path_pairs)
+            quick = scorer.quick_fid(fake[:s["leg_samples"]])
+        leg = {"fraction": fraction, "step": scores["step"],
+               **_stamp(run_dir, scores["step"], fraction * minutes, "diverged" in record),
+               **quick}
+        if fraction == LEGS[-1]:
+            record["final"] = scores
+        else:
+            leg["scores"] = scores
+        record["legs"].append(leg)
+        save()
+    if checkpoint.latest_checkpoint(run_dir) is None:
+        _progress(f"{name}: no checkpoint to score ({record.get('diverged', '')})")
+        save()
+        return
+    if "final" not in record:  # a diverged run's last leg did not score it
+        _progress(f"{name}: scoring")
+        record["final"] = _score(run_dir, recipe, scorer, seed, num_samples, path_pairs)[0]
+        save()
+    missing = _missing_measures(record["final"], recipe, scorer)
+    if missing:  # scored by an older genlab, or without --inception-weights
+        _progress(f"{name}: adding {', '.join(missing)}")
+        if "class_kl" in missing:  # from the counts: nothing to sample
+            record["final"].update(scorer.class_kl(record["final"]["class_counts"]))
+        rest = [k for k in missing if k != "class_kl"]
+        if rest:
+            record["final"].update(_measure(run_dir, recipe, scorer, seed, num_samples,
+                                            path_pairs, rest))
+        save()
+    if seed == 0 and "nfe_sweep" not in record and recipe.nfe_options is not None:
+        record["nfe_sweep"] = _nfe_sweep(run_dir, recipe, scorer, s["leg_samples"],
+                                         s["nfe_sweep"])
+        save()
+    if seed == 0 and "figures" not in record:
+        record["figures"] = _figures(run_dir, recipe, out)
+        save()
 
 
 def _missing_measures(final: dict[str, Any], recipe, scorer: Scorer) -> list[str]:
@@ -649,17 +786,19 @@ def _test(state: dict[str, Any], key: str, a: str, b: str, leg: int) -> dict[str
         out.update(verdict="not measured", text=f"{key}: no data for {a if not va else b}")
         return out
     if key == DIVERGED:
-        decision = stats.compare_rates(int(sum(va)), len(va), int(sum(vb)), len(vb))
         out["text"] = (f"diverged runs {a} {int(sum(va))} of {len(va)} vs {b} {int(sum(vb))} "
                        f"of {len(vb)} (Fisher's exact test)")
     else:
-        m = MEASURE[key]
         da, db = stats.summarise(va), stats.summarise(vb)
         out["text"] = f"{key} {a} {_mean_text(da)} vs {b} {_mean_text(db)}"
-        if min(len(va), len(vb)) < stats.MIN_SEEDS:
-            out.update(verdict="no verdict", text=out["text"] + f" (n = {len(va)}, {len(vb)} "
-                       f"< {stats.MIN_SEEDS})")
-            return out
+    if min(len(va), len(vb)) < stats.MIN_SEEDS:
+        out.update(verdict="no verdict",
+                   text=out["text"] + f" (n = {len(va)}, {len(vb)} < {stats.MIN_SEEDS})")
+        return out
+    if key == DIVERGED:
+        decision = stats.compare_rates(int(sum(va)), len(va), int(sum(vb)), len(vb))
+    else:
+        m = MEASURE[key]
         decision = stats.compare(va, vb, m.effect, m.better)  # type: ignore[arg-type]
     out["decision"] = decision
     return out
