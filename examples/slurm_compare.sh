@@ -9,10 +9,11 @@
 #
 # Each task runs line SLURM_ARRAY_TASK_ID of the plan: `python -m genlab.cli compare ...
 # --only FAMILY-seedN`, which trains and scores that one run and writes OUT/records/<run>.json.
-# The compare folder must be on a file system every node mounts. A task that is preempted or
-# hits its time limit is requeued and resumes its run where its last finished leg left it (a leg
-# is trained again from its last checkpoint). Every run gets the same minutes, so give every
-# task the same kind of node (the same GPU or the same CPU cores): the budget is time.
+# The compare folder must be on a file system every node mounts. A task that SLURM preempts is
+# requeued (--requeue) and, run again, resumes its run from its record and its last checkpoint;
+# a task that failed can be resubmitted alone (sbatch --array=K ...) the same way. Every run gets
+# the same minutes, so give every task the same kind of node (the same GPU, or the same CPU
+# cores): the budget is time.
 #SBATCH --job-name=genlab-compare
 #SBATCH --nodes=1
 #SBATCH --ntasks=1

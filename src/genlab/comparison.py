@@ -2,15 +2,18 @@
 score them in one feature space, and test the textbook claims about them with numbers.
 
 For each family and seed the default preset trains in three legs (25%, 50% and 100% of the
-budget, ``--max-minutes`` semantics), each followed by a quick FID, which gives the
-quality-vs-compute curve. The final model is then scored on the held-out split in the dataset
-classifier's features: FID/KID, precision/recall/density/coverage, the class histogram of its
-samples (on a labelled dataset; an unlabelled one is scored in contrastive features, without it),
-the distance of samples to their nearest training image against that of test images
-(memorisation), the likelihood bound where the family has one, and the cost of a sample (FLOPs,
-network evaluations, seconds). Everything goes into ``compare.json``, rewritten after every
-step, so that an interrupted comparison resumes where it stopped; ``verdicts`` turns it into the
-claims' verdicts, and the report renders both.
+budget, ``--max-minutes`` semantics), each followed by the full scoring on the held-out split in
+the dataset classifier's features: FID/KID, precision/recall/density/coverage, the class
+histogram of its samples against the real one (on a labelled dataset; an unlabelled one is
+scored in contrastive features, without it), the distance of samples to their nearest training
+image against that of test images (memorisation), the likelihood bound where the family has
+one, the latent's path length, and the cost of a sample (FLOPs, network evaluations, seconds).
+Each leg is stamped with the training it had (seconds, steps, epochs, images seen). Everything
+goes into ``compare.json`` (each run's record also into ``records/<run>.json``, so that runs
+trained by other processes, ``--jobs`` or a cluster's ``--plan``, are collected), rewritten
+after every step, so that an interrupted comparison resumes where it stopped. ``verdicts``
+turns it into the claims' verdicts at every leg by the rule of ``genlab.stats``, and the
+report renders both.
 """
 
 from __future__ import annotations
