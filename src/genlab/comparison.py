@@ -931,8 +931,10 @@ def budget(state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
             now = _values(state, family, "fid", i)
             before = _values(state, family, "fid", i - 1) if i else []
             fall = 1 - statistics.fmean(now) / statistics.fmean(before) if now and before else 0
-            if not before:
+            if not i:
                 reasons.append("no earlier leg to show FID levelling off")
+            elif not (now and before):
+                reasons.append("no FID at this leg and the one before to show it levelling off")
             elif fall > FID_STILL_FALLING:
                 reasons.append(f"FID fell {fall:.0%} since the {LEGS[i - 1]:.0%} leg")
             row["not_converged"] = reasons

@@ -163,10 +163,13 @@ def _rule_text(state: dict[str, Any]) -> str:
         text += (f"<p class='verdict unsettled'>{seeds} seed(s) per family, fewer than "
                  f"{least}: this report describes the numbers and gives no verdicts (run "
                  f"--seeds 5).</p>")
-    effects = rule.get("effects", {})
-    if effects:
-        text += _table([{"measure": k, "minimal effect": e["effect"], "why": e["reason"]}
-                        for k, e in effects.items()], ["measure", "minimal effect", "why"])
+    grouped: dict[tuple[str, str], list[str]] = {}  # measures that share an effect, together
+    for key, e in rule.get("effects", {}).items():
+        grouped.setdefault((e["effect"], e["reason"]), []).append(key)
+    if grouped:
+        text += _table([{"measures": ", ".join(keys), "minimal effect": effect, "why": reason}
+                        for (effect, reason), keys in grouped.items()],
+                       ["measures", "minimal effect", "why"])
     return text
 
 
