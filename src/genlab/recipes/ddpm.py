@@ -440,8 +440,8 @@ RECIPE = Recipe(
     key_config=("arch", "channels", "schedule", "num_steps", "class_conditional", "ema_decay",
                 "steps", "batch_size", "lr"),
     headline=("fid_ddim50", "kid_ddim50", "seconds_per_image_ddim50"),
-    # A small residual UNet at T = 200 cosine steps; DDIM-50 and DDPM-200 scored.
     kind="diffusion",
+    # A small residual UNet at T = 200 cosine steps; DDIM-50 and DDPM-200 scored.
     demo=(DemoRun("ddpm", "default",
                   dict(dataset="digits", channels=(16, 32), num_steps=200, steps=600,
                        batch_size=64, lr=1e-3, warmup_steps=50, ema_decay=0.995,
