@@ -119,6 +119,13 @@ def test_a_claim_whose_parts_disagree_is_mixed():
     assert quality["verdict"] == "mixed: higher quality contradicted; more resources supported"
 
 
+def test_a_ratio_of_values_that_are_not_all_positive_is_not_measured():
+    state = state_with({"ddpm": dict(seconds_per_sample=(0.0, 0.0)),
+                        "vae": dict(seconds_per_sample=(1e-4, 1e-5))}, seeds=3)
+    slow = by_claim(state)["Diffusion models are slow to s"]
+    assert slow["verdict"] == "not measured" and "positive" in slow["evidence"][0]
+
+
 def test_verdicts_move_with_the_budget_and_carry_it():
     state = state_with(GOOD, seeds=3, legs=True)
     quality = by_claim(state)["Diffusion models give higher-q"]

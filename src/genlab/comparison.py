@@ -802,7 +802,11 @@ def _test(state: dict[str, Any], key: str, a: str, b: str, leg: int) -> dict[str
         decision = stats.compare_rates(int(sum(va)), len(va), int(sum(vb)), len(vb))
     else:
         m = MEASURE[key]
-        decision = stats.compare(va, vb, m.effect, m.better)  # type: ignore[arg-type]
+        try:
+            decision = stats.compare(va, vb, m.effect, m.better)  # type: ignore[arg-type]
+        except ValueError as err:  # a ratio of values that are not all positive
+            out.update(verdict="not measured", text=f"{out['text']} ({err})")
+            return out
     out["decision"] = decision
     return out
 
