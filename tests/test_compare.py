@@ -4,6 +4,7 @@ without retraining, and the report rendered in a real browser (when Chromium is 
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,58 +12,190 @@ from pathlib import Path
 import pytest
 import torch
 
-from genlab import checkpoint, comparison
+from genlab import checkpoint, comparison, reporting
 from genlab.comparison import compare, summary, verdicts
-from genlab.errors import ConfigError
+from genlab.errors import ConfigError, TrainingDiverged
 
 
-def state_with(values: dict[str, list[dict[str, float]]], seeds: int) -> dict:
+def spread(mean: float, sd: float, seeds: int) -> list[float]:
+    """``seeds`` values with this mean and (sample) SD: mean + sd * z, z evenly spaced."""
+    z = [i - (seeds - 1) / 2 for i in range(seeds)]
+    scale = (sum(v * v for v in z) / (seeds - 1)) ** 0.5
+    return [mean + sd * v / scale for v in z]
+
+
+def state_with(values: dict[str, dict[str, tuple[float, float]]], seeds: int,
+               legs: bool = False) -> dict:
+    """A compare.json state: per family, measure -> (mean, SD over seeds). With ``legs`` the
+    25% and 50% legs hold the same scores, FID 2x and 1.1x the final's."""
     runs = {}
-    for family, finals in values.items():
-        for seed, final in enumerate(finals):
-            runs[f"{family}-seed{seed}"] = {"family": family, "seed": seed, "legs": [],
-                                            "final": final}
-    return {"settings": {"families": list(values), "seeds": seeds}, "runs": runs}
+    for family, measures in values.items():
+        for seed in range(seeds):
+            final = {k: spread(m, sd, seeds)[seed] for k, (m, sd) in measures.items()}
+            record = {"family": family, "seed": seed, "legs": [], "final": final}
+            if legs:
+                for fraction, factor in ((0.25, 2.0), (0.5, 1.1)):
+                    scores = {**final, **({"fid": final["fid"] * factor} if "fid" in final
+                                          else {})}
+                    record["legs"].append({"fraction": fraction, "step": 100 * fraction,
+                                           "train_seconds": 60 * fraction, "epoch": 4 * fraction,
+                                           "images_seen": 6400 * fraction, "in_warmup": False,
+                                           "ended_early": False, "scores": scores})
+                record["legs"].append({"fraction": 1.0, "step": 100, "train_seconds": 60,
+                                       "epoch": 4, "images_seen": 6400, "in_warmup": False,
+                                       "ended_early": family == "vae"})
+            runs[f"{family}-seed{seed}"] = record
+    return {"settings": {"families": list(values), "seeds": seeds, "minutes": 1.0},
+            "runs": runs}
 
 
-def test_verdicts_follow_the_numbers_and_their_spread():
-    # DDPM covers the modes far better than the GAN on every seed, with fewer spikes: supported
-    good = state_with({
-        "ddpm": [dict(coverage=0.9, recall=0.8, class_entropy=2.3, loss_spikes=0, fid=5.0,
-                      precision=0.8, flops_per_sample=5e9, seconds_per_sample=0.1),
-                 dict(coverage=0.88, recall=0.82, class_entropy=2.29, loss_spikes=1, fid=6.0,
-                      precision=0.79, flops_per_sample=5e9, seconds_per_sample=0.12)],
-        "dcgan": [dict(coverage=0.4, recall=0.3, class_entropy=1.5, loss_spikes=9,
-                       seconds_per_sample=0.001),
-                  dict(coverage=0.5, recall=0.35, class_entropy=1.7, loss_spikes=12,
-                       seconds_per_sample=0.001)],
-        "vae": [dict(fid=30.0, precision=0.3, flops_per_sample=1e6, seconds_per_sample=1e-4),
-                dict(fid=32.0, precision=0.32, flops_per_sample=1e6, seconds_per_sample=1e-4)],
-    }, seeds=2)
-    found = {v["claim"][:30]: v["verdict"] for v in verdicts(good)}
-    stable = next(v for v in verdicts(good) if v["claim"].startswith("Diffusion models train"))
-    assert [p["verdict"] for p in stable["parts"]] == ["supported", "not settled at this budget"]
-    assert found["Diffusion models train more st"] == (
-        "mixed: covers the modes better supported; trains more stably not settled at this budget")
-    assert found["Diffusion models give higher-q"] == "supported"
-    assert found["Diffusion models are slow to s"] == "supported"
-    assert found["GANs give finer control over t"] == "not measured"
-    # the spreads overlap: not settled; the numbers go the other way: contradicted
-    overlap = state_with({"ddpm": [dict(fid=10.0), dict(fid=30.0)],
-                          "vae": [dict(fid=15.0), dict(fid=25.0)]}, seeds=2)
-    overlap["runs"]["ddpm-seed0"]["final"].update(precision=0.5, flops_per_sample=1e9,
-                                                  seconds_per_sample=0.1)
-    for name in ("ddpm-seed1", "vae-seed0", "vae-seed1"):
-        overlap["runs"][name]["final"].update(precision=0.5, flops_per_sample=1e9,
-                                              seconds_per_sample=0.1)
-    assert verdicts(overlap)[0]["verdict"] == "not settled at this budget"
-    worse = state_with({"ddpm": [dict(seconds_per_sample=0.001)],
-                        "vae": [dict(seconds_per_sample=0.5)]}, seeds=1)
-    slow = [v for v in verdicts(worse) if v["claim"].startswith("Diffusion models are slow")]
-    assert slow[0]["verdict"] == "contradicted"
-    table = summary(good)
+GOOD = {
+    "ddpm": dict(coverage=(0.9, 0.01), recall=(0.8, 0.01), class_kl=(0.01, 0.002),
+                 class_counts=(10, 0), loss_spikes=(0, 0), fid=(5.0, 0.2),
+                 precision=(0.8, 0.01), flops_per_sample=(5e9, 0), seconds_per_sample=(0.1, 0.005)),
+    "dcgan": dict(coverage=(0.4, 0.03), recall=(0.3, 0.03), class_kl=(0.3, 0.05),
+                  loss_spikes=(9, 2), seconds_per_sample=(0.001, 0.0001)),
+    "vae": dict(fid=(30.0, 1.0), precision=(0.3, 0.01), flops_per_sample=(1e6, 0),
+                seconds_per_sample=(1e-4, 1e-5)),
+}
+
+
+def by_claim(state: dict) -> dict[str, dict]:
+    return {v["claim"][:30]: v for v in verdicts(state)}
+
+
+def test_verdicts_follow_the_intervals_and_the_minimal_effects():
+    found = by_claim(state_with(GOOD, seeds=3))
+    stable = found["Diffusion models train more st"]
+    # coverage, recall and the class histogram all clear their effects; no run diverged on
+    # either side, and a few runs cannot show two rates equal: undecided
+    assert [p["verdict"] for p in stable["parts"]] == ["supported", "undecided"]
+    assert stable["verdict"] == ("mixed: covers the modes better supported; trains more stably "
+                                 "undecided")
+    assert found["Diffusion models give higher-q"]["verdict"] == "supported"
+    assert found["Diffusion models are slow to s"]["verdict"] == "supported"
+    control = found["GANs give finer control over t"]
+    assert control["verdict"] == "not tested" and control["parts"] == []  # no cross-family PPL
+    evidence = " ".join(found["Diffusion models give higher-q"]["evidence"])
+    assert "95% CI" in evidence and "p (Holm)" in evidence and "effect 1.1" in evidence
+    table = summary(state_with(GOOD, seeds=3))
     assert table["best"]["fid"] == "ddpm" and table["best"]["seconds_per_sample"] == "vae"
-    assert table["families"]["ddpm"]["coverage"]["std"] == pytest.approx(0.01414, rel=1e-3)
+    assert table["families"]["ddpm"]["coverage"]["std"] == pytest.approx(0.01)
+    assert "class_entropy" not in {m[0] for m in table["measures"]}
+
+
+def test_fewer_than_three_seeds_give_no_verdict():
+    state = state_with(GOOD, seeds=2)
+    for claim in verdicts(state):
+        assert claim["verdict"] in ("no verdict", "not tested"), claim
+    assert comparison.rule(state)["verdicts"] is False
+    assert summary(state)["best"] == {}  # nor a best cell
+
+
+def test_overlap_is_undecided_with_the_seeds_it_needs_and_a_tight_match_is_equivalent():
+    overlap = state_with({"ddpm": dict(fid=(20.0, 6.0), precision=(0.5, 0.1),
+                                       flops_per_sample=(1e9, 0), seconds_per_sample=(0.1, 0.002)),
+                          "vae": dict(fid=(24.0, 6.0), precision=(0.5, 0.1),
+                                      flops_per_sample=(1e9, 0), seconds_per_sample=(0.1, 0.002))},
+                         seeds=3)
+    quality = by_claim(overlap)["Diffusion models give higher-q"]
+    assert quality["parts"][0]["verdict"] == "undecided"
+    assert "seeds a family would settle it" in " ".join(quality["evidence"])
+    fid_test = quality["parts"][0]["tests"][0]
+    assert fid_test["seeds_needed"] > 3
+    # identical FLOPs, the same seconds with an SD of 2%: no meaningful difference (ratio 1.25)
+    assert quality["parts"][1]["verdict"] == "no meaningful difference"
+    # ordered by the summary: no best where intervals overlap
+    assert "fid" not in summary(overlap)["best"]
+
+
+def test_a_claim_whose_parts_disagree_is_mixed():
+    state = state_with({"ddpm": dict(fid=(100.0, 3.0), precision=(0.2, 0.01),
+                                     flops_per_sample=(1e9, 0), seconds_per_sample=(0.5, 0.02)),
+                        "vae": dict(fid=(20.0, 1.0), precision=(0.9, 0.01),
+                                    flops_per_sample=(1e6, 0), seconds_per_sample=(1e-4, 1e-5))},
+                       seeds=3)
+    quality = by_claim(state)["Diffusion models give higher-q"]
+    assert quality["verdict"] == "mixed: higher quality contradicted; more resources supported"
+
+
+def test_a_ratio_of_values_that_are_not_all_positive_is_not_measured():
+    state = state_with({"ddpm": dict(seconds_per_sample=(0.0, 0.0)),
+                        "vae": dict(seconds_per_sample=(1e-4, 1e-5))}, seeds=3)
+    slow = by_claim(state)["Diffusion models are slow to s"]
+    assert slow["verdict"] == "not measured" and "positive" in slow["evidence"][0]
+
+
+def test_verdicts_move_with_the_budget_and_carry_it():
+    state = state_with(GOOD, seeds=3, legs=True)
+    quality = by_claim(state)["Diffusion models give higher-q"]
+    assert [leg["fraction"] for leg in quality["by_leg"]] == [0.25, 0.5, 1.0]
+    assert all(leg["verdict"] == "supported" for leg in quality["by_leg"])
+    stamp = quality["budget"]["ddpm"]
+    assert stamp["step"] == 100 and stamp["epoch"] == 4 and stamp["images_seen"] == 6400
+    assert stamp["minutes"] == pytest.approx(1.0)
+    assert quality["converged"] and quality["caveat"] == ""
+    assert quality["budget"]["vae"]["ended_early"] == 3  # its epochs ran out before the minutes
+    budget = comparison.budget(state)
+    # FID halved between 25% and 50%: not converged at 50%; 10% at the end: converged
+    assert any("FID fell" in r for r in budget["ddpm"][1]["not_converged"])
+    assert budget["ddpm"][2]["not_converged"] == []
+    # a family still in warm-up at the end: its claims read 'before convergence'
+    for record in state["runs"].values():
+        if record["family"] == "ddpm":
+            record["legs"][-1]["in_warmup"] = True
+    quality = by_claim(state)["Diffusion models give higher-q"]
+    assert not quality["converged"] and "before convergence (ddpm: in LR warm-up" in (
+        quality["caveat"])
+
+
+def test_diverged_runs_are_counted_per_leg_and_tested_by_fisher():
+    values = {"ddpm": dict(coverage=(0.5, 0.01)), "dcgan": dict(coverage=(0.5, 0.01))}
+    for seeds, expected in ((3, "undecided"), (5, "supported")):
+        state = state_with(values, seeds=seeds)
+        for record in state["runs"].values():
+            if record["family"] == "dcgan":  # every GAN run diverged, in its second leg
+                record.update(diverged="loss is nan at step 7", diverged_leg=0.5)
+        stable = by_claim(state)["Diffusion models train more st"]
+        assert stable["parts"][1]["verdict"] == expected, seeds
+        assert summary(state)["families"]["dcgan"]["diverged_runs"]["mean"] == seeds
+        assert comparison._values(state, "dcgan", "diverged_runs", 0) == [0.0] * seeds
+        assert comparison._values(state, "dcgan", "diverged_runs", 1) == [1.0] * seeds
+
+
+def test_train_leg_records_a_divergence_and_its_leg(monkeypatch, tmp_path):
+    def diverge(*args, **kwargs):
+        raise TrainingDiverged("loss is nan at step 3")
+
+    monkeypatch.setattr(comparison, "train", diverge)
+    record: dict = {}
+    comparison._train_leg({"family": "dcgan", "dataset": "digits"}, tmp_path / "run", 0.1,
+                          record, 0.25)
+    assert record == {"diverged": "loss is nan at step 3", "diverged_leg": 0.25}
+
+
+def test_spikes_counts_outliers_against_the_window_before_them():
+    flat = [{"loss": 1.0 + 0.01 * (i % 3)} for i in range(30)]
+    assert comparison._spikes(flat) == 0
+    spiked = flat[:20] + [{"loss": 5.0}] + flat[21:]
+    assert comparison._spikes(spiked) == 1
+    assert comparison._spikes(spiked[:10]) == 0  # no window before any line: nothing to count
+    assert comparison._spikes([{"step": 1}] * 20) == 0  # lines without a loss are skipped
+    # a loss that is exactly flat, then moves by rounding noise, is not a spike
+    constant = [{"loss": 0.5}] * 15 + [{"loss": 0.5 + 1e-9}]
+    assert comparison._spikes(constant) == 0
+
+
+def test_the_compare_report_escapes_what_it_shows(tmp_path: Path):
+    state = state_with(GOOD, seeds=3, legs=True)
+    state["settings"].update(dataset="<script>d()</script>", num_samples=100)
+    state["runs"]["dcgan-seed0"]["diverged"] = "<img src=x onerror=y()>"
+    state.update(verdicts=verdicts(state), summary=summary(state),
+                 budget=comparison.budget(state), rule=comparison.rule(state))
+    page = reporting.compare_report(state, tmp_path / "report.html").read_text()
+    assert "<script>d()" not in page and "<img src=x" not in page
+    assert "&lt;script&gt;d()" in page
+    assert "As the budget grows: 25%" in page and "Decision rule" in page
 
 
 def test_resuming_checks_the_feature_network_it_resolves_to_not_the_flag():
@@ -90,9 +223,12 @@ def test_a_tiny_comparison_runs_resumes_and_renders(tmp_path: Path, one_thread, 
     for name in ("vae-seed0", "flow-seed0"):
         record = state["runs"][name]
         assert [leg["fraction"] for leg in record["legs"]] == [0.25, 0.5, 1.0]
+        for leg in record["legs"]:  # every leg stamped with its budget
+            assert {"train_seconds", "epoch", "images_seen", "in_warmup", "ended_early"} <= set(leg)
+        assert "coverage" in record["legs"][0]["scores"]  # every measure at every leg
         final = record["final"]
         for key in ("fid", "kid", "precision", "recall", "density", "coverage",
-                    "class_entropy", "nn_distance_ratio", "seconds_per_sample",
+                    "class_kl", "nn_distance_ratio", "seconds_per_sample",
                     "flops_per_sample", "nfe", "params", "train_images_per_s"):
             assert key in final, key
         assert sum(final["class_counts"]) == 150
@@ -100,8 +236,7 @@ def test_a_tiny_comparison_runs_resumes_and_renders(tmp_path: Path, one_thread, 
     assert state["runs"]["flow-seed0"]["final"]["nfe"] == 20  # heun, 20 evaluations
     assert "likelihood" in state["runs"]["vae-seed0"]["final"]
     assert [r["nfe"] for r in state["runs"]["flow-seed0"]["nfe_sweep"]] == [2, 4]
-    assert {v["verdict"] for v in state["verdicts"]} <= {
-        "supported", "contradicted", "not settled at this budget", "not measured"}
+    assert state["verdicts"] == []  # no claim names an autoencoder against a flow alone
     for name in ("vae-seed0", "flow-seed0"):
         assert state["runs"][name]["final"]["path_length"] > 0
     lines = len(checkpoint.read_log(out / "flow-seed0"))
@@ -130,7 +265,10 @@ def test_a_tiny_comparison_runs_resumes_and_renders(tmp_path: Path, one_thread, 
         for key in ("path_length", "coverage", "recall", "pr_num_real"):  # the same again
             assert final[key] == pytest.approx(before[key], rel=1e-6), key
     text = page.read_text()
-    assert "Summary" in text and "lower is better" in text and "class='best'" in text
+    assert "Summary" in text and "lower is better" in text
+    # one seed: described, no verdict, and no cell marked best
+    assert "gives no verdicts" in text and "class='best'" not in text
+    assert again["rule"]["verdicts"] is False and again["rule"]["seeds"] == 1
     for img in ("figures/fid_vs_training_minutes.png", "figures/flow-samples.png",
                 "figures/vae-interpolation.png", "figures/fid_vs_nfe.png"):
         assert img in text and (out / img).is_file()
@@ -212,14 +350,84 @@ def test_compare_set_flags_parse_as_json_values():
         _preset_changes(["class_conditional=true"])
 
 
-def test_a_claim_whose_parts_disagree_is_mixed():
-    state = state_with({"ddpm": [dict(fid=100.0, precision=0.2, flops_per_sample=1e9,
-                                      seconds_per_sample=0.5)],
-                        "vae": [dict(fid=20.0, precision=0.9, flops_per_sample=1e6,
-                                     seconds_per_sample=1e-4)]}, seeds=1)
-    quality = next(v for v in verdicts(state) if v["claim"].startswith("Diffusion models give"))
-    assert quality["verdict"] == "mixed: higher quality contradicted; more resources supported"
-    close = state_with({"ddpm": [dict(seconds_per_sample=0.9)],
-                        "vae": [dict(seconds_per_sample=1.0)]}, seeds=1)
-    slow = next(v for v in verdicts(close) if v["claim"].startswith("Diffusion models are"))
-    assert slow["verdict"] == "not settled at this budget"  # one seed: 10% is within noise
+def test_a_real_null_on_the_digits_gives_no_false_verdict(tmp_path: Path, one_thread,
+                                                          monkeypatch):
+    """A real null: one family (the VAE, 30 steps) trained with six seeds, the even ones under a
+    second name whose recipe declares the diffusion kind, so the claim 'diffusion beats VAEs on
+    quality, at more cost' compares the VAE with itself. No part may be supported or
+    contradicted (identical FLOPs are rightly 'no meaningful difference'). Kept small: 200
+    samples a run, about 10 s; seeds interleaved so that the machine's load drifts on both."""
+    import dataclasses
+
+    from genlab import recipes
+    from genlab.training import train
+
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    twin = dataclasses.replace(recipes.get("vae"), kind="diffusion")
+    monkeypatch.setitem(recipes.RECIPES, "vae-twin", twin)
+    scorer = comparison.Scorer("digits", None, False, 0)
+    runs = {}
+    for seed in range(6):
+        run_dir = train(recipes.make_config("vae", dataset="digits", steps=30, batch_size=64,
+                                            seed=seed, run_dir=str(tmp_path / f"run{seed}"),
+                                            log_every=10),
+                        progress=False)
+        final, _ = comparison._score(run_dir, twin, scorer, seed, 200, path_pairs=16)
+        family = "vae-twin" if seed % 2 == 0 else "vae"
+        runs[f"{family}-seed{seed}"] = {"family": family, "seed": seed, "legs": [],
+                                        "final": final}
+    state = {"settings": {"families": ["vae-twin", "vae"], "seeds": 3, "minutes": 1.0},
+             "runs": runs}
+    claims = verdicts(state)
+    tests = [t for c in claims for p in c["parts"] for t in p["tests"]]
+    assert {t["measure"] for t in tests} == {"fid", "precision", "flops_per_sample",
+                                             "seconds_per_sample"}
+    print("\n" + "\n".join(e for c in claims for e in c["evidence"]))
+    assert not [t for t in tests if t["verdict"] in ("supported", "contradicted")], claims
+    flops = next(t for t in tests if t["measure"] == "flops_per_sample")
+    assert flops["verdict"] == "no meaningful difference"
+
+
+DETERMINISTIC = ("fid", "kid", "precision", "recall", "density", "coverage", "class_counts",
+                 "class_kl", "nn_distance_ratio", "flops_per_sample", "nfe", "step", "params",
+                 "path_length", "likelihood")  # not the timings
+
+
+def test_two_jobs_at_once_give_the_numbers_of_one_at_a_time(tmp_path: Path, monkeypatch):
+    """End to end with the DCGAN and DDPM (tiny networks, 3 steps each, well inside the minutes,
+    so that the step count does not depend on the machine's speed): one run at a time in this
+    process, then two processes at once with --jobs 2 (each told GENLAB_LOCAL_JOBS=2), then a
+    --plan whose commands, run by hand, are collected by the next call: the same compare.json
+    numbers each way."""
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GENLAB_LOCAL_JOBS", "2")  # the same share of the cores as the jobs'
+    tiny = {"steps": 3, "num_threads": 1}
+    args = dict(dataset="digits", minutes=0.5, seeds=1, families=("dcgan", "ddpm"),
+                num_samples=100, leg_samples=100, nfe_sweep=(2, 4), path_pairs=8,
+                overrides={"dcgan": {**tiny, "width": 8},
+                           "ddpm": {**tiny, "channels": [8, 16], "num_steps": 20}})
+    compare(**args, out=tmp_path / "one")
+    compare(**args, out=tmp_path / "two", jobs=2)
+    plan = compare(**args, out=tmp_path / "plan", plan=tmp_path / "plan.txt")
+    lines = plan.read_text().splitlines()
+    assert len(lines) == 2 and all("--only" in line and "--set" in line for line in lines)
+    assert not (tmp_path / "plan" / "dcgan-seed0").exists()  # a plan trains nothing
+    from genlab.cli import main
+    for line in lines:  # what the scheduler would run
+        assert main(shlex.split(line)[3:]) == 0
+    compare(**args, out=tmp_path / "plan")  # collects them
+    states = [json.loads((tmp_path / name / "compare.json").read_text())
+              for name in ("one", "two", "plan")]
+    for state in states[1:]:
+        for name, record in states[0]["runs"].items():
+            assert len(record["legs"]) == 3 and record["legs"][-1]["ended_early"]
+            for key in DETERMINISTIC:
+                assert state["runs"][name]["final"].get(key) == record["final"].get(key), key
+            sweep = [row["fid"] for row in record.get("nfe_sweep", [])]
+            assert [row["fid"] for row in state["runs"][name].get("nfe_sweep", [])] == sweep
+    assert states[0]["runs"]["ddpm-seed0"]["nfe_sweep"]  # the DDPM's curve was drawn
+    # one seed: described, no verdict; both families marked as not having used their budget
+    assert {v["verdict"] for v in states[1]["verdicts"]} <= {"no verdict", "not tested"}
+    assert states[1]["budget"]["ddpm"][-1]["ended_early"] == 1
+    page = (tmp_path / "two" / "report.html").read_text()
+    assert "did not use its budget" in page and "in LR warm-up" in page

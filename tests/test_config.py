@@ -22,7 +22,8 @@ FAMILIES = sorted(RECIPES)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_recipe_fills_every_slot(family):
     recipe = RECIPES[family]
-    optional = {"sweep", "likelihood", "nfe_options", "latent_map"}  # not every family has these
+    optional = {"sweep", "likelihood", "likelihood_model", "nfe_options",
+                "latent_map"}  # not every family has these
     for f in fields(Recipe):
         value = getattr(recipe, f.name)
         assert f.name in optional or value is not None, f"{family}.{f.name} is empty"
@@ -30,6 +31,8 @@ def test_every_recipe_fills_every_slot(family):
     assert {"default", "reference"} <= set(recipe.presets)
     assert recipe.figures and recipe.demo and recipe.key_config and recipe.headline
     assert recipe.denoises or recipe.latent_map is not None  # every generator can be steered
+    assert recipe.kind in ("autoencoder", "adversarial", "diffusion", "flow-matching")
+    assert (recipe.likelihood is None) == (recipe.likelihood_model is None)  # bound and its model
     assert set(recipe.key_config) <= {f.name for f in fields(recipe.config)}
     for cls in (recipe.config, recipe.sample_options, recipe.evaluate_options):
         docs = config.field_docs(cls)

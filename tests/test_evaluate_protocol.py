@@ -164,6 +164,6 @@ def test_an_unlabelled_folder_is_scored_in_label_free_features(tmp_path):
     assert scorer.info["path"] == m["feature_net"]
     assert m["feature_net_sha1"] == scorer.info["weights_sha1"]  # the feature space, by hash
     scores = scorer.full(data.to_float(data.load(f"folder:{folder}", "test").images))
-    assert "class_entropy" not in scores and "coverage" in scores
+    assert "class_kl" not in scores and "coverage" in scores
     assert abs(scores["fid"]) < 1e-3  # the split against itself
     assert recipes.get("dcgan").evaluate_options().full is False

@@ -10,7 +10,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "genlab"
 LAYERS = {
     -1: {"errors", "cores"},  # leaves importable from anywhere: exceptions; the cores (no torch)
-    0: {"config", "diffusion", "corruption", "metrics", "plots", "files", "hardware"},
+    0: {"config", "diffusion", "corruption", "metrics", "plots", "files", "hardware", "stats"},
     1: {"data", "models", "trackers"},
     2: {"objectives", "samplers", "checkpoint", "featurenet"},
     3: {"recipes"},
@@ -22,7 +22,7 @@ LAYERS = {
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
 PACKAGES = ("models", "recipes")  # a package counts as one module; its files may import each other
 DRIVERS = ("training", "evaluation", "figures", "inference", "reporting", "experiments", "cli",
-           "exporting")
+           "exporting", "comparison")
 
 
 def unit_of(path: Path) -> str:
@@ -71,6 +71,17 @@ def test_drivers_name_no_family():
     bad = [f"{p.name}:{i}: {line.strip()}" for p in sources() if p.stem in DRIVERS
            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert bad == []
+
+
+def test_the_comparison_names_no_family():
+    """The claims of `genlab compare` choose families by their recipes' traits (kind,
+    likelihood model): no family name appears in comparison.py as a value."""
+    from genlab.recipes import RECIPES
+
+    tree = ast.parse((SRC / "comparison.py").read_text())
+    named = sorted({node.value for node in ast.walk(tree)
+                    if isinstance(node, ast.Constant) and node.value in RECIPES})
+    assert named == []
 
 
 def test_no_api_function_shadows_its_module():

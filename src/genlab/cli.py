@@ -19,6 +19,7 @@ from dataclasses import MISSING, Field, fields
 from pathlib import Path
 from typing import Any
 
+from genlab.comparison import NFE_SWEEP, PATH_PAIRS
 from genlab.config import choices, field_docs, type_hints
 from genlab.errors import ConfigError, FallbackWarning
 from genlab.recipes import RECIPES
@@ -254,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="never download a missing torchvision dataset")
     p.add_argument("--minutes", type=float, default=1.0,
                    help="training minutes per family and seed (default: 1)")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per family (default: 1)")
+    p.add_argument("--seeds", type=int, default=5,
+                   help="seeds per family (default: 5; under 3 the report describes the numbers "
+                        "and gives no verdicts)")
     p.add_argument("--families", type=_tuple_of(str), default=None, metavar="F,F,...",
                    help="families to compare (default: vae,dcgan,ddpm,flow)")
     p.add_argument("--out", type=Path, default=None,
@@ -275,6 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--feature-steps", type=int, default=0,
                    help="training steps of the feature network (default: 0, the network genlab "
                         "ships for a named dataset, else 1500 steps, trained once and cached)")
+    p.add_argument("--nfe-sweep", type=_tuple_of(int), default=NFE_SWEEP, metavar="N,N,...",
+                   help="network evaluations per sample of the FID-vs-NFE curve of the "
+                        f"iterative samplers (default: {','.join(map(str, NFE_SWEEP))})")
+    p.add_argument("--path-pairs", type=int, default=PATH_PAIRS,
+                   help=f"latent pairs behind each path-length score (default: {PATH_PAIRS})")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="runs trained at a time on this machine, each in its own process with "
+                        "its share of the cores (default: 1, one after another in this one)")
+    p.add_argument("--plan", type=Path, default=None, metavar="FILE",
+                   help="write the command of each unfinished run to FILE, one a line, for a "
+                        "cluster's scheduler (examples/slurm_compare.sh), and train nothing; run "
+                        "compare again once they have finished to collect them")
+    p.add_argument("--only", default=None, metavar="FAMILY-seedN",
+                   help="train and score this one run of the comparison (a line of --plan); "
+                        "writes OUT/records/FAMILY-seedN.json")
 
     p = sub.add_parser("demo", help="the short experiments on the embedded digits, with a report")
     p.add_argument("--out", type=Path, default=None,
@@ -373,8 +391,15 @@ def run(ns: argparse.Namespace) -> int:
                               num_samples=ns.num_samples, leg_samples=ns.leg_samples,
                               feature_steps=ns.feature_steps, download=ns.download,
                               overrides=_preset_changes(ns.overrides),
-                              inception_weights=ns.inception_weights)
-        print(f"comparison: {page.parent / 'compare.json'}\nreport: {page}")
+                              inception_weights=ns.inception_weights, nfe_sweep=ns.nfe_sweep,
+                              path_pairs=ns.path_pairs, jobs=ns.jobs, plan=ns.plan,
+                              only=ns.only)
+        if ns.only:
+            print(f"record: {page}")
+        elif ns.plan:
+            print(f"plan: {page}")
+        else:
+            print(f"comparison: {page.parent / 'compare.json'}\nreport: {page}")
     elif ns.verb == "demo":
         page = genlab.demo(ns.out, families=ns.families)
         if is_main_process():

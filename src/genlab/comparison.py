@@ -2,31 +2,38 @@
 score them in one feature space, and test the textbook claims about them with numbers.
 
 For each family and seed the default preset trains in three legs (25%, 50% and 100% of the
-budget, ``--max-minutes`` semantics), each followed by a quick FID, which gives the
-quality-vs-compute curve. The final model is then scored on the held-out split in the dataset
-classifier's features: FID/KID, precision/recall/density/coverage, the class histogram of its
-samples (on a labelled dataset; an unlabelled one is scored in contrastive features, without it),
-the distance of samples to their nearest training image against that of test images
-(memorisation), the likelihood bound where the family has one, and the cost of a sample (FLOPs,
-network evaluations, seconds). Everything goes into ``compare.json``, rewritten after every
-step, so that an interrupted comparison resumes where it stopped; ``verdicts`` turns it into the
-claims' verdicts, and the report renders both.
+budget, ``--max-minutes`` semantics), each followed by the full scoring on the held-out split in
+the dataset classifier's features: FID/KID, precision/recall/density/coverage, the class
+histogram of its samples against the real one (on a labelled dataset; an unlabelled one is
+scored in contrastive features, without it), the distance of samples to their nearest training
+image against that of test images (memorisation), the likelihood bound where the family has
+one, the latent's path length, and the cost of a sample (FLOPs, network evaluations, seconds).
+Each leg is stamped with the training it had (seconds, steps, epochs, images seen). Everything
+goes into ``compare.json`` (each run's record also into ``records/<run>.json``, so that runs
+trained by other processes, ``--jobs`` or a cluster's ``--plan``, are collected), rewritten
+after every step, so that an interrupted comparison resumes where it stopped. ``verdicts``
+turns it into the claims' verdicts at every leg by the rule of ``genlab.stats``, and the
+report renders both.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import shlex
 import statistics
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from genlab import checkpoint, data, plots, recipes
-from genlab.errors import ConfigError, TrainingDiverged
+from genlab import checkpoint, data, plots, recipes, stats
+from genlab.errors import ConfigError, GenlabError, TrainingDiverged
 from genlab.featurenet import feature_network
 from genlab.figures import plot
 from genlab.files import read_json, write_json
@@ -36,7 +43,8 @@ from genlab.reporting import compare_report
 from genlab.samplers import slerp
 from genlab.training import train
 
-DEFAULT_FAMILIES = ("vae", "dcgan", "ddpm", "flow")
+# every generator in the registry (the denoiser has no samples to compare)
+DEFAULT_FAMILIES = tuple(name for name, r in recipes.RECIPES.items() if not r.denoises)
 LEGS = (0.25, 0.5, 1.0)
 NFE_SWEEP = (10, 20, 50)
 PATH_PAIRS, PATH_EPSILON = 64, 1e-4
@@ -85,11 +93,6 @@ def _features(net: torch.nn.Module, images: torch.Tensor, batch: int = 500
     return torch.cat(feats), torch.cat(preds)
 
 
-def _entropy(counts: list[int]) -> float:
-    total = sum(counts)
-    return -sum(c / total * math.log(c / total) for c in counts if c)
-
-
 @torch.no_grad()
 def _nearest(images: torch.Tensor, reference: torch.Tensor, batch: int = 250) -> torch.Tensor:
     """Euclidean pixel distance (on [-1, 1] images) from each image to its nearest reference."""
@@ -115,13 +118,15 @@ def _count_cost(run: checkpoint.Run, draw) -> tuple[float, int]:
 
 def _spikes(log: list[dict[str, Any]], window: int = 10, factor: float = 5.0) -> int:
     """Logged losses further than ``factor`` median absolute deviations from the median of the
-    ``window`` lines before them."""
+    ``window`` lines before them (a window of identical losses has no spread: a floor of 1e-6
+    of its median keeps rounding noise from counting). Descriptive only: a run of n log lines
+    has n - window chances to show one, so short runs show few."""
     losses = [r["loss"] for r in log if "loss" in r]
     count = 0
     for i in range(window, len(losses)):
         past = losses[i - window:i]
         med = statistics.median(past)
-        mad = statistics.median(abs(v - med) for v in past) or 1e-12
+        mad = max(statistics.median(abs(v - med) for v in past), 1e-6 * abs(med), 1e-12)
         count += abs(losses[i] - med) > factor * mad
     return count
 
@@ -177,12 +182,18 @@ class Scorer:
                 "share_closer_than_test_1pct": float((d_fake < close).float().mean())}
 
     def class_histogram(self, preds: torch.Tensor) -> dict[str, Any]:
-        """The samples' predicted-class counts, their entropy and the real test images'."""
+        """The samples' predicted-class counts and their KL divergence from the real test images'
+        (both as the feature classifier predicts them, so its errors fall on both sides): a
+        generator that drops or over-draws a class is far from the real histogram, where a high
+        entropy would reward a uniform one on unbalanced data."""
         counts = torch.bincount(preds, minlength=len(self.classes)).tolist()
-        real_counts = torch.bincount(self.real_preds, minlength=len(self.classes)).tolist()
-        return {"class_counts": counts, "class_entropy": _entropy(counts),
-                "real_class_entropy": _entropy(real_counts),
+        return {"class_counts": counts, **self.class_kl(counts),
                 "classes_missing": sum(c == 0 for c in counts)}
+
+    def class_kl(self, counts: list[int]) -> dict[str, Any]:
+        real_counts = torch.bincount(self.real_preds, minlength=len(self.classes)).tolist()
+        return {"class_kl": stats.kl_divergence(counts, real_counts),
+                "real_class_counts": real_counts}
 
 
 @torch.no_grad()
@@ -206,8 +217,10 @@ def path_length(decode, features, latent_shape: tuple[int, ...], pairs: int = PA
             "path_length_median": float(d.median()), "path_pairs": pairs}
 
 
-def _train_leg(cfg, run_dir: Path, minutes: float, record: dict[str, Any]) -> None:
-    """Train (or resume) to ``minutes`` of training time; a divergence is recorded, not raised."""
+def _train_leg(cfg, run_dir: Path, minutes: float, record: dict[str, Any],
+               fraction: float = 1.0) -> None:
+    """Train (or resume) to ``minutes`` of training time; a divergence is recorded (with the leg
+    it happened in), not raised."""
     try:
         if checkpoint.latest_checkpoint(run_dir) is None:
             if checkpoint.is_run(run_dir):  # a first leg killed before its first checkpoint
@@ -219,19 +232,39 @@ def _train_leg(cfg, run_dir: Path, minutes: float, record: dict[str, Any]) -> No
             train(resume=run_dir, max_minutes=minutes, progress=False)
     except TrainingDiverged as err:
         record.setdefault("diverged", str(err))
+        record.setdefault("diverged_leg", fraction)
+
+
+def _stamp(run_dir: Path, step: int, budget_minutes: float, diverged: bool) -> dict[str, Any]:
+    """The training a run had by the end of a leg: seconds, epochs, images seen, whether it is
+    still in LR warm-up, and whether it stopped before its minutes (its epochs ran out)."""
+    log = checkpoint.read_log(run_dir)
+    cfg = recipes.run_config(run_dir)
+    seconds = log[-1]["train_seconds"] if log else 0.0
+    return {"train_seconds": seconds, "epoch": log[-1].get("epoch", 0.0) if log else 0.0,
+            "images_seen": step * cfg.batch_size, "in_warmup": step < cfg.warmup_steps,
+            "ended_early": not diverged and seconds < 0.95 * 60 * budget_minutes}
 
 
 @shares_cores
 def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float = 1.0,
-            seeds: int = 1, families: Sequence[str] | None = None, out: str | Path | None = None,
+            seeds: int = 5, families: Sequence[str] | None = None, out: str | Path | None = None,
             num_samples: int = 1000, leg_samples: int = 300, feature_steps: int = 0,
             download: bool = True, nfe_sweep: Sequence[int] = NFE_SWEEP,
             overrides: dict[str, dict[str, Any]] | None = None,
-            inception_weights: str | None = None, path_pairs: int = PATH_PAIRS) -> Path:
+            inception_weights: str | None = None, path_pairs: int = PATH_PAIRS,
+            jobs: int = 1, plan: str | Path | None = None, only: str | None = None) -> Path:
     """Train, score and compare ``families`` on ``dataset``; returns the report's path.
     ``overrides`` changes a family's default preset (the demo shrinks the networks; ``{"ddpm":
     {"class_conditional": True}}`` adds guidance rows to its control figure).
-    ``inception_weights`` adds the standard Inception FID of every final sample set."""
+    ``inception_weights`` adds the standard Inception FID of every final sample set.
+
+    ``jobs`` > 1 trains and scores that many runs at a time, each in its own process given its
+    share of the cores (``GENLAB_LOCAL_JOBS``); ``plan`` writes the command of each unfinished
+    run to that file instead (one a line, for a cluster's scheduler; returns its path), and
+    ``only`` ('FAMILY-seedN') is one such command: it trains and scores that run alone and
+    returns its record's path. Each run's record is out/records/<run>.json; a later call
+    collects them, trains what is missing, and writes the report."""
     families = tuple(families or DEFAULT_FAMILIES)
     for name in families:
         if recipes.get(name).denoises:
@@ -240,8 +273,9 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     if not 0 < leg_samples <= num_samples:
         raise ConfigError(f"need 0 < --leg-samples <= --num-samples (the last curve point reuses "
                           f"the final samples), got {leg_samples} and {num_samples}")
-    if minutes <= 0 or seeds < 1:
-        raise ConfigError(f"need minutes > 0 and seeds >= 1, got {minutes} and {seeds}")
+    if minutes <= 0 or seeds < 1 or jobs < 1:
+        raise ConfigError(f"need minutes > 0, seeds >= 1 and jobs >= 1, got {minutes}, {seeds} "
+                          f"and {jobs}")
     out = Path(out or f"runs/compare-{dataset}")
     path = out / "compare.json"
     settings = {"dataset": dataset, "data_dir": data_dir, "minutes": minutes, "seeds": seeds,
@@ -249,73 +283,203 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
                 "leg_samples": leg_samples, "feature_steps": feature_steps, "legs": list(LEGS),
                 "nfe_sweep": list(nfe_sweep), "overrides": overrides or {},
                 "inception_weights": inception_weights, "path_pairs": path_pairs}
+    # the feature network is resolved (trained and cached, where none ships) before any job
     scorer = Scorer(dataset, data_dir, download, feature_steps,
                     inception_weights=inception_weights)
     settings["feature_net"] = scorer.info["weights_sha1"]
     state = read_json(path) if path.is_file() else {"settings": settings, "runs": {}}
     check_settings(path, state["settings"], settings)
     state["settings"] = settings
-    for family in families:
-        recipe = recipes.get(family)
-        for seed in range(seeds):
-            name = f"{family}-seed{seed}"
-            run_dir = out / name
-            record = state["runs"].setdefault(name, {"family": family, "seed": seed,
-                                                     "run_dir": str(run_dir), "legs": []})
-            cfg = {"family": family, "preset": "default", "dataset": dataset,
-                   "data_dir": data_dir, "download": download, "seed": seed,
-                   "run_dir": str(run_dir), **(overrides or {}).get(family, {})}
-            for fraction in LEGS[len(record["legs"]):]:
-                _progress(f"{name}: training to {fraction:.0%} of {minutes:g} min")
-                _train_leg(cfg, run_dir, fraction * minutes, record)
-                if checkpoint.latest_checkpoint(run_dir) is None:  # diverged before any
-                    break
-                if fraction == LEGS[-1]:  # the last leg's curve point reuses the final draw
-                    _progress(f"{name}: scoring")
-                    record["final"], fake = _score(run_dir, recipe, scorer, seed, num_samples,
-                                                   path_pairs)
-                    run_step = record["final"]["step"]
-                else:
-                    run = recipes.load_run(run_dir, checkpoint.pick_device())
-                    gen = torch.Generator(device=run.device).manual_seed(seed)
-                    opts = recipes.verb_options(family, "sample", {})
-                    fake = recipe.sample(run, leg_samples, gen, opts).cpu()
-                    run_step = run.step
-                log = checkpoint.read_log(run_dir)
-                record["legs"].append({"fraction": fraction, "step": run_step,
-                                       "train_seconds": log[-1]["train_seconds"] if log else 0,
-                                       **scorer.quick_fid(fake[:leg_samples])})
-                write_json(path, state)
-            if checkpoint.latest_checkpoint(run_dir) is None:
-                _progress(f"{name}: no checkpoint to score ({record.get('diverged', '')})")
-                continue
-            if "final" not in record:  # a diverged run's last leg did not score it
-                _progress(f"{name}: scoring")
-                record["final"] = _score(run_dir, recipe, scorer, seed, num_samples,
-                                         path_pairs)[0]
-                write_json(path, state)
-            missing = _missing_measures(record["final"], recipe, scorer)
-            if missing:  # scored by an older genlab, or without --inception-weights
-                _progress(f"{name}: adding {', '.join(missing)}")
-                record["final"].update(_measure(run_dir, recipe, scorer, seed, num_samples,
-                                                path_pairs, missing))
-                write_json(path, state)
-            if seed == 0 and "nfe_sweep" not in record and recipe.nfe_options is not None:
-                record["nfe_sweep"] = _nfe_sweep(run_dir, recipe, scorer, leg_samples, nfe_sweep)
-                write_json(path, state)
-            if seed == 0 and "figures" not in record:
-                record["figures"] = _figures(run_dir, recipe, out)
-                write_json(path, state)
+    _collect(out, state)
+    runs = [(family, seed) for family in families for seed in range(seeds)]
+    if only is not None:
+        family, seed = _parse_run(only, runs)
+        _run_one(state, family, seed, out, scorer, download)
+        return _record_path(out, only)
+    pending = [f"{f}-seed{s}" for f, s in runs if not _finished(state["runs"].get(f"{f}-seed{s}"))]
+    if plan is not None or (jobs > 1 and pending):
+        write_json(path, state)  # the settings every job checks its own against
+        command = _job_command(settings, out, download)
+        if plan is not None:
+            plan = Path(plan)
+            plan.parent.mkdir(parents=True, exist_ok=True)
+            plan.write_text("".join(shlex.join(["python", "-m", "genlab.cli", *command,
+                                                "--only", name]) + "\n" for name in pending))
+            _progress(f"{len(pending)} run(s) to train: one command a line in {plan}; run "
+                      f"compare again once they have finished, to collect them")
+            return plan
+        _run_jobs(command, pending, jobs, out)
+        _collect(out, state)
+    for family, seed in runs:  # in-process: whatever is left (nothing, after the jobs)
+        _run_one(state, family, seed, out, scorer, download)
+    state["runs"] = {f"{f}-seed{s}": state["runs"][f"{f}-seed{s}"] for f, s in runs}
     state["verdicts"] = verdicts(state)
     state["summary"] = summary(state)
+    state["budget"] = budget(state)
+    state["rule"] = rule(state)
     write_json(path, state)
     figs = _compare_figures(state, out)
     return compare_report(state, out / "report.html", figs)
 
 
+def _record_path(out: Path, name: str) -> Path:
+    return out / "records" / f"{name}.json"
+
+
+def _collect(out: Path, state: dict[str, Any]) -> None:
+    """Take the run records in out/records (written by each run's process) into ``state``:
+    each is the latest word on its run."""
+    folder = out / "records"
+    if folder.is_dir():
+        for file in sorted(folder.glob("*.json")):
+            state["runs"][file.stem] = read_json(file)
+
+
+def _finished(record: dict[str, Any] | None) -> bool:
+    """Whether a run needs no more training or scoring (its seed-0 extras aside)."""
+    return bool(record) and len(record.get("legs", [])) == len(LEGS) and "final" in record
+
+
+def _parse_run(name: str, runs: list[tuple[str, int]]) -> tuple[str, int]:
+    known = {f"{f}-seed{s}": (f, s) for f, s in runs}
+    if name not in known:
+        raise ConfigError(f"--only {name!r}: not a run of this comparison; expected one of "
+                          f"{sorted(known)}")
+    return known[name]
+
+
+def _job_command(settings: dict[str, Any], out: Path, download: bool) -> list[str]:
+    """The `genlab compare` arguments that repeat this comparison's settings (one run is chosen
+    by --only)."""
+    s = settings
+    args = ["compare", "--dataset", s["dataset"], "--minutes", repr(s["minutes"]),
+            "--seeds", str(s["seeds"]), "--families", ",".join(s["families"]),
+            "--out", str(out), "--num-samples", str(s["num_samples"]),
+            "--leg-samples", str(s["leg_samples"]), "--feature-steps", str(s["feature_steps"]),
+            "--nfe-sweep", ",".join(map(str, s["nfe_sweep"])),
+            "--path-pairs", str(s["path_pairs"])]
+    if s["data_dir"]:
+        args += ["--data-dir", str(s["data_dir"])]
+    if not download:
+        args.append("--no-download")
+    if s["inception_weights"]:
+        args += ["--inception-weights", str(s["inception_weights"])]
+    for family, changes in s["overrides"].items():
+        args += [a for k, v in changes.items() for a in ("--set", f"{family}.{k}={json.dumps(v)}")]
+    return args
+
+
+def _run_jobs(command: list[str], names: list[str], jobs: int, out: Path) -> None:
+    """Run ``genlab compare ... --only NAME`` for each of ``names``, ``jobs`` at a time, each
+    told with GENLAB_LOCAL_JOBS how many share the machine (so each takes its share of the
+    cores); each one's output goes to out/records/NAME.log. A failed job is an error naming its
+    log, once the others have finished."""
+    import subprocess
+
+    env = {**os.environ, "GENLAB_LOCAL_JOBS": str(jobs)}
+    (out / "records").mkdir(parents=True, exist_ok=True)
+    waiting, running, failed = list(names), {}, []
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            name = waiting.pop(0)
+            log = _record_path(out, name).with_suffix(".log").open("w")
+            running[name] = (subprocess.Popen(
+                [sys.executable, "-m", "genlab.cli", *command, "--only", name],
+                stdout=log, stderr=subprocess.STDOUT, env=env), log)
+            _progress(f"{name}: started (job {len(names) - len(waiting)} of {len(names)}, "
+                      f"{jobs} at a time)")
+        time.sleep(0.2)
+        for name, (proc, log) in list(running.items()):
+            if proc.poll() is not None:
+                log.close()
+                del running[name]
+                _progress(f"{name}: finished" if proc.returncode == 0 else
+                          f"{name}: failed (exit {proc.returncode})")
+                if proc.returncode != 0:
+                    failed.append(name)
+    if failed:
+        raise GenlabError("compare job(s) failed: " + ", ".join(
+            f"{name} (see {_record_path(out, name).with_suffix('.log')})" for name in failed))
+
+
+def _run_one(state: dict[str, Any], family: str, seed: int, out: Path, scorer: Scorer,
+             download: bool) -> None:
+    """Train and score one run of the comparison, as far as it is not done yet: its three legs,
+    each scored in full, then (seed 0) the NFE sweep and the figures. Its record is written to
+    out/records/<run>.json after every step, and kept in ``state``."""
+    s = state["settings"]
+    recipe = recipes.get(family)
+    name = f"{family}-seed{seed}"
+    run_dir = out / name
+    record = state["runs"].setdefault(name, {"family": family, "seed": seed,
+                                             "run_dir": str(run_dir), "legs": []})
+    record_path = _record_path(out, name)
+
+    def save() -> None:
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(record_path, record)
+
+    cfg = {"family": family, "preset": "default", "dataset": s["dataset"],
+           "data_dir": s["data_dir"], "download": download, "seed": seed,
+           "run_dir": str(run_dir), **s["overrides"].get(family, {})}
+    minutes, num_samples, path_pairs = s["minutes"], s["num_samples"], s["path_pairs"]
+    for fraction in LEGS[len(record["legs"]):]:
+        _progress(f"{name}: training to {fraction:.0%} of {minutes:g} min")
+        _train_leg(cfg, run_dir, fraction * minutes, record, fraction)
+        if checkpoint.latest_checkpoint(run_dir) is None:  # diverged before any
+            break
+        # every measure at every leg, so that verdicts can be drawn at each budget; the curve's
+        # point is the quick FID of the first leg_samples of the same draw
+        step = checkpoint.latest_checkpoint(run_dir)["step"]  # type: ignore[index]
+        before = record["legs"][-1] if record["legs"] else None
+        if before is not None and before["step"] == step and "scores" in before:
+            # the run stopped before this leg (its epochs ran out, or it diverged): the same
+            # checkpoint, the same scores
+            scores, quick = dict(before["scores"]), {"fid": before["fid"], "kid": before["kid"]}
+        else:
+            _progress(f"{name}: scoring at {fraction:.0%}")
+            scores, fake = _score(run_dir, recipe, scorer, seed, num_samples, path_pairs)
+            quick = scorer.quick_fid(fake[:s["leg_samples"]])
+        leg = {"fraction": fraction, "step": scores["step"],
+               **_stamp(run_dir, scores["step"], fraction * minutes, "diverged" in record),
+               **quick}
+        if fraction == LEGS[-1]:
+            record["final"] = scores
+        else:
+            leg["scores"] = scores
+        record["legs"].append(leg)
+        save()
+    if checkpoint.latest_checkpoint(run_dir) is None:
+        _progress(f"{name}: no checkpoint to score ({record.get('diverged', '')})")
+        save()
+        return
+    if "final" not in record:  # a diverged run's last leg did not score it
+        _progress(f"{name}: scoring")
+        record["final"] = _score(run_dir, recipe, scorer, seed, num_samples, path_pairs)[0]
+        save()
+    missing = _missing_measures(record["final"], recipe, scorer)
+    if missing:  # scored by an older genlab, or without --inception-weights
+        _progress(f"{name}: adding {', '.join(missing)}")
+        if "class_kl" in missing:  # from the counts: nothing to sample
+            record["final"].update(scorer.class_kl(record["final"]["class_counts"]))
+        rest = [k for k in missing if k != "class_kl"]
+        if rest:
+            record["final"].update(_measure(run_dir, recipe, scorer, seed, num_samples,
+                                            path_pairs, rest))
+        save()
+    if seed == 0 and "nfe_sweep" not in record and recipe.nfe_options is not None:
+        record["nfe_sweep"] = _nfe_sweep(run_dir, recipe, scorer, s["leg_samples"],
+                                         s["nfe_sweep"])
+        save()
+    if seed == 0 and "figures" not in record:
+        record["figures"] = _figures(run_dir, recipe, out)
+        save()
+
+
 def _missing_measures(final: dict[str, Any], recipe, scorer: Scorer) -> list[str]:
     """The measures a run's final scores lack that this comparison takes."""
     wanted = {"pr_num_real": True,  # scored against all real images by genlab < 0.3
+              "class_kl": "class_counts" in final,  # genlab < 0.4 scored the entropy
               "likelihood": recipe.likelihood is not None,
               "path_length": recipe.latent_map is not None,
               "inception_fid": scorer.inception_weights is not None}
@@ -400,165 +564,420 @@ def _figures(run_dir: Path, recipe, out: Path) -> dict[str, str]:
 
 
 # --- from numbers to verdicts --------------------------------------------------------------------
+#
+# Every measure has a minimal meaningful effect, declared here with its reason: the smallest
+# difference a verdict may rest on (genlab.stats holds the decision rule). A measure without one
+# is described (mean, SD, interval over seeds) and never decides a claim.
 
-SUMMARY_MEASURES = (
-    # key, label, unit, better ('lower' / 'higher' / None)
-    ("fid", "FID", "", "lower"),
-    ("inception_fid", "Inception FID", "", "lower"),
-    ("kid", "KID", "", "lower"),
-    ("precision", "precision", "", "higher"),
-    ("recall", "recall", "", "higher"),
-    ("coverage", "coverage", "", "higher"),
-    ("class_entropy", "class entropy", "nats", "higher"),
-    ("nn_distance_ratio", "NN-train distance, samples / test", "", None),
-    # not ranked: the VAE's Bernoulli decoder and DDPM's discretised Gaussian are different
-    # likelihood models of the pixels, so their bits/dim do not compare across families
-    ("nll_bits_per_dim", "NLL bound, the family's own pixel model", "bits/dim", None),
-    ("path_length", "latent path length", "", "lower"),
-    ("seconds_per_sample", "time per sample", "s", "lower"),
-    ("nfe", "network evaluations per sample", "", "lower"),
-    ("flops_per_sample", "FLOPs per sample", "GFLOP", "lower"),
-    ("train_images_per_s", "training speed", "images/s", "higher"),
-    ("params", "parameters (sampling network)", "M", None),
-    ("loss_spikes", "loss spikes", "", "lower"),
+QUALITY = stats.relative(
+    0.10, "FID moves by a few percent between training seeds and between sample sets of ~1000 "
+    "images (its bias depends on the set size), and papers do not call an FID gain of less than "
+    "10% an improvement; tested as a ratio, so 10% means the same at FID 5 and at FID 50")
+SHARE = stats.absolute(
+    0.05, "precision, recall and coverage are shares of ~1000 points, whose binomial standard "
+    "error is at most 0.016, so 0.05 is about three of them; 5 points of coverage is half of one "
+    "class's share on a ten-class dataset")
+HISTOGRAM = stats.absolute(
+    0.02, "KL from the real class histogram; halving one class of ten (5% instead of 10%, the "
+    "rest scaled up) costs 0.017 nats, a visible loss of a mode", "nats")
+COST = stats.ratio(
+    1.25, "timings on a shared machine vary by 10-20% between runs, and a user does not notice a "
+    "smaller saving; FLOPs and NFE are exact but are judged on the same scale as the time they "
+    "stand for")
+
+
+@dataclass(frozen=True)
+class Measure:
+    """A column of the summary and, where it has an effect, a measure claims may be tested on."""
+
+    key: str
+    label: str
+    unit: str
+    better: str | None
+    """'lower' or 'higher' is better; None: no direction (described only)"""
+    effect: stats.Effect | None
+    """the minimal meaningful effect; None: described, never a verdict"""
+    scale: float = 1.0
+
+
+MEASURES = (
+    Measure("fid", "FID", "", "lower", QUALITY),
+    Measure("inception_fid", "Inception FID", "", "lower", QUALITY),
+    # unbiased, so it can be negative (no ratio), and its units depend on the feature network
+    Measure("kid", "KID", "", "lower", None),
+    Measure("precision", "precision", "", "higher", SHARE),
+    Measure("recall", "recall", "", "higher", SHARE),
+    Measure("coverage", "coverage", "", "higher", SHARE),
+    Measure("class_kl", "KL(sample classes || real classes)", "nats", "lower", HISTOGRAM),
+    Measure("nn_distance_ratio", "NN-train distance, samples / test", "", None, None),
+    # a latent's path length depends on its dimension and prior: compared within a family only
+    # (across its legs and seeds), never across families
+    Measure("path_length", "latent path length (within a family only)", "", None, None),
+    Measure("seconds_per_sample", "time per sample", "s", "lower", COST),
+    Measure("nfe", "network evaluations per sample", "", "lower", COST),
+    Measure("flops_per_sample", "FLOPs per sample", "GFLOP", "lower", COST, 1e-9),
+    Measure("train_images_per_s", "training speed", "images/s", "higher", COST),
+    Measure("params", "parameters (sampling network)", "M", None, None, 1e-6),
+    # counted in windows of 10 log lines, so a short run has few chances to show one: described
+    Measure("loss_spikes", "loss spikes (descriptive)", "", None, None),
 )
-SCALE = {"flops_per_sample": 1e-9, "params": 1e-6}
+MEASURE = {m.key: m for m in MEASURES}
+NLL = "nll_bits_per_dim"  # one column per pixel model: bounds under different ones do not compare
+DIVERGED = "diverged_runs"
+MIN_EPOCHS = 1.0  # under one pass over the data a family is not converged
+FID_STILL_FALLING = 0.2  # nor while its FID falls by more than this share between the last legs
 
 
-def _values(state: dict[str, Any], family: str, key: str) -> list[float]:
+def _likelihood_measures(families: Sequence[str]) -> list[Measure]:
+    models = sorted({m for f in families if (m := recipes.get(f).likelihood_model)})
+    return [Measure(f"{NLL}:{m}", f"NLL bound under the {m} pixel model", "bits/dim", None,
+                    None) for m in models]
+
+
+def _leg_scores(record: dict[str, Any], leg: int) -> dict[str, Any] | None:
+    """A run's scores at leg ``leg`` (an index into the legs): the final scores at the last,
+    the leg's own before (an older genlab's legs hold FID and KID only)."""
+    legs = record.get("legs", [])
+    last = len(LEGS) - 1
+    if leg == last or leg == -1:
+        return record.get("final")
+    if leg < len(legs):
+        return legs[leg].get("scores", legs[leg])
+    return None
+
+
+def _diverged_by(record: dict[str, Any], leg: int) -> bool:
+    """Whether a run had diverged by the end of leg ``leg`` (a record without the leg counts at
+    every leg)."""
+    if "diverged" not in record:
+        return False
+    return record.get("diverged_leg", 0.0) <= LEGS[leg]
+
+
+def _values(state: dict[str, Any], family: str, key: str, leg: int = -1) -> list[float]:
+    """The values of measure ``key`` of a family's runs at leg ``leg`` (one per seed)."""
     out = []
     for record in state["runs"].values():
-        if record["family"] == family and key == "diverged_runs":  # 1 per diverged run
-            out.append(float("diverged" in record))
+        if record["family"] != family:
             continue
-        if record["family"] != family or "final" not in record:
+        if key == DIVERGED:  # 1 per diverged run
+            out.append(float(_diverged_by(record, leg)))
             continue
-        final = record["final"]
-        value = (final.get("likelihood", {}).get(key) if key == "nll_bits_per_dim"
-                 else final.get(key))
+        scores = _leg_scores(record, leg)
+        if scores is None:
+            continue
+        if key.startswith(NLL + ":"):
+            if recipes.get(family).likelihood_model != key.split(":", 1)[1]:
+                continue
+            value = scores.get("likelihood", {}).get(NLL)
+        else:
+            value = scores.get(key)
         if value is not None:
-            out.append(float(value) * SCALE.get(key, 1.0))
+            scale = MEASURE[key].scale if key in MEASURE else 1.0
+            out.append(float(value) * scale)
     return out
 
 
-def _mean_std(values: list[float]) -> tuple[float, float] | None:
-    if not values:
-        return None
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def summary(state: dict[str, Any]) -> dict[str, Any]:
-    """Per family and measure: mean and std over seeds; the best family per measure."""
+def summary(state: dict[str, Any], leg: int = -1) -> dict[str, Any]:
+    """Per family and measure: mean, SD, n and the 95% t interval over seeds; the best family
+    of a measure only where Welch's intervals separate it from every other (Holm across those
+    comparisons), so overlapping spreads mark none."""
     families = state["settings"]["families"]
-    table: dict[str, Any] = {"measures": [list(m) for m in SUMMARY_MEASURES], "families": {}}
+    measures = [*MEASURES, *_likelihood_measures(families)]
+    table: dict[str, Any] = {"measures": [[m.key, m.label, m.unit, m.better] for m in measures],
+                             "families": {}}
     for family in families:
         row = {}
-        for key, *_ in SUMMARY_MEASURES:
-            ms = _mean_std(_values(state, family, key))
-            if ms is not None:
-                row[key] = {"mean": ms[0], "std": ms[1], "n": len(_values(state, family, key))}
-        diverged = sum("diverged" in r for r in state["runs"].values() if r["family"] == family)
-        row["diverged_runs"] = {"mean": diverged, "std": 0.0, "n": state["settings"]["seeds"]}
+        for m in measures:
+            values = _values(state, family, m.key, leg)
+            if values:
+                row[m.key] = stats.summarise(values)
+        diverged = _values(state, family, DIVERGED, leg)
+        row[DIVERGED] = {"mean": sum(diverged), "std": 0.0, "n": len(diverged)}
         table["families"][family] = row
     best = {}
-    for key, _, _, better in SUMMARY_MEASURES:
-        have = {f: r[key]["mean"] for f, r in table["families"].items() if key in r}
-        if better and len(have) > 1:
-            best[key] = (min if better == "lower" else max)(have, key=have.get)
+    for m in measures:
+        if m.better is None:
+            continue
+        have = {f: _values(state, f, m.key, leg) for f in families}
+        have = {f: v for f, v in have.items() if v}
+        if len(have) < 2 or min(len(v) for v in have.values()) < stats.MIN_SEEDS:
+            continue
+        pick = min if m.better == "lower" else max
+        top = pick(have, key=lambda f: statistics.fmean(have[f]))
+        p = [stats.welch(have[top], v).p for f, v in have.items() if f != top]
+        if all(q <= stats.ALPHA for q in stats.holm(p)):
+            best[m.key] = top
     table["best"] = best
     return table
 
 
-def _compare(state: dict[str, Any], key: str, a: str, b: str, better: str) -> tuple[str, str]:
-    """Whether family ``a`` beats ``b`` on ``key``: 'yes', 'no' or 'unsettled' (the seeds'
-    spreads overlap: |mean difference| <= std_a + std_b), and the numbers as text."""
-    va, vb = _values(state, a, key), _values(state, b, key)
+@dataclass(frozen=True)
+class Part:
+    """One thing a claim asserts: families of kinds ``a`` beat those of kinds ``b`` on every one
+    of ``measures`` (each in its better direction; 'diverged_runs': fewer diverged runs)."""
+
+    label: str
+    a: tuple[str, ...]
+    b: tuple[str, ...]
+    measures: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A textbook claim, the families it is about (by recipe kind) and the parts it asserts."""
+
+    text: str
+    test: str
+    parts: tuple[Part, ...]
+    untested: str = ""
+    """why a claim with no parts is not tested by these measures"""
+
+
+CLAIMS = (
+    Claim("Diffusion models train more stably than GANs, which can suffer mode collapse.",
+          "mode coverage of each diffusion model against each GAN (coverage, recall, and the KL "
+          "divergence of the samples' class histogram from the real test set's), and how many "
+          "runs diverged (Fisher's exact test); loss spikes are shown, not tested",
+          (Part("covers the modes better", ("diffusion",), ("adversarial",),
+                ("coverage", "recall", "class_kl")),
+           Part("trains more stably", ("diffusion",), ("adversarial",), (DIVERGED,)))),
+    Claim("Diffusion models give higher-quality images than VAEs, but need more resources.",
+          "FID and precision of each diffusion model against each VAE at equal training time, "
+          "and the VAE's lower sampling cost (FLOPs and seconds per sample)",
+          (Part("higher quality", ("diffusion",), ("autoencoder",), ("fid", "precision")),
+           Part("more resources", ("autoencoder",), ("diffusion",),
+                ("flops_per_sample", "seconds_per_sample")))),
+    Claim("Diffusion models are slow to sample, because of their many steps.",
+          "seconds per sample of the one-step families (VAE, GAN) against each diffusion model at "
+          "its default sampler (DDPM: DDIM-50); the NFE sweep shows what fewer steps cost in "
+          "FID, and flow matching at few NFE",
+          (Part("slower to sample", ("autoencoder", "adversarial"), ("diffusion",),
+                ("seconds_per_sample",)),)),
+    Claim("GANs give finer control over the features of what they generate than diffusion "
+          "models.",
+          "not tested by these measures: the perceptual path length (Karras et al. 2019) of a "
+          "latent depends on the latent's dimension and prior (a GAN's 100-d z against a "
+          "diffusion model's image-sized noise), so it is compared within a family only; the "
+          "control figures show the paths",
+          (), untested="path length does not compare across latents of different dimension"),
+)
+
+
+def _of_kind(families: Sequence[str], kinds: tuple[str, ...]) -> list[str]:
+    return [f for f in families if recipes.get(f).kind in kinds]
+
+
+def _applies(claim: Claim, families: Sequence[str]) -> bool:
+    kinds = {k for part in claim.parts for k in (*part.a, *part.b)} if claim.parts else set()
+    if not claim.parts:  # an untested claim is listed where both kinds it names are present
+        return bool(_of_kind(families, ("adversarial",))) and bool(
+            _of_kind(families, ("diffusion", "flow-matching")))
+    return all(_of_kind(families, part.a) and _of_kind(families, part.b)
+               for part in claim.parts) and bool(kinds)
+
+
+def _seeds(state: dict[str, Any]) -> int:
+    return int(state["settings"]["seeds"])
+
+
+def _test(state: dict[str, Any], key: str, a: str, b: str, leg: int) -> dict[str, Any]:
+    """One comparison of family ``a`` against ``b`` on ``key`` at ``leg``, before Holm."""
+    out: dict[str, Any] = {"measure": key, "a": a, "b": b}
+    va, vb = _values(state, a, key, leg), _values(state, b, key, leg)
     if not va or not vb:
-        return "missing", f"{key}: no data for {a if not va else b}"
-    (ma, sa), (mb, sb) = _mean_std(va), _mean_std(vb)
-    text = f"{key} {a} {ma:.4g} ± {sa:.2g} vs {b} {mb:.4g} ± {sb:.2g} (n = {len(va)}, {len(vb)})"
-    single = min(len(va), len(vb)) < 2 and abs(ma - mb) <= 0.25 * max(abs(ma), abs(mb))
-    if abs(ma - mb) <= sa + sb or single:  # one seed a side: only a difference > 25% counts
-        return "unsettled", text
-    wins = ma < mb if better == "lower" else ma > mb
-    return ("yes" if wins else "no"), text
+        out.update(verdict="not measured", text=f"{key}: no data for {a if not va else b}")
+        return out
+    if key == DIVERGED:
+        out["text"] = (f"diverged runs {a} {int(sum(va))} of {len(va)} vs {b} {int(sum(vb))} "
+                       f"of {len(vb)} (Fisher's exact test)")
+    else:
+        da, db = stats.summarise(va), stats.summarise(vb)
+        out["text"] = f"{key} {a} {_mean_text(da)} vs {b} {_mean_text(db)}"
+    if min(len(va), len(vb)) < stats.MIN_SEEDS:
+        out.update(verdict="no verdict",
+                   text=out["text"] + f" (n = {len(va)}, {len(vb)} < {stats.MIN_SEEDS})")
+        return out
+    if key == DIVERGED:
+        decision = stats.compare_rates(int(sum(va)), len(va), int(sum(vb)), len(vb))
+    else:
+        m = MEASURE[key]
+        try:
+            decision = stats.compare(va, vb, m.effect, m.better)  # type: ignore[arg-type]
+        except ValueError as err:  # a ratio of values that are not all positive
+            out.update(verdict="not measured", text=f"{out['text']} ({err})")
+            return out
+    out["decision"] = decision
+    return out
 
 
-def _verdict(parts: list[str]) -> str:
-    if not parts or "missing" in parts:
+def _mean_text(s: dict[str, Any]) -> str:
+    ci = s.get("ci")
+    return f"{s['mean']:.4g}" + (f" [{ci[0]:.4g}, {ci[1]:.4g}]" if ci else "") + f" (n={s['n']})"
+
+
+def _describe(test: dict[str, Any]) -> str:
+    """A decided test in words: the improvement of a over b with its interval, the effect it
+    had to clear, the adjusted p-value, the verdict and, when undecided, the seeds it needs."""
+    d: stats.Decision = test["decision"]
+    key = test["measure"]
+    if key == DIVERGED:
+        core = f"p (Holm) = {d.p_holm:.3g}"
+    else:
+        m = MEASURE[key]
+        assert m.effect is not None
+        lo, hi = d.ci
+        if m.effect.scale == "log":
+            core = (f"{test['a']} better by a factor {math.exp(d.improvement):.3g} [95% CI "
+                    f"{math.exp(lo):.3g}, {math.exp(hi):.3g}], effect {math.exp(d.effect):.3g}")
+        else:
+            core = (f"{test['a']} better by {d.improvement:+.3g} [95% CI {lo:+.3g}, {hi:+.3g}], "
+                    f"effect ±{d.effect:.3g}")
+        if d.hedges_g is not None:
+            core += f", Hedges' g {d.sign * d.hedges_g:+.2g}"
+        core += f", p (Holm) = {d.p_holm:.3g}"
+    text = f"{test['text']}: {core}: {test['verdict']}"
+    if test["verdict"] == stats.UNDECIDED and key != DIVERGED:
+        needed = stats.seeds_needed(d)
+        test["seeds_needed"] = needed
+        text += (f" (about {needed} seeds a family would settle it)" if needed
+                 else " (more than 1000 seeds would be needed: the difference sits at the effect)")
+    return text
+
+
+def _combine(verdicts_: list[str]) -> str:
+    """One verdict from several that must all hold: the common one where they agree; 'mixed'
+    where decided ones disagree; else undecided (or not measured, or no verdict)."""
+    kinds = set(verdicts_)
+    if not kinds or "not measured" in kinds:
         return "not measured"
-    if all(p == "yes" for p in parts):
-        return "supported"
-    if all(p == "no" for p in parts):
-        return "contradicted"
-    return "not settled at this budget"
+    if kinds == {"no verdict"} or "no verdict" in kinds:
+        return "no verdict"
+    if len(kinds) == 1:
+        return verdicts_[0]
+    decided = kinds - {stats.UNDECIDED}
+    return "mixed" if len(decided) > 1 else stats.UNDECIDED
 
 
-Test = tuple[str, str, str, str]  # metric, family a, family b, 'lower' or 'higher' is better
+def claims_at(state: dict[str, Any], leg: int = -1) -> list[dict[str, Any]]:
+    """The claims' verdicts at leg ``leg``, with Holm's correction across every test of them
+    (one report of the claims at that budget)."""
+    families = state["settings"]["families"]
+    labelled = any("class_counts" in r.get("final", {}) for r in state["runs"].values())
+    few = _seeds(state) < stats.MIN_SEEDS
+    applying = [c for c in CLAIMS if _applies(c, families)]
+    layout = []  # (claim, [(part, [tests])])
+    for claim in applying:
+        parts = []
+        for part in claim.parts:
+            keys = [k for k in part.measures if labelled or k != "class_kl"]
+            tests = [_test(state, key, a, b, leg) for key in keys
+                     for a in _of_kind(families, part.a) for b in _of_kind(families, part.b)]
+            parts.append((part, tests))
+        layout.append((claim, parts))
+    decided = [t for _, parts in layout for _, tests in parts for t in tests if "decision" in t]
+    for t, d in zip(decided, stats.decide([t["decision"] for t in decided])):
+        t["decision"] = d
+        t["verdict"] = d.verdict if not few else "no verdict"
+    out = []
+    for claim, parts in layout:
+        judged, evidence = [], []
+        for part, tests in parts:
+            for t in tests:
+                evidence.append(f"{part.label}: " + (_describe(t) if "decision" in t
+                                                     else f"{t['text']}: {t['verdict']}"))
+            judged.append({"part": part.label, "verdict": _combine([t["verdict"] for t in tests]),
+                           "tests": [_test_record(t) for t in tests]})
+        if not parts:
+            overall = "not tested"
+        elif len({p["verdict"] for p in judged}) == 1:
+            overall = judged[0]["verdict"]
+        else:
+            overall = "mixed: " + "; ".join(f"{p['part']} {p['verdict']}" for p in judged)
+        out.append({"claim": claim.text, "test": claim.test, "verdict": overall,
+                    "parts": judged, "evidence": evidence,
+                    "families": sorted({f for part in claim.parts
+                                        for f in _of_kind(families, (*part.a, *part.b))})})
+    return out
+
+
+def _test_record(t: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in t.items() if k != "decision"}
+    if "decision" in t:
+        out["decision"] = t["decision"].as_dict()
+    return out
+
+
+def budget(state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per family and leg: the training it had (minutes, steps, epochs, images seen; means over
+    seeds), whether it is converged (not in LR warm-up, at least one epoch, FID no longer falling
+    by more than 20% since the leg before) and whether it used its budget."""
+    minutes = float(state["settings"].get("minutes", 0))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for family in state["settings"]["families"]:
+        rows = []
+        for i, fraction in enumerate(LEGS):
+            legs = [r["legs"][i] for r in state["runs"].values()
+                    if r["family"] == family and len(r.get("legs", [])) > i]
+            if not legs:
+                break
+            row: dict[str, Any] = {"fraction": fraction, "budget_minutes": fraction * minutes}
+            for key in ("train_seconds", "step", "epoch", "images_seen"):
+                have = [leg[key] for leg in legs if key in leg]
+                if have:
+                    row[key] = statistics.fmean(have)
+            row["minutes"] = row.pop("train_seconds", 0.0) / 60
+            reasons = []
+            if any(leg.get("in_warmup") for leg in legs):
+                reasons.append("in LR warm-up")
+            if "epoch" in row and row["epoch"] < MIN_EPOCHS:
+                reasons.append(f"under {MIN_EPOCHS:g} epoch")
+            now = _values(state, family, "fid", i)
+            before = _values(state, family, "fid", i - 1) if i else []
+            fall = 1 - statistics.fmean(now) / statistics.fmean(before) if now and before else 0
+            if not i:
+                reasons.append("no earlier leg to show FID levelling off")
+            elif not (now and before):
+                reasons.append("no FID at this leg and the one before to show it levelling off")
+            elif fall > FID_STILL_FALLING:
+                reasons.append(f"FID fell {fall:.0%} since the {LEGS[i - 1]:.0%} leg")
+            row["not_converged"] = reasons
+            # a run whose epochs ran out stops before its minutes: it did not use its budget
+            row["ended_early"] = sum(bool(leg.get("ended_early")) for leg in legs)
+            rows.append(row)
+        out[family] = rows
+    return out
 
 
 def verdicts(state: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each textbook claim, split into the parts it asserts, each with the measurements that
-    test it and a verdict computed from them: supported (every test goes the claim's way beyond
-    the seeds' spread), contradicted (every test goes the other way), not settled (the spreads
-    overlap or the tests disagree). The claim's verdict is its parts' when they agree, else
-    'mixed' naming each part's."""
-    families = state["settings"]["families"]
-    diffusion = [f for f in ("ddpm", "flow") if f in families]
-    # an unlabelled dataset's samples have no class histogram (label-free features predict none)
-    labelled = any("class_entropy" in r.get("final", {}) for r in state["runs"].values())
-    out = []
+    """Each textbook claim that applies to the families (by their recipes' kinds), split into
+    the parts it asserts, each tested on its measures family against family at the full budget
+    (genlab.stats: 95% Welch intervals against each measure's minimal effect, Holm across the
+    report), with the verdict at every leg (``by_leg``) and the budget each family had. Fewer
+    than 3 seeds: every part reads 'no verdict'."""
+    legs = [claims_at(state, i) for i in range(len(LEGS))]
+    stamps = budget(state)
+    final = legs[-1]
+    for j, claim in enumerate(final):
+        claim["by_leg"] = [{"fraction": f, "verdict": legs[i][j]["verdict"],
+                            "parts": [p["verdict"] for p in legs[i][j]["parts"]]}
+                           for i, f in enumerate(LEGS)]
+        claim["budget"] = {f: stamps[f][-1] for f in claim["families"] if stamps.get(f)}
+        caveats = [f"{f}: {', '.join(s['not_converged'])}" for f, s in claim["budget"].items()
+                   if s.get("not_converged")]
+        claim["converged"] = not caveats
+        claim["caveat"] = ("at this budget, before convergence (" + "; ".join(caveats) + ")"
+                           if caveats else "")
+    return final
 
-    def claim(text: str, how: str, parts: list[tuple[str, list[Test]]]) -> None:
-        evidence, judged = [], []
-        for label, tests in parts:
-            results = []
-            for key, a, b, better in tests:
-                result, numbers = _compare(state, key, a, b, better)
-                results.append(result)
-                evidence.append(f"{label}: {numbers}: {result}")
-            judged.append({"part": label, "verdict": _verdict(results)})
-        verdicts_ = {p["verdict"] for p in judged}
-        overall = (judged[0]["verdict"] if len(verdicts_) == 1 else
-                   "mixed: " + "; ".join(f"{p['part']} {p['verdict']}" for p in judged))
-        out.append({"claim": text, "test": how, "verdict": overall, "parts": judged,
-                    "evidence": evidence})
 
-    if "ddpm" in families and "dcgan" in families:
-        claim("Diffusion models train more stably than GANs, which can suffer mode collapse.",
-              "mode coverage (coverage, recall, entropy of the samples' class histogram) and "
-              "loss spikes of DDPM against the DCGAN, beyond the spread across seeds",
-              [("covers the modes better", [("coverage", "ddpm", "dcgan", "higher"),
-                                            ("recall", "ddpm", "dcgan", "higher"),
-                                            *([("class_entropy", "ddpm", "dcgan", "higher")]
-                                              if labelled else [])]),
-               ("trains more stably", [("loss_spikes", "ddpm", "dcgan", "lower"),
-                                       ("diverged_runs", "ddpm", "dcgan", "lower")])])
-    if "ddpm" in families and "vae" in families:
-        claim("Diffusion models give higher-quality images than VAEs, but need more resources.",
-              "FID and precision of DDPM against the VAE at equal training time, and the "
-              "VAE's lower sampling cost (FLOPs and seconds per sample)",
-              [("higher quality", [("fid", "ddpm", "vae", "lower"),
-                                   ("precision", "ddpm", "vae", "higher")]),
-               ("more resources", [("flops_per_sample", "vae", "ddpm", "lower"),
-                                   ("seconds_per_sample", "vae", "ddpm", "lower")])])
-    slow = [("seconds_per_sample", f, "ddpm", "lower") for f in ("vae", "dcgan")
-            if f in families]
-    if "ddpm" in families and slow:
-        claim("Diffusion models are slow to sample, because of their many steps.",
-              "seconds per sample at each family's default sampler (DDPM: DDIM-50); the NFE "
-              "sweep shows what fewer steps cost in FID, and flow matching at few NFE",
-              [("slower to sample", slow)])
-    if "dcgan" in families and diffusion:
-        claim("GANs give finer control over the features of what they generate than diffusion "
-              "models.",
-              "perceptual path length in the classifier's features (Karras et al. 2019): how "
-              "far the image moves per small step along a path between two latents; lower is "
-              "smoother steering. The control figures show the paths (GAN: latent slerp; DDPM "
-              "and flow: noise slerp through their deterministic samplers)",
-              [("smoother latent paths", [("path_length", "dcgan", f, "lower")
-                                          for f in diffusion])])
-    return out
+def rule(state: dict[str, Any]) -> dict[str, Any]:
+    """The decision rule as the report states it, and whether it gave verdicts."""
+    seeds = _seeds(state)
+    return {"alpha": stats.ALPHA, "min_seeds": stats.MIN_SEEDS, "seeds": seeds,
+            "verdicts": seeds >= stats.MIN_SEEDS,
+            "effects": {m.key: {"effect": m.effect.text, "reason": m.effect.reason}
+                        for m in MEASURES if m.effect is not None}}
 
 
 def _compare_figures(state: dict[str, Any], out: Path) -> dict[str, str]:

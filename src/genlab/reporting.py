@@ -120,7 +120,7 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px
          "image-rendering:pixelated}.same img{width:360px;height:auto}"
          "figcaption{font-size:12px;color:#555;max-width:440px}"
          ".verdict{font-weight:600}.supported{color:#1a7f37}.contradicted{color:#b42318}"
-         ".unsettled{color:#9a6700}li{margin:.2em 0}")
+         ".unsettled{color:#9a6700}.equivalent{color:#1f4e99}li{margin:.2em 0}")
 
 
 def _write_page(out: Path, title: str, parts: list[str]) -> Path:
@@ -131,27 +131,115 @@ def _write_page(out: Path, title: str, parts: list[str]) -> Path:
     return out
 
 
+def _verdict_class(verdict: str) -> str:
+    return {"supported": "supported", "contradicted": "contradicted",
+            "no meaningful difference": "equivalent"}.get(verdict, "unsettled")
+
+
+def _cell(v: dict[str, Any]) -> str:
+    """mean [95% CI] over seeds (mean ± SD where no interval), and n when under 3."""
+    text = f"{float(v['mean']):.3g}"
+    if v.get("ci"):
+        text += f" [{float(v['ci'][0]):.3g}, {float(v['ci'][1]):.3g}]"
+    elif v.get("n", 1) > 1:
+        text += f" ± {float(v['std']):.2g}"
+    return html.escape(text)
+
+
+def _rule_text(state: dict[str, Any]) -> str:
+    rule = state.get("rule", {})
+    seeds, least = rule.get("seeds", state["settings"]["seeds"]), rule.get("min_seeds", 3)
+    tested = sum(len(p.get("tests", [])) for v in state["verdicts"] for p in v.get("parts", []))
+    text = (f"<p><b>Decision rule.</b> For each measure a claim rests on, the difference between "
+            f"two families over the seeds gets a 95% Welch t interval; a part is "
+            f"<i>supported</i> or <i>contradicted</i> only when the interval clears the "
+            f"measure's minimal meaningful effect (below), <i>no meaningful difference</i> when "
+            f"it lies inside ± the effect, and <i>undecided</i> otherwise, with the seeds that "
+            f"would settle it. Holm's correction across the {tested} comparisons of a leg keeps "
+            f"the chance of any false verdict at that budget at most "
+            f"{rule.get('alpha', 0.05):g}. The verdict at the full budget is the claim's; the "
+            f"strip shows it at 25% and 50%.</p>")
+    if seeds < least:
+        text += (f"<p class='verdict unsettled'>{seeds} seed(s) per family, fewer than "
+                 f"{least}: this report describes the numbers and gives no verdicts (run "
+                 f"--seeds 5).</p>")
+    grouped: dict[tuple[str, str], list[str]] = {}  # measures that share an effect, together
+    for key, e in rule.get("effects", {}).items():
+        grouped.setdefault((e["effect"], e["reason"]), []).append(key)
+    if grouped:
+        text += _table([{"measures": ", ".join(keys), "minimal effect": effect, "why": reason}
+                        for (effect, reason), keys in grouped.items()],
+                       ["measures", "minimal effect", "why"])
+    return text
+
+
+def _budget_table(state: dict[str, Any]) -> str:
+    rows = []
+    for family, legs in state.get("budget", {}).items():
+        for leg in legs:
+            rows.append({
+                "family": family, "leg": f"{leg['fraction']:.0%}",
+                "minutes": f"{leg.get('minutes', 0):.2f} of {leg.get('budget_minutes', 0):.2f}",
+                "steps": f"{leg.get('step', 0):.0f}", "epochs": f"{leg.get('epoch', 0):.2f}",
+                "images seen": f"{leg.get('images_seen', 0):.0f}",
+                "converged": "; ".join(leg.get("not_converged", [])) or "yes",
+                "used its budget": (f"no: {leg['ended_early']} run(s) ran out of epochs first"
+                                    if leg.get("ended_early") else "yes")})
+    columns = ["family", "leg", "minutes", "steps", "epochs", "images seen", "converged",
+               "used its budget"]
+    return (("<h2>The budget each family had</h2><p>Means over seeds at the end of each leg. "
+             "Not converged: in LR warm-up, under one epoch, or FID still falling by more than "
+             "20% since the leg before (the 25% leg has none before it).</p>"
+             + _table(rows, columns)) if rows else "")
+
+
+def _claim(v: dict[str, Any]) -> str:
+    """One claim: its test, its verdict with the budget caveat, the verdict strip over the legs,
+    the training each family had, and the evidence."""
+    cls = _verdict_class(v["verdict"])
+    strip = " → ".join(f"{leg['fraction']:.0%}: <span class='verdict "
+                       f"{_verdict_class(leg['verdict'])}'>{html.escape(leg['verdict'])}</span>"
+                       for leg in v.get("by_leg", []))
+    stamps = "; ".join(
+        f"{html.escape(f)}: {s.get('minutes', 0):.2f} min, {s.get('step', 0):.0f} steps, "
+        f"{s.get('epoch', 0):.2f} epochs, {s.get('images_seen', 0):.0f} images"
+        + (" (did not use its budget)" if s.get("ended_early") else "")
+        for f, s in v.get("budget", {}).items())
+    caveat = (f"<br><i>{html.escape(v['caveat'])}</i>" if v.get("caveat") else "")
+    evidence = "".join(f"<li><code>{html.escape(e)}</code></li>" for e in v["evidence"])
+    return (f"<li><p><q>{html.escape(v['claim'])}</q><br>Test: {html.escape(v['test'])}"
+            f"<br>Verdict: <span class='verdict {cls}'>{html.escape(v['verdict'])}</span>"
+            f"{caveat}" + (f"<br>As the budget grows: {strip}" if strip else "")
+            + (f"<br>Budget: {stamps}" if stamps else "") + f"</p><ul>{evidence}</ul></li>")
+
+
 def compare_report(state: dict[str, Any], out: str | Path,
                    figures: dict[str, str] | None = None) -> Path:
-    """The page of ``genlab compare``: a summary table (a row per family, a column per measure,
-    units and better direction marked, the best value highlighted), each claim with its test and
-    computed verdict, then the figures side by side at the same scale, then the runs."""
+    """The page of ``genlab compare``: the decision rule, a summary table (a row per family, a
+    column per measure, mean and 95% interval over seeds, units and better direction marked,
+    the best value highlighted only where the intervals separate it), the budget each family
+    had at each leg, each claim with its test, verdict, verdict strip over the legs and
+    evidence, then the figures side by side at the same scale, then the runs."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     settings, table = state["settings"], state["summary"]
     title = f"genlab compare: {settings['dataset']}"
     parts = [f"<h1>{html.escape(title)}</h1>",
-             f"<p>{', '.join(settings['families'])}: default presets, {settings['minutes']:g} "
-             f"training minutes each, {settings['seeds']} seed(s); scored on "
-             f"{settings['num_samples']} samples against the test split in the features of a "
-             f"classifier trained on the dataset (mean ± std over seeds).</p>",
-             "<h2>Summary</h2>"]
+             f"<p>{html.escape(', '.join(settings['families']))}: default presets, "
+             f"{float(settings['minutes']):g} training minutes each, {int(settings['seeds'])} "
+             f"seed(s); every measure at 25%, 50% and 100% of the budget, on "
+             f"{int(settings['num_samples'])} samples (N) against the test split in the "
+             f"features of a classifier trained on the dataset. Cells: mean [95% t interval] "
+             f"over seeds.</p>",
+             _rule_text(state), "<h2>Summary (full budget)</h2>"]
     head = "<th>family</th>"
     measures = [m for m in table["measures"]  # only the columns some family has a value for
                 if any(m[0] in row for row in table["families"].values())]
     for key, label, unit, better in measures:
         arrow = {"lower": " ↓ lower is better", "higher": " ↑ higher is better"}.get(better, "")
         unit_text = f" ({unit})" if unit else ""
+        if key == "kid":
+            unit_text += f", N = {int(settings['num_samples'])} a set"
         head += f"<th title='{html.escape(key)}'>{html.escape(label + unit_text)}" \
                 f"<br><small>{html.escape(arrow)}</small></th>"
     rows = []
@@ -161,24 +249,21 @@ def compare_report(state: dict[str, Any], out: str | Path,
             if key not in row:
                 cells.append("<td>–</td>")
                 continue
-            v = row[key]
-            text = f"{float(v['mean']):.3g}" + (f" ± {float(v['std']):.2g}" if v["n"] > 1 else "")
             best = " class='best'" if table["best"].get(key) == family else ""
-            cells.append(f"<td{best}>{text}</td>")
+            cells.append(f"<td{best}>{_cell(row[key])}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    parts.append("<p><small>Highlighted: the best mean where 95% Welch intervals (Holm across "
+                 "the other families) separate it from every other family's; none where they "
+                 "overlap. Likelihood bounds under different pixel models are separate columns "
+                 "and not ranked; path length compares a family with itself only.</small></p>")
+    parts.append(_budget_table(state))
     parts.append("<h2>The claims, tested</h2>")
     if not state["verdicts"]:
-        parts.append("<p>No claim applies to these families: the claims compare DDPM with the "
-                     "VAE and the DCGAN (compare vae,dcgan,ddpm,flow).</p>")
+        parts.append("<p>No claim applies to these families: the claims compare diffusion "
+                     "models with VAEs and GANs (compare vae,dcgan,ddpm,flow).</p>")
     parts.append("<ol>")
-    for v in state["verdicts"]:
-        cls = {"supported": "supported", "contradicted": "contradicted"}.get(v["verdict"],
-                                                                             "unsettled")
-        evidence = "".join(f"<li><code>{html.escape(e)}</code></li>" for e in v["evidence"])
-        parts.append(f"<li><p><q>{html.escape(v['claim'])}</q><br>Test: {html.escape(v['test'])}"
-                     f"<br>Verdict: <span class='verdict {cls}'>{html.escape(v['verdict'])}"
-                     f"</span></p><ul>{evidence}</ul></li>")
+    parts += [_claim(v) for v in state["verdicts"]]
     parts.append("</ol>")
     base = out.parent
     curves = [(caption, base / figures[key]) for key, caption in

@@ -155,6 +155,7 @@ RECIPE = Recipe(
     default_figures=lambda run: list(FIGURES),
     key_config=("width", "latent_dim", "lr", "lr_d", "ema_decay", "steps", "epochs"),
     headline=("fid", "kid", "seconds_per_image"),
+    kind="adversarial",
     demo=(DemoRun("dcgan", "default",
                   dict(dataset="digits", width=16, steps=400, batch_size=64, log_every=20,
                        checkpoint_every=10_000, num_threads=1),

@@ -440,6 +440,7 @@ RECIPE = Recipe(
     key_config=("arch", "channels", "schedule", "num_steps", "class_conditional", "ema_decay",
                 "steps", "batch_size", "lr"),
     headline=("fid_ddim50", "kid_ddim50", "seconds_per_image_ddim50"),
+    kind="diffusion",
     # A small residual UNet at T = 200 cosine steps; DDIM-50 and DDPM-200 scored.
     demo=(DemoRun("ddpm", "default",
                   dict(dataset="digits", channels=(16, 32), num_steps=200, steps=600,
@@ -451,5 +452,6 @@ RECIPE = Recipe(
     control_figure="interpolation",
     nfe_options=lambda nfe: {"sampler": "ddim", "steps": nfe},
     likelihood=likelihood,
+    likelihood_model="discretised-gaussian-256",
     latent_map=latent_map,
 )

@@ -272,6 +272,7 @@ RECIPE = Recipe(
     key_config=("arch", "channels", "time_sampling", "class_conditional", "ema_decay", "steps",
                 "batch_size", "lr"),
     headline=("fid_heun20", "kid_heun20", "seconds_per_image_heun20"),
+    kind="flow-matching",
     demo=(DemoRun("flow", "default",
                   dict(dataset="digits", channels=(16, 32), steps=600, batch_size=64, lr=1e-3,
                        warmup_steps=50, ema_decay=0.995, num_threads=1, log_every=20,

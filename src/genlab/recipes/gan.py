@@ -383,6 +383,7 @@ RECIPE = Recipe(
     key_config=("arch", "disc", "noise", "peak", "sigma", "adv_weight", "l1_weight", "steps",
                 "epochs"),
     headline=("psnr_noisy", "psnr_gan", "ssim_gan", "gan_minus_best_classical_db"),
+    kind="adversarial",
     # At a low light level (peak 10 photons): the small UNet against a reference-style
     # discriminator (a PatchGAN needs 12x12 and more), scored against the noisy input and
     # non-local means (BM3D needs larger images).

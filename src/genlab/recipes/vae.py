@@ -320,6 +320,7 @@ RECIPE = Recipe(
     default_figures=default_figures,
     key_config=("arch", "latent_dim", "hidden", "beta", "binarize", "epochs", "lr"),
     headline=("nll_iwae_nats", "elbo_nats", "recon_nats", "kl_nats"),
+    kind="autoencoder",
     # The latent sweep z = 2, 4, 16 (default preset) and the reference preset at z = 2.
     demo=(DemoRun("vae-z2", "default", dict(_DEMO, latent_dim=2)),
           DemoRun("vae-z4", "default", dict(_DEMO, latent_dim=4)),
@@ -330,5 +331,6 @@ RECIPE = Recipe(
                 "reconstructions_by_latent_dim.png"),
     control_figure="interpolation",
     likelihood=likelihood,
+    likelihood_model="bernoulli",
     latent_map=latent_map,
 )
