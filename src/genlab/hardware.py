@@ -191,7 +191,9 @@ def cpu_threads(fixed: int = 0) -> Iterator[CoreShare | None]:
     elif "OMP_NUM_THREADS" not in os.environ:
         threads = min(before, thread_share())
         torch.set_num_threads(threads)
-        if threads > 1 and not waits_passively():  # passive threads share the cores as they are
+        # passive threads share the cores as they are; without /proc (macOS, Windows) the
+        # others' use cannot be read, and the count stays at the share
+        if threads > 1 and not waits_passively() and os.path.exists("/proc/stat"):
             share = CoreShare(threads, usable_cores())
     _SHARES.append(share)
     try:
