@@ -150,15 +150,19 @@ def test_cgroup_quotas_in_both_formats(tmp_path):
     from genlab.cores import _cgroup_cores
 
     (tmp_path / "cpu.max").write_text("150000 100000\n")
+    _cgroup_cores.cache_clear()  # read once per process; each case rewrites the files
     assert _cgroup_cores(str(tmp_path)) == 1.5
     (tmp_path / "cpu.max").write_text("max 100000\n")
+    _cgroup_cores.cache_clear()
     assert _cgroup_cores(str(tmp_path)) is None
     (tmp_path / "cpu.max").unlink()
     (tmp_path / "cpu").mkdir()
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("400000\n")
     (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    _cgroup_cores.cache_clear()
     assert _cgroup_cores(str(tmp_path)) == 4.0
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
+    _cgroup_cores.cache_clear()
     assert _cgroup_cores(str(tmp_path)) is None
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 import math
 import os
 import time
+from functools import cache
 from pathlib import Path
 
 
+@cache
 def _cgroup_cores(root: str = "/sys/fs/cgroup") -> float | None:
     """The CPU quota of this process's cgroup in cores (v2 ``cpu.max``, v1
-    ``cpu.cfs_quota_us``), or None where there is none."""
+    ``cpu.cfs_quota_us``), or None where there is none. Read once: every reading of the
+    counters asks for it."""
     for quota_file, period_file in (("cpu.max", None),
                                     ("cpu/cpu.cfs_quota_us", "cpu/cpu.cfs_period_us")):
         try:
@@ -93,6 +96,7 @@ def cpu_seconds() -> tuple[float, float]:
     return busy / tick, mine
 
 
+@cache
 def _autogroups() -> bool:
     """Whether the scheduler shares the CPUs between sessions first (Linux autogroup), which
     makes a process's niceness count only within its own session."""

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from genlab.cores import cpu_seconds, thread_share, usable_cores
+from genlab.cores import cpu_seconds, local_processes, thread_share, usable_cores
 from genlab.errors import ConfigError
 
 
@@ -210,8 +210,6 @@ def waits_passively() -> bool:
 
 def threads_note(share: CoreShare | None = None) -> str:
     """One line on the CPU threads a run uses and why, for its start message."""
-    from genlab.cores import local_processes
-
     threads, cores = torch.get_num_threads(), usable_cores()
     line = f"{threads} CPU thread{'s' if threads > 1 else ''} of {cores} usable cores"
     if local_processes() > 1:
