@@ -91,7 +91,7 @@ def test_the_stratified_estimate_is_the_exact_sum_with_every_t_and_unbiased_with
 def test_training_lowers_the_bound_of_a_tiny_ddpm(tmp_path, one_thread) -> None:
     cfg = recipes.make_config("ddpm", "default", dataset="digits", channels=(8, 16),
                               num_steps=50, steps=80, batch_size=32, lr=2e-3, warmup_steps=10,
-                              ema_decay=0.0, log_every=50, checkpoint_every=10_000,
+                              ema_sigma_rel=0.0, log_every=50, checkpoint_every=10_000,
                               run_dir=str(tmp_path / "run"))
     run_dir = genlab.train(cfg, progress=False)
     run = recipes.load_run(run_dir)

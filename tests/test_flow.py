@@ -159,7 +159,7 @@ def test_the_control_figure_of_a_class_conditional_run_adds_guidance_rows(tmp_pa
     from genlab.recipes import flow as flow_recipe
 
     cfg = recipes.make_config("flow", "default", dataset="digits", channels=(8, 8),
-                              class_conditional=True, ema_decay=0.0)
+                              class_conditional=True, ema_sigma_rel=0.0)
     modules = recipes.build_modules(cfg, (1, 8, 8), 10)
     torch.manual_seed(0)
     for m in modules.values():  # random weights everywhere (the output layer starts at zero)

@@ -10,7 +10,8 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[1] / "src" / "genlab"
 LAYERS = {
     -1: {"errors", "cores"},  # leaves importable from anywhere: exceptions; the cores (no torch)
-    0: {"config", "diffusion", "corruption", "metrics", "plots", "files", "hardware", "stats"},
+    0: {"config", "diffusion", "corruption", "metrics", "plots", "files", "hardware", "stats",
+        "schedules"},
     1: {"data", "models", "trackers"},
     2: {"objectives", "samplers", "checkpoint", "featurenet"},
     3: {"recipes"},

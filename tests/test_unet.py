@@ -22,10 +22,11 @@ def test_output_shape_per_preset(preset: str) -> None:
     assert len(cfg.channels) == len(PRESETS["ddpm"][preset]["channels"])
     for shape in SHAPES[preset]:
         modules = build_modules(cfg, shape, 10)
-        assert set(modules) == ({"model", "ema"} if cfg.ema_decay else {"model"})
+        keeps_ema = bool(cfg.ema_decay or cfg.ema_sigma_rel)
+        assert set(modules) == ({"model", "ema"} if keeps_ema else {"model"})
         ema = modules.get("ema", modules["model"])
         net = modules["model"]
-        assert cfg.ema_decay == 0 or not any(p.requires_grad for p in ema.parameters())
+        assert not keeps_ema or not any(p.requires_grad for p in ema.parameters())
         for a, b in zip(net.state_dict().values(), ema.state_dict().values()):
             assert torch.equal(a, b)
         x = torch.randn(2, *shape)

@@ -2,7 +2,9 @@
 score them in one feature space, and test the textbook claims about them with numbers.
 
 For each family and seed the default preset trains in three legs (25%, 50% and 100% of the
-budget, ``--max-minutes`` semantics), each followed by the full scoring on the held-out split in
+budget, ``--max-minutes`` semantics), its schedules (warm-up, decay) spanning the whole budget
+(``budget_minutes``), so the first two legs are snapshots of a run on its way, not runs
+scheduled for their own minutes. Each leg is followed by the full scoring on the held-out split in
 the dataset classifier's features: FID/KID, precision/recall/density/coverage, the class
 histogram of its samples against the real one (on a labelled dataset; an unlabelled one is
 scored in contrastive features, without it), the distance of samples to their nearest training
@@ -227,7 +229,9 @@ def _train_leg(cfg, run_dir: Path, minutes: float, record: dict[str, Any],
                 import shutil
 
                 shutil.rmtree(run_dir)
-            train(recipes.make_config(**cfg, max_minutes=minutes), progress=False)
+            # the schedules span the whole budget; each leg stops part of the way along it
+            train(recipes.make_config(**cfg, max_minutes=minutes,
+                                      budget_minutes=minutes / fraction), progress=False)
         else:
             train(resume=run_dir, max_minutes=minutes, progress=False)
     except TrainingDiverged as err:
@@ -241,8 +245,10 @@ def _stamp(run_dir: Path, step: int, budget_minutes: float, diverged: bool) -> d
     log = checkpoint.read_log(run_dir)
     cfg = recipes.run_config(run_dir)
     seconds = log[-1]["train_seconds"] if log else 0.0
+    budget = 60 * (cfg.budget_minutes or cfg.max_minutes)
+    in_warmup = step < cfg.warmup_steps or (budget > 0 and seconds / budget < cfg.warmup_fraction)
     return {"train_seconds": seconds, "epoch": log[-1].get("epoch", 0.0) if log else 0.0,
-            "images_seen": step * cfg.batch_size, "in_warmup": step < cfg.warmup_steps,
+            "images_seen": step * cfg.batch_size, "in_warmup": in_warmup,
             "ended_early": not diverged and seconds < 0.95 * 60 * budget_minutes}
 
 

@@ -49,12 +49,17 @@ class BaseConfig:
     seed: int = 0
     """seed for initialisation, batch order and all sampling noise"""
     epochs: int = 20
-    """passes over the training split (ignored when steps > 0)"""
+    """passes over the training split (ignored when steps > 0; 0 with steps 0: no step bound,
+    the time budget ends the run)"""
     steps: int = 0
     """optimizer steps to train for; 0 means use epochs"""
     max_minutes: float = 0.0
     """stop after this many minutes of training (summed over resumes) with a checkpoint; 0 = no
-    limit. Schedules still follow epochs/steps, so set those to what fits the budget"""
+    limit. The schedules (warm-up, decay) span the budget: given alone, it trains until the
+    minutes are spent; with epochs or steps too, whichever ends first ends the run"""
+    budget_minutes: float = 0.0
+    """the time budget the schedules span, when a run is trained in parts of it (a comparison's
+    legs: max_minutes is where this part stops); 0: max_minutes"""
     batch_size: int = 128
     """images per optimizer step (per process), whatever grad_accum is"""
     grad_accum: int = 1
@@ -87,10 +92,17 @@ class BaseConfig:
     ema_decay: float = 0.0
     """decay of the exponential moving average of the inference network's weights (0: no EMA;
     the GAN generators take one too)"""
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    """learning-rate schedule after the warm-up"""
+    ema_sigma_rel: float = 0.0
+    """power-function EMA (Karras et al. 2024) instead of a fixed decay: the average spans about
+    this share of the run so far, however long it is (0: off; with ema_decay 0)"""
+    lr_schedule: Literal["constant", "cosine", "linear"] = "constant"
+    """learning-rate schedule after the warm-up, over the run's progress (its steps, or its time
+    budget): 'linear' and 'cosine' decay to zero at the end"""
     warmup_steps: int = 0
     """linear learning-rate warm-up steps (0: none)"""
+    warmup_fraction: float = 0.0
+    """linear learning-rate warm-up over this share of the run's progress (0: none; not with
+    warmup_steps)"""
     grad_clip: float = 0.0
     """clip each network's gradient norm to this (0: off)"""
     hflip: bool = False
@@ -146,19 +158,32 @@ def validate(cfg: BaseConfig) -> None:
     for name in ["epochs", "steps", "num_threads", "seed", "keep_checkpoints"]:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
-    if cfg.epochs == 0 and cfg.steps == 0:
-        raise ConfigError("nothing to train: set epochs > 0 or steps > 0")
+    if cfg.epochs == 0 and cfg.steps == 0 and not (cfg.max_minutes or cfg.budget_minutes):
+        raise ConfigError("nothing bounds the run: set epochs > 0, steps > 0 or max_minutes > 0")
     if cfg.lr <= 0:
         raise ConfigError(f"lr must be positive, got {cfg.lr}")
     if not 0.0 <= cfg.ema_decay < 1.0:
         raise ConfigError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    if not 0.0 <= cfg.ema_sigma_rel <= 0.28:
+        raise ConfigError(f"ema_sigma_rel must be in [0, 0.28] (0.28: about the widest "
+                          f"power-function profile), got {cfg.ema_sigma_rel}")
+    if cfg.ema_decay and cfg.ema_sigma_rel:
+        raise ConfigError(f"ema_decay {cfg.ema_decay} and ema_sigma_rel {cfg.ema_sigma_rel} are "
+                          f"both set: pick one EMA (set the other to 0)")
+    if not 0.0 <= cfg.warmup_fraction < 1.0:
+        raise ConfigError(f"warmup_fraction must be in [0, 1), got {cfg.warmup_fraction}")
+    if cfg.warmup_fraction and cfg.warmup_steps:
+        raise ConfigError(f"warmup_steps {cfg.warmup_steps} and warmup_fraction "
+                          f"{cfg.warmup_fraction} are both set: pick one warm-up (set the other "
+                          f"to 0)")
     if cfg.grad_accum < 1:
         raise ConfigError(f"grad_accum must be >= 1, got {cfg.grad_accum}")
     if cfg.batch_size % cfg.grad_accum:
         raise ConfigError(f"batch_size {cfg.batch_size} does not divide into grad_accum "
                           f"{cfg.grad_accum} equal micro-batches; choose a batch_size that is a "
                           f"multiple of {cfg.grad_accum}")
-    for name in ["warmup_steps", "grad_clip", "max_minutes", "resolution", "random_crop"]:
+    for name in ["warmup_steps", "grad_clip", "max_minutes", "budget_minutes", "resolution",
+                 "random_crop"]:
         if getattr(cfg, name) < 0:
             raise ConfigError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.image_channels not in (0, 1, 3):

@@ -26,8 +26,9 @@ from genlab.inference import sample
 GRID_IMAGES = 16
 """images in the exported sample grid (seed 0, the family's default sampler)"""
 GRID_NAME = "sample_grid.png"
-CARD_CONFIG = ("batch_size", "grad_accum", "lr", "lr_schedule", "warmup_steps", "ema_decay",
-               "precision", "hflip", "random_crop", "seed")
+CARD_CONFIG = ("batch_size", "grad_accum", "lr", "lr_schedule", "warmup_steps", "warmup_fraction",
+               "ema_decay", "ema_sigma_rel", "max_minutes", "budget_minutes", "precision",
+               "hflip", "random_crop", "seed")
 """config fields every model card lists, after the family's own key_config"""
 
 

@@ -17,7 +17,7 @@ all of them stop after the same step. SIGTERM and SIGINT end a run with a checkp
 
 from __future__ import annotations
 
-import math
+import itertools
 import os
 import re
 import signal
@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from genlab import checkpoint, data, recipes
+from genlab import checkpoint, data, recipes, schedules
 from genlab.config import BaseConfig, diff, replace, to_dict
 from genlab.errors import (
     ConfigError,
@@ -53,9 +53,9 @@ from genlab.recipes.base import TrainState
 from genlab.trackers import log_images, make_accelerator, start_trackers, tracker
 
 # Fields that may change when a run is resumed: they extend it or move it, not change its maths.
-RESUMABLE_CHANGES = ("epochs", "steps", "max_minutes", "device", "num_threads", "log_every",
-                     "checkpoint_every", "keep_checkpoints", "log_with", "run_dir", "data_dir",
-                     "download")
+RESUMABLE_CHANGES = ("epochs", "steps", "max_minutes", "budget_minutes", "device", "num_threads",
+                     "log_every", "checkpoint_every", "keep_checkpoints", "log_with", "run_dir",
+                     "data_dir", "download")
 PREVIEW_IMAGES = 64
 
 
@@ -95,15 +95,18 @@ def single_image(cfg: BaseConfig, image_shape: tuple[int, ...]) -> torch.Tensor:
 # --- the loop ------------------------------------------------------------------------------------
 
 
-def lr_factor(cfg: BaseConfig, step: int, total: int) -> float:
-    """Learning-rate multiplier at ``step``: linear warm-up, then constant or cosine decay."""
-    warmup = cfg.warmup_steps
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if cfg.lr_schedule == "cosine":
-        progress = (step - warmup) / max(1, total - warmup)
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return 1.0
+def lr_factor(cfg: BaseConfig, step: int, total: int | None, seconds: float) -> float:
+    """Learning-rate multiplier before optimizer step ``step`` of a run bounded by ``total``
+    steps (None: by its time budget alone) that has trained for ``seconds``."""
+    budget = _budget_seconds(cfg)
+    fraction = schedules.progress(step, total, seconds, budget)
+    return schedules.lr_factor(cfg.lr_schedule, fraction, cfg.warmup_fraction, step,
+                               cfg.warmup_steps, 0 if budget else (total or 0))
+
+
+def _budget_seconds(cfg: BaseConfig) -> float:
+    """The seconds the schedules span: budget_minutes, else max_minutes (0: none)."""
+    return 60.0 * (cfg.budget_minutes or cfg.max_minutes)
 
 
 def default_run_dir(cfg: BaseConfig) -> Path:
@@ -244,7 +247,8 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
 
     n = len(train_data)
     per_epoch = data.steps_per_epoch(n, cfg.batch_size, world)
-    total = cfg.steps if cfg.steps > 0 else cfg.epochs * per_epoch
+    # None: no step bound, the time budget ends the run
+    total = cfg.steps if cfg.steps > 0 else (cfg.epochs * per_epoch or None)
     start, trained_seconds = 0, 0.0
     if resume_step is not None:
         ckpt = checkpoint.load_checkpoint(run_dir, step=resume_step, state=True)
@@ -278,6 +282,10 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
                                 else saved["torch_rng"])
             if device.type == "cuda" and "cuda_rng" in saved:
                 torch.cuda.set_rng_state(saved["cuda_rng"][rank], device)
+            # the training time so far (an older genlab's state has none: its log's last line)
+            trained_seconds = float(saved["train_seconds"]) if "train_seconds" in saved else next(
+                (r["train_seconds"] for r in reversed(checkpoint.read_log(run_dir))
+                 if "train_seconds" in r), 0.0)
         except GenlabError:
             raise
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
@@ -286,9 +294,7 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
                 f"({one_line(err)})")) from None
         state.extra.update(saved.get("extra", {}))
         start = ckpt.step
-        trained_seconds = next((r["train_seconds"] for r in reversed(checkpoint.read_log(run_dir))
-                                if "train_seconds" in r), 0.0)
-        if start >= total or _out_of_time(cfg, trained_seconds):
+        if (total is not None and start >= total) or _out_of_time(cfg, trained_seconds):
             return run_dir
 
     # a memory-mapped (prepared) split stays on disk: each batch reads its rows, then moves alone
@@ -300,8 +306,9 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
     bar = _progress(progress and accelerator.is_main_process, total, start, run_dir)
     sums: dict[str, float] = {}
     count, seen, tick, batches, last_ckpt = 0, 0, time.perf_counter(), None, start
+    clock = trained_seconds
     try:
-        for step in range(start, total):
+        for step in itertools.count(start) if total is None else range(start, total):
             if step == signal_at:
                 os.kill(os.getpid(), signal.SIGTERM)
             poll_threads()
@@ -320,14 +327,16 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
             if cfg.random_crop:
                 x = data.random_crop(x, cfg.random_crop, gen)
             x = x.contiguous(memory_format=memory_format)
-            lr_scale = lr_factor(cfg, step, total)
+            # progress by time is the processes' agreed clock (the last step's), so every
+            # process sets the same rate
+            lr_scale = lr_factor(cfg, step, total, clock)
             for opt in optimizers.values():
                 for group in opt.param_groups:
                     group["lr"] = group.setdefault("initial_lr", group["lr"]) * lr_scale
             logs = accumulated_step(recipe, state, x, y, step)
-            if "ema" in modules:  # warm-up: early on the average would remember the init
-                ema_update(modules["ema"], state.unwrap(), min(cfg.ema_decay,
-                                                               (1 + step) / (10 + step)))
+            if "ema" in modules:
+                ema_update(modules["ema"], state.unwrap(),
+                           schedules.ema_decay(step, cfg.ema_decay, cfg.ema_sigma_rel))
             for k, v in logs.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             count, seen = count + 1, seen + x.shape[0]
@@ -336,9 +345,9 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
             done = step + 1
             # A signal or the spent time budget stops the run here; under several processes the
             # flags are combined across them every step, so all stop after the same step.
-            flags = [signals.received, _out_of_time(
-                cfg, trained_seconds + time.perf_counter() - tick)]
-            stop_signal, timed_out = _any_process(accelerator, flags) if world > 1 else flags
+            flags = [signals.received, trained_seconds + time.perf_counter() - tick]
+            stop_signal, clock = _any_process(accelerator, flags) if world > 1 else flags
+            timed_out = _out_of_time(cfg, clock)
             if done == total:
                 stop_signal = 0  # finished anyway: nothing to resume
             if done % cfg.log_every == 0 or done == total or timed_out or stop_signal:
@@ -360,7 +369,7 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
                                     img_s=f"{record['images_per_s']:.0f}")
                 sums, count, seen, tick = {}, 0, 0, time.perf_counter()
             if timed_out or stop_signal or done % cfg.checkpoint_every == 0 or done == total:
-                _save(state, run_dir, done, world)
+                _save(state, run_dir, done, world, clock)
                 last_ckpt = done
             if stop_signal:
                 accelerator.wait_for_everyone()  # the checkpoint is written before any exits
@@ -492,8 +501,9 @@ def _global_means(accelerator, sums: dict[str, float], count: int, seen: int
 
 
 def _out_of_time(cfg: BaseConfig, seconds: float) -> bool:
-    """Whether the training-time budget is spent."""
-    return cfg.max_minutes > 0 and seconds >= 60 * cfg.max_minutes
+    """Whether the training time this run may have (max_minutes, else budget_minutes) is spent."""
+    stop = cfg.max_minutes or cfg.budget_minutes
+    return stop > 0 and seconds >= 60 * stop
 
 
 class _StopSignals:
@@ -578,7 +588,7 @@ def _per_process(acc, t: torch.Tensor) -> list[torch.Tensor]:
     return [g.cpu().clone() for g in gathered]  # rows, not views of one
 
 
-def _save(state: TrainState, run_dir: Path, step: int, world: int) -> None:
+def _save(state: TrainState, run_dir: Path, step: int, world: int, seconds: float) -> None:
     """Checkpoint and a preview grid; refuses to overwrite good weights with non-finite ones.
     Saves every process's noise generator and global CPU (and CUDA) RNG states, so that a run
     resumed on as many processes draws what it would have drawn."""
@@ -600,7 +610,8 @@ def _save(state: TrainState, run_dir: Path, step: int, world: int) -> None:
         return
     payload = {"optimizers": {n: o.state_dict() for n, o in state.optimizers.items()},
                "gen_state": gen_states, "torch_rng": cpu_states[0], "cpu_rng": cpu_states,
-               "world_size": world, "num_nodes": _num_nodes(world), "extra": state.extra}
+               "world_size": world, "num_nodes": _num_nodes(world), "extra": state.extra,
+               "train_seconds": seconds}
     if cuda_states is not None:
         payload["cuda_rng"] = cuda_states
     checkpoint.save_checkpoint(run_dir, step, unwrapped, payload, state.cfg,

@@ -35,12 +35,24 @@ def get(family: str) -> Recipe:
 
 
 def make_config(family: str, preset: str = "default", **overrides: Any) -> BaseConfig:
-    """The named preset of one family, with field overrides applied and checked."""
+    """The named preset of one family, with field overrides applied and checked. A time budget
+    (max_minutes or budget_minutes) given without epochs or steps trains until it is spent: the
+    preset's epochs no longer bound the run. An EMA decay (or a warm-up in steps) given replaces
+    the preset's power-function EMA (or warm-up fraction), and the other way round."""
     recipe = get(family)
     if preset not in recipe.presets:
         raise ConfigError(f"unknown preset {preset!r} for {family}; expected one of "
                           f"{sorted(recipe.presets)}")
-    return from_values(recipe.config, {"family": family, **recipe.presets[preset], **overrides})
+    values = {"family": family, **recipe.presets[preset], **overrides}
+    # a flag picks its kind of EMA or warm-up over the preset's other kind
+    for pair in (("ema_decay", "ema_sigma_rel"), ("warmup_steps", "warmup_fraction")):
+        for given, other in (pair, pair[::-1]):
+            if overrides.get(given) and other not in overrides:
+                values[other] = 0
+    budget = overrides.get("max_minutes") or overrides.get("budget_minutes")
+    if budget and "epochs" not in overrides and "steps" not in overrides:
+        values.update(epochs=0, steps=0)
+    return from_values(recipe.config, values)
 
 
 def config_from_values(values: dict[str, Any]) -> BaseConfig:
@@ -91,9 +103,10 @@ def _flag(name: str) -> str:
 
 def build_modules(cfg: BaseConfig, image_shape: tuple[int, int, int],
                   num_classes: int) -> dict[str, torch.nn.Module]:
-    """The recipe's networks, plus 'ema' (a frozen copy of 'model') when cfg.ema_decay > 0."""
+    """The recipe's networks, plus 'ema' (a frozen copy of 'model') when the run keeps an EMA
+    (ema_decay or ema_sigma_rel > 0)."""
     modules = get(cfg.family).build(cfg, image_shape, num_classes)  # type: ignore[attr-defined]
-    if cfg.ema_decay > 0:
+    if cfg.ema_decay > 0 or cfg.ema_sigma_rel > 0:
         modules["ema"] = copy.deepcopy(modules["model"]).requires_grad_(False)
     return modules
 

@@ -81,7 +81,8 @@ PRESETS = {
     # The DDPM default's network and optimiser settings, so the two families differ only in
     # their objective and sampler.
     "default": dict(arch="resnet", channels=(32, 64, 128), lr=1e-3, batch_size=64,
-                    ema_decay=0.999, grad_clip=1.0, warmup_steps=200),
+                    ema_sigma_rel=0.1, grad_clip=1.0, warmup_fraction=0.05,
+                    lr_schedule="linear"),
 }
 
 
@@ -269,13 +270,13 @@ RECIPE = Recipe(
     evaluate_options=FlowEvaluateOptions,
     figures=FIGURES,
     default_figures=lambda run: list(FIGURES),
-    key_config=("arch", "channels", "time_sampling", "class_conditional", "ema_decay", "steps",
+    key_config=("arch", "channels", "time_sampling", "class_conditional", "ema_sigma_rel", "steps",
                 "batch_size", "lr"),
     headline=("fid_heun20", "kid_heun20", "seconds_per_image_heun20"),
     kind="flow-matching",
     demo=(DemoRun("flow", "default",
                   dict(dataset="digits", channels=(16, 32), steps=600, batch_size=64, lr=1e-3,
-                       warmup_steps=50, ema_decay=0.995, num_threads=1, log_every=20,
+                       num_threads=1, log_every=20,
                        checkpoint_every=10_000),
                   dict(num_samples=200, solvers=("euler", "heun"), nfe=(10, 20))),),
     control_figure="interpolation",
