@@ -5,9 +5,11 @@ For each family and seed the default preset trains in three legs (25%, 50% and 1
 budget, ``--max-minutes`` semantics), each followed by the full scoring on the held-out split in
 the dataset classifier's features: FID/KID, precision/recall/density/coverage, the class
 histogram of its samples against the real one (on a labelled dataset; an unlabelled one is
-scored in contrastive features, without it), the distance of samples to their nearest training
-image against that of test images (memorisation), the likelihood bound where the family has
-one, the latent's path length, and the cost of a sample (FLOPs, network evaluations, seconds).
+scored in contrastive features, without it), on Stacked MNIST the modes covered of 1,000 and
+KL(sample modes || uniform) with each channel read by the MNIST classifier, the distance of
+samples to their nearest training image against that of test images (memorisation), the
+likelihood bound where the family has one, the latent's path length, and the cost of a sample
+(FLOPs, network evaluations, seconds).
 Each leg is stamped with the training it had (seconds, steps, epochs, images seen). Everything
 goes into ``compare.json`` (each run's record also into ``records/<run>.json``, so that runs
 trained by other processes, ``--jobs`` or a cluster's ``--plan``, are collected), rewritten
@@ -34,11 +36,17 @@ import torch
 
 from genlab import checkpoint, data, plots, recipes, stats
 from genlab.errors import ConfigError, GenlabError, TrainingDiverged
-from genlab.featurenet import feature_network
+from genlab.featurenet import channel_stack, feature_network
 from genlab.figures import plot
 from genlab.files import read_json, write_json
 from genlab.hardware import shares_cores
-from genlab.metrics import fid_kid, inception_fid, precision_recall
+from genlab.metrics import (
+    expected_modes_covered,
+    fid_kid,
+    inception_fid,
+    mode_scores,
+    precision_recall,
+)
 from genlab.reporting import compare_report
 from genlab.samplers import slerp
 from genlab.training import train
@@ -89,7 +97,7 @@ def _features(net: torch.nn.Module, images: torch.Tensor, batch: int = 500
     for chunk in images.split(batch):
         f = net(chunk.to(device).float())
         feats.append(f.cpu())
-        preds.append(net.classifier.head(f).argmax(1).cpu())
+        preds.append(net.classify(f).cpu())
     return torch.cat(feats), torch.cat(preds)
 
 
@@ -135,7 +143,9 @@ class Scorer:
     """The common feature space of a comparison: the dataset's feature network, the real test
     images and a subset of the training images for the memorisation distances. A network
     trained without labels (an unlabelled dataset) predicts no classes, so the class-histogram
-    measures are left out."""
+    measures are left out. On a dataset of known modes (Stacked MNIST, ``data.CHANNEL_STACKS``)
+    each sample's mode is read by the shipped classifier on each channel, for the modes covered
+    and KL(sample modes || uniform), beside the same numbers for as many real test images."""
 
     def __init__(self, dataset: str, data_dir: str | None, download: bool,
                  feature_steps: int, num_train_reference: int = 5000,
@@ -152,6 +162,13 @@ class Scorer:
         # both papers do): the first len(fake) real images of one fixed shuffle
         self.real_order = torch.randperm(len(self.real), generator=torch.Generator().manual_seed(0))
         self.train_ref = data.to_float(train_split.images[:num_train_reference])
+        self.mode_net, self.num_modes = None, 0
+        if dataset in data.CHANNEL_STACKS:  # the FID features may be another network's
+            self.mode_net, mode_info = ((self.net, self.info) if "modes" in self.info
+                                        else channel_stack(dataset))
+            self.num_modes = int(mode_info["modes"])
+            self.real_modes = (self.real_preds if self.mode_net is self.net
+                               else _features(self.mode_net, self.real)[1])
 
     def quick_fid(self, fake: torch.Tensor) -> dict[str, float]:
         s = fid_kid(self.net, self.real, fake)
@@ -176,6 +193,7 @@ class Scorer:
                      if self.inception_weights else {})
         return {"fid": s["fid"], "kid": s["kid"], "kid_std": s["kid_std"], **inception, **pr,
                 **(self.class_histogram(preds) if self.labelled else {}),
+                **(self.modes(fake, preds) if self.mode_net is not None else {}),
                 "nn_train_distance_samples": float(d_fake.median()),
                 "nn_train_distance_test": float(d_test.median()),
                 "nn_distance_ratio": float(d_fake.median() / d_test.median()),
@@ -189,6 +207,20 @@ class Scorer:
         counts = torch.bincount(preds, minlength=len(self.classes)).tolist()
         return {"class_counts": counts, **self.class_kl(counts),
                 "classes_missing": sum(c == 0 for c in counts)}
+
+    def modes(self, fake: torch.Tensor, preds: torch.Tensor | None = None) -> dict[str, Any]:
+        """Modes covered and KL(sample modes || uniform) of ``fake`` (Stacked MNIST; ``preds``:
+        the feature network's classes, used where that network is the mode classifier), and the
+        same for as many real test images (the first of the fixed shuffle, so N is equal) and
+        the modes an even draw would cover at that N."""
+        if preds is None or self.mode_net is not self.net:
+            preds = _features(self.mode_net, fake)[1]
+        n = len(preds)
+        real = mode_scores(self.real_modes[self.real_order[:n]], self.num_modes)
+        return {**mode_scores(preds, self.num_modes), "num_modes": self.num_modes,
+                "modes_covered_real": real["modes_covered"], "mode_kl_real": real["mode_kl"],
+                "mode_num_real": real["mode_num_samples"],
+                "modes_covered_even": expected_modes_covered(self.num_modes, n)}
 
     def class_kl(self, counts: list[int]) -> dict[str, Any]:
         real_counts = torch.bincount(self.real_preds, minlength=len(self.classes)).tolist()
@@ -482,14 +514,16 @@ def _missing_measures(final: dict[str, Any], recipe, scorer: Scorer) -> list[str
               "class_kl": "class_counts" in final,  # genlab < 0.4 scored the entropy
               "likelihood": recipe.likelihood is not None,
               "path_length": recipe.latent_map is not None,
-              "inception_fid": scorer.inception_weights is not None}
+              "inception_fid": scorer.inception_weights is not None,
+              "modes_covered": scorer.mode_net is not None}
     return [key for key, want in wanted.items() if want and key not in final]
 
 
 def _measure(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
              path_pairs: int, keys: Sequence[str]) -> dict[str, Any]:
-    """The measures ``keys`` of a scored run (likelihood, path length, Inception FID, and
-    precision/recall/density/coverage, keyed by 'pr_num_real')."""
+    """The measures ``keys`` of a scored run (likelihood, path length, Inception FID,
+    precision/recall/density/coverage, keyed by 'pr_num_real', and the mode measures, keyed by
+    'modes_covered')."""
     run = recipes.load_run(run_dir, checkpoint.pick_device())
     out: dict[str, Any] = {}
     if "likelihood" in keys:
@@ -499,7 +533,7 @@ def _measure(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
         out.update(path_length(lambda z: decode(z.to(run.device)),
                                lambda x: _features(scorer.net, x)[0], shape, path_pairs,
                                seed=seed))
-    if "inception_fid" in keys or "pr_num_real" in keys:  # the final samples, drawn again
+    if {"inception_fid", "pr_num_real", "modes_covered"} & set(keys):  # the final samples, again
         gen = torch.Generator(device=run.device).manual_seed(seed)
         opts = recipes.verb_options(recipe.name, "sample", {})
         fake = recipe.sample(run, num_samples, gen, opts).cpu()
@@ -507,6 +541,8 @@ def _measure(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
             out["inception_fid"] = inception_fid(scorer.real, fake, scorer.inception_weights)
         if "pr_num_real" in keys:
             out.update(scorer.precision_recall(_features(scorer.net, fake)[0]))
+        if "modes_covered" in keys:
+            out.update(scorer.modes(fake))
     return out
 
 
@@ -534,9 +570,10 @@ def _score(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
               "params_trained": sum(p.numel() for n, m in run.modules.items() if n != "ema"
                                     for p in m.parameters()),
               "loss_spikes": _spikes(log), "log_lines": len(log)}
+    drawn = ("inception_fid", "pr_num_real", "modes_covered")  # full() took them on ``fake``
     result.update(_measure(run_dir, recipe, scorer, seed, num_samples, path_pairs,
                            [k for k in _missing_measures(result, recipe, scorer)
-                            if k not in ("inception_fid", "pr_num_real")]))  # full() has them
+                            if k not in drawn]))
     return result, fake
 
 
@@ -580,6 +617,13 @@ SHARE = stats.absolute(
 HISTOGRAM = stats.absolute(
     0.02, "KL from the real class histogram; halving one class of ten (5% instead of 10%, the "
     "rest scaled up) costs 0.017 nats, a visible loss of a mode", "nats")
+MODES = stats.relative(
+    0.10, "modes covered of Stacked MNIST's 1,000: a generator that drops a tenth of the modes "
+    "covers 10% fewer at any N, and at N = 1,000 an even draw covers 632 +- 10 (SD), so 10% is "
+    "about six SDs; tested as a ratio, so 10% means the same at 100 modes and at 900")
+MODE_KL = stats.absolute(
+    0.1, "KL(sample modes || uniform): a generator that drops a tenth of the modes and draws the "
+    "rest evenly is log(1 / 0.9) = 0.105 nats from uniform", "nats")
 COST = stats.ratio(
     1.25, "timings on a shared machine vary by 10-20% between runs, and a user does not notice a "
     "smaller saving; FLOPs and NFE are exact but are judged on the same scale as the time they "
@@ -598,6 +642,9 @@ class Measure:
     effect: stats.Effect | None
     """the minimal meaningful effect; None: described, never a verdict"""
     scale: float = 1.0
+    where: str = ""
+    """the datasets it is taken on, when not all ('labelled', 'Stacked MNIST'): a claim tests
+    it only where some run of the comparison recorded it"""
 
 
 MEASURES = (
@@ -608,7 +655,12 @@ MEASURES = (
     Measure("precision", "precision", "", "higher", SHARE),
     Measure("recall", "recall", "", "higher", SHARE),
     Measure("coverage", "coverage", "", "higher", SHARE),
-    Measure("class_kl", "KL(sample classes || real classes)", "nats", "lower", HISTOGRAM),
+    Measure("class_kl", "KL(sample classes || real classes)", "nats", "lower", HISTOGRAM,
+            where="labelled"),
+    Measure("modes_covered", "modes covered (of 1,000)", "", "higher", MODES,
+            where="Stacked MNIST"),
+    Measure("mode_kl", "KL(sample modes || uniform)", "nats", "lower", MODE_KL,
+            where="Stacked MNIST"),
     Measure("nn_distance_ratio", "NN-train distance, samples / test", "", None, None),
     # a latent's path length depends on its dimension and prior: compared within a family only
     # (across its legs and seeds), never across families
@@ -709,6 +761,12 @@ def summary(state: dict[str, Any], leg: int = -1) -> dict[str, Any]:
         if all(q <= stats.ALPHA for q in stats.holm(p)):
             best[m.key] = top
     table["best"] = best
+    reference = next((r["final"] for r in state["runs"].values()
+                      if "modes_covered_real" in r.get("final", {})), None)
+    if reference is not None:  # Stacked MNIST: what real images and an even draw reach at N
+        table["mode_reference"] = {k: reference[k] for k in (
+            "num_modes", "mode_num_samples", "mode_num_real", "modes_covered_real",
+            "mode_kl_real", "modes_covered_even") if k in reference}
     return table
 
 
@@ -736,11 +794,13 @@ class Claim:
 
 CLAIMS = (
     Claim("Diffusion models train more stably than GANs, which can suffer mode collapse.",
-          "mode coverage of each diffusion model against each GAN (coverage, recall, and the KL "
-          "divergence of the samples' class histogram from the real test set's), and how many "
-          "runs diverged (Fisher's exact test); loss spikes are shown, not tested",
+          "mode coverage of each diffusion model against each GAN (coverage, recall, the KL "
+          "divergence of the samples' class histogram from the real test set's on labelled data, "
+          "and on Stacked MNIST the modes covered of 1,000 and KL(sample modes || uniform), each "
+          "channel read by the MNIST classifier), and how many runs diverged (Fisher's exact "
+          "test); loss spikes are shown, not tested",
           (Part("covers the modes better", ("diffusion",), ("adversarial",),
-                ("coverage", "recall", "class_kl")),
+                ("coverage", "recall", "class_kl", "modes_covered", "mode_kl")),
            Part("trains more stably", ("diffusion",), ("adversarial",), (DIVERGED,)))),
     Claim("Diffusion models give higher-quality images than VAEs, but need more resources.",
           "FID and precision of each diffusion model against each VAE at equal training time, "
@@ -863,14 +923,15 @@ def claims_at(state: dict[str, Any], leg: int = -1) -> list[dict[str, Any]]:
     """The claims' verdicts at leg ``leg``, with Holm's correction across every test of them
     (one report of the claims at that budget)."""
     families = state["settings"]["families"]
-    labelled = any("class_counts" in r.get("final", {}) for r in state["runs"].values())
+    recorded = {k for r in state["runs"].values() for k in r.get("final", {})}
     few = _seeds(state) < stats.MIN_SEEDS
     applying = [c for c in CLAIMS if _applies(c, families)]
     layout = []  # (claim, [(part, [tests])])
     for claim in applying:
         parts = []
         for part in claim.parts:
-            keys = [k for k in part.measures if labelled or k != "class_kl"]
+            keys = [k for k in part.measures  # a dataset's own measures where it has them
+                    if k not in MEASURE or not MEASURE[k].where or k in recorded]
             tests = [_test(state, key, a, b, leg) for key in keys
                      for a in _of_kind(families, part.a) for b in _of_kind(families, part.b)]
             parts.append((part, tests))

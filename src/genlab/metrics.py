@@ -1,4 +1,5 @@
-"""Metrics: likelihood bounds (ELBO, IWAE), image fidelity (PSNR, SSIM), sample quality (FID/KID).
+"""Metrics: likelihood bounds (ELBO, IWAE), image fidelity (PSNR, SSIM), sample quality (FID/KID,
+precision/recall), and mode collapse on a dataset of known modes (modes covered, KL to uniform).
 
 Functions take networks as arguments; nothing here imports the rest of genlab but its errors.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -214,6 +216,39 @@ def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> dict
             "density": float(inside.double().sum(0).mean() / k),
             "coverage": float(inside.any(1).double().mean()),
             "k": k, "num_real": len(real), "num_fake": len(fake)}
+
+
+# --- mode collapse on a dataset of known modes (Stacked MNIST) ----------------------------------
+
+
+def mode_scores(modes: torch.Tensor, num_modes: int) -> dict[str, Any]:
+    """How a sample set spreads over a dataset's ``num_modes`` known modes, as Unrolled GAN
+    (Metz et al. 2017), VEEGAN (Srivastava et al. 2017) and PacGAN (Lin et al. 2018) report it
+    on Stacked MNIST: the number of modes that at least one sample falls in, and the KL
+    divergence of the samples' mode histogram p from the uniform one, KL(p || U) =
+    sum_k p_k log(p_k * num_modes) = log(num_modes) - H(p), in nats (0 for a set spread evenly
+    over every mode; log(num_modes / k) for one spread evenly over k of them). ``modes`` is (N,)
+    integers in 0..num_modes - 1. Both depend on N: compare them at equal N
+    (``expected_modes_covered``)."""
+    modes = torch.as_tensor(modes).flatten().long()
+    if num_modes < 1:
+        raise ValueError(f"num_modes must be >= 1, got {num_modes}")
+    if len(modes) == 0:
+        raise ValueError("mode_scores needs at least one sample's mode, got none")
+    if int(modes.min()) < 0 or int(modes.max()) >= num_modes:
+        raise ValueError(f"modes must lie in 0..{num_modes - 1}, got {int(modes.min())}.."
+                         f"{int(modes.max())}")
+    counts = torch.bincount(modes, minlength=num_modes).double()
+    p = counts[counts > 0] / len(modes)
+    return {"modes_covered": int((counts > 0).sum()),
+            "mode_kl": float((p * (p * num_modes).log()).sum()), "mode_num_samples": len(modes)}
+
+
+def expected_modes_covered(num_modes: int, n: int) -> float:
+    """The expected number of modes that ``n`` draws from the uniform distribution over
+    ``num_modes`` modes cover: num_modes * (1 - (1 - 1 / num_modes)^n) (632 of 1,000 at n =
+    1,000; 993 at n = 5,000): what a generator that draws the modes evenly reaches at that N."""
+    return num_modes * -math.expm1(n * math.log1p(-1 / num_modes)) if num_modes > 1 else 1.0
 
 
 def inception_fid(real: torch.Tensor, fake: torch.Tensor, weights_path: str | Path,

@@ -238,7 +238,7 @@ def compare_report(state: dict[str, Any], out: str | Path,
     for key, label, unit, better in measures:
         arrow = {"lower": " ↓ lower is better", "higher": " ↑ higher is better"}.get(better, "")
         unit_text = f" ({unit})" if unit else ""
-        if key == "kid":
+        if key in ("kid", "modes_covered", "mode_kl"):
             unit_text += f", N = {int(settings['num_samples'])} a set"
         head += f"<th title='{html.escape(key)}'>{html.escape(label + unit_text)}" \
                 f"<br><small>{html.escape(arrow)}</small></th>"
@@ -257,6 +257,17 @@ def compare_report(state: dict[str, Any], out: str | Path,
                  "the other families) separate it from every other family's; none where they "
                  "overlap. Likelihood bounds under different pixel models are separate columns "
                  "and not ranked; path length compares a family with itself only.</small></p>")
+    reference = table.get("mode_reference")
+    if reference:
+        parts.append(
+            f"<p><small>Modes (Stacked MNIST): each channel of a sample read by the MNIST "
+            f"classifier, the digit triple its mode, of {int(reference['num_modes'])}. Both "
+            f"numbers depend on N: at N = {int(reference['mode_num_samples'])} the real test "
+            f"images cover {int(reference['modes_covered_real'])} modes, KL(real modes || "
+            f"uniform) {float(reference['mode_kl_real']):.3g} nats, and an even draw of the "
+            f"modes covers {float(reference['modes_covered_even']):.0f} on average; "
+            f"a generator is compared with these, not with {int(reference['num_modes'])} "
+            f"and 0.</small></p>")
     parts.append(_budget_table(state))
     parts.append("<h2>The claims, tested</h2>")
     if not state["verdicts"]:
