@@ -3,7 +3,8 @@ score them in one feature space, and test the textbook claims about them with nu
 
 For each family and seed the default preset trains in three legs (25%, 50% and 100% of the
 budget, ``--max-minutes`` semantics), each followed by the full scoring on the held-out split in
-the dataset classifier's features: FID/KID, precision/recall/density/coverage, the class
+the dataset classifier's features: FID/KID, FID extrapolated to infinite samples (FD-infinity,
+fit over five subset sizes), precision/recall/density/coverage, the class
 histogram of its samples against the real one (on a labelled dataset; an unlabelled one is
 scored in contrastive features, without it), on Stacked MNIST the modes covered of 1,000 and
 KL(sample modes || uniform) with each channel read by the MNIST classifier, the distance of
@@ -42,6 +43,7 @@ from genlab.files import read_json, write_json
 from genlab.hardware import shares_cores
 from genlab.metrics import (
     expected_modes_covered,
+    fd_infinity,
     fid_kid,
     inception_fid,
     mode_scores,
@@ -191,7 +193,8 @@ class Scorer:
         close = float(torch.quantile(d_test, 0.01))
         inception = ({"inception_fid": inception_fid(self.real, fake, self.inception_weights)}
                      if self.inception_weights else {})
-        return {"fid": s["fid"], "kid": s["kid"], "kid_std": s["kid_std"], **inception, **pr,
+        return {"fid": s["fid"], "kid": s["kid"], "kid_std": s["kid_std"], **inception,
+                **fd_infinity(self.real_features, feats), **pr,
                 **(self.class_histogram(preds) if self.labelled else {}),
                 **(self.modes(fake, preds) if self.mode_net is not None else {}),
                 "nn_train_distance_samples": float(d_fake.median()),
@@ -515,15 +518,16 @@ def _missing_measures(final: dict[str, Any], recipe, scorer: Scorer) -> list[str
               "likelihood": recipe.likelihood is not None,
               "path_length": recipe.latent_map is not None,
               "inception_fid": scorer.inception_weights is not None,
-              "modes_covered": scorer.mode_net is not None}
+              "modes_covered": scorer.mode_net is not None,
+              "fd_inf": True}
     return [key for key, want in wanted.items() if want and key not in final]
 
 
 def _measure(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
              path_pairs: int, keys: Sequence[str]) -> dict[str, Any]:
     """The measures ``keys`` of a scored run (likelihood, path length, Inception FID,
-    precision/recall/density/coverage, keyed by 'pr_num_real', and the mode measures, keyed by
-    'modes_covered')."""
+    precision/recall/density/coverage, keyed by 'pr_num_real', the mode measures, keyed by
+    'modes_covered', and FD-infinity, keyed by 'fd_inf')."""
     run = recipes.load_run(run_dir, checkpoint.pick_device())
     out: dict[str, Any] = {}
     if "likelihood" in keys:
@@ -533,14 +537,18 @@ def _measure(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
         out.update(path_length(lambda z: decode(z.to(run.device)),
                                lambda x: _features(scorer.net, x)[0], shape, path_pairs,
                                seed=seed))
-    if {"inception_fid", "pr_num_real", "modes_covered"} & set(keys):  # the final samples, again
+    drawn = {"inception_fid", "pr_num_real", "modes_covered", "fd_inf"}
+    if drawn & set(keys):  # the final samples, drawn again
         gen = torch.Generator(device=run.device).manual_seed(seed)
         opts = recipes.verb_options(recipe.name, "sample", {})
         fake = recipe.sample(run, num_samples, gen, opts).cpu()
         if "inception_fid" in keys:
             out["inception_fid"] = inception_fid(scorer.real, fake, scorer.inception_weights)
+        feats = _features(scorer.net, fake)[0]
         if "pr_num_real" in keys:
-            out.update(scorer.precision_recall(_features(scorer.net, fake)[0]))
+            out.update(scorer.precision_recall(feats))
+        if "fd_inf" in keys:
+            out.update(fd_infinity(scorer.real_features, feats))
         if "modes_covered" in keys:
             out.update(scorer.modes(fake))
     return out
@@ -570,7 +578,7 @@ def _score(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
               "params_trained": sum(p.numel() for n, m in run.modules.items() if n != "ema"
                                     for p in m.parameters()),
               "loss_spikes": _spikes(log), "log_lines": len(log)}
-    drawn = ("inception_fid", "pr_num_real", "modes_covered")  # full() took them on ``fake``
+    drawn = ("inception_fid", "pr_num_real", "modes_covered", "fd_inf")  # full() has them
     result.update(_measure(run_dir, recipe, scorer, seed, num_samples, path_pairs,
                            [k for k in _missing_measures(result, recipe, scorer)
                             if k not in drawn]))
@@ -650,6 +658,9 @@ class Measure:
 MEASURES = (
     Measure("fid", "FID", "", "lower", QUALITY),
     Measure("inception_fid", "Inception FID", "", "lower", QUALITY),
+    # extrapolated from subsets of one sample set: described beside FID, not a verdict's basis
+    # (its fit can land below 0 and its spread is larger than FID's)
+    Measure("fd_inf", "FD∞ (FID extrapolated to infinite N)", "", "lower", None),
     # unbiased, so it can be negative (no ratio), and its units depend on the feature network
     Measure("kid", "KID", "", "lower", None),
     Measure("precision", "precision", "", "higher", SHARE),
@@ -761,6 +772,10 @@ def summary(state: dict[str, Any], leg: int = -1) -> dict[str, Any]:
         if all(q <= stats.ALPHA for q in stats.holm(p)):
             best[m.key] = top
     table["best"] = best
+    sizes = next((r["final"]["fd_inf_sizes"] for r in state["runs"].values()
+                  if "fd_inf_sizes" in r.get("final", {})), None)
+    if sizes:
+        table["fd_inf_sizes"] = sizes
     reference = next((r["final"] for r in state["runs"].values()
                       if "modes_covered_real" in r.get("final", {})), None)
     if reference is not None:  # Stacked MNIST: what real images and an even draw reach at N

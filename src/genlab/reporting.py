@@ -238,8 +238,11 @@ def compare_report(state: dict[str, Any], out: str | Path,
     for key, label, unit, better in measures:
         arrow = {"lower": " ↓ lower is better", "higher": " ↑ higher is better"}.get(better, "")
         unit_text = f" ({unit})" if unit else ""
-        if key in ("kid", "modes_covered", "mode_kl"):
+        if key in ("fid", "kid", "modes_covered", "mode_kl"):
             unit_text += f", N = {int(settings['num_samples'])} a set"
+        if key == "fd_inf" and table.get("fd_inf_sizes"):
+            sizes = table["fd_inf_sizes"]
+            unit_text += f", fit over N = {', '.join(str(int(n)) for n in sizes)}"
         head += f"<th title='{html.escape(key)}'>{html.escape(label + unit_text)}" \
                 f"<br><small>{html.escape(arrow)}</small></th>"
     rows = []
@@ -256,7 +259,11 @@ def compare_report(state: dict[str, Any], out: str | Path,
     parts.append("<p><small>Highlighted: the best mean where 95% Welch intervals (Holm across "
                  "the other families) separate it from every other family's; none where they "
                  "overlap. Likelihood bounds under different pixel models are separate columns "
-                 "and not ranked; path length compares a family with itself only.</small></p>")
+                 "and not ranked; path length compares a family with itself only. FID is biased "
+                 "upwards by an amount that falls as 1/N and differs between models; FD∞ (Chong "
+                 "& Forsyth 2020) fits FID at the subset sizes shown as FD∞ + slope / N and "
+                 "reads it at 1/N = 0: it is shown beside FID, and claims rest on FID at equal "
+                 "N.</small></p>")
     reference = table.get("mode_reference")
     if reference:
         parts.append(
