@@ -4,6 +4,7 @@ without retraining, and the report rendered in a real browser (when Chromium is 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -431,3 +432,43 @@ def test_two_jobs_at_once_give_the_numbers_of_one_at_a_time(tmp_path: Path, monk
     assert states[1]["budget"]["ddpm"][-1]["ended_early"] == 1
     page = (tmp_path / "two" / "report.html").read_text()
     assert "did not use its budget" in page and "in LR warm-up" in page
+
+
+def test_each_claim_carries_the_literature_and_whether_it_agrees_at_this_budget(tmp_path):
+    assert comparison.agreement(None, "supported") == "context"
+    assert comparison.agreement("supported", "supported") == "agree"
+    assert comparison.agreement("supported", "contradicted") == "disagree"
+    assert comparison.agreement("supported", "no meaningful difference") == "disagree"
+    for open_ in ("undecided", "no verdict", "not measured", "mixed"):
+        assert comparison.agreement("supported", open_) == "undecided"
+    for claim in comparison.CLAIMS:  # every claim has a citation; parts named exist
+        assert claim.literature, claim.text
+        labels = {p.label for p in claim.parts}
+        for f in claim.literature:
+            assert re.search(r"\b(19|20)\d\d\b", f.cite), f.cite
+            assert (f.part is None) == (f.expects is None) and (f.part is None or f.part in labels)
+    state = state_with(GOOD, seeds=3, legs=True)
+    found = by_claim(state)
+    quality = {f["part"]: f for f in found["Diffusion models give higher-q"]["literature"]}
+    assert quality["higher quality"]["agreement"] == "agree"  # supported, as Xiao et al.
+    assert "Xiao" in quality["higher quality"]["cite"]
+    stable = found["Diffusion models train more st"]["literature"]
+    by_part = {(f["part"], f["cite"][:8]): f["agreement"] for f in stable}
+    assert by_part[("covers the modes better", "Dhariwal")] == "agree"
+    assert by_part[("trains more stably", "Dhariwal")] == "undecided"  # no run diverged
+    assert by_part[(None, "Lucic, K")] == "context"
+    state["runs"] = {k: v for k, v in state["runs"].items() if not k.startswith("dcgan")}
+    state["settings"]["families"] = ["ddpm", "vae"]
+    for record in state["runs"].values():  # the diffusion model now loses on quality
+        if record["family"] == "ddpm":
+            record["final"].update(fid=300.0 + record["seed"], precision=0.1 + record["seed"] / 100)
+    found = by_claim(state)
+    quality = {f["part"]: f for f in found["Diffusion models give higher-q"]["literature"]}
+    assert quality["higher quality"]["verdict"] == "contradicted"
+    assert quality["higher quality"]["agreement"] == "disagree"
+    state.update(verdicts=verdicts(state), summary=summary(state),
+                 budget=comparison.budget(state), rule=comparison.rule(state))
+    state["settings"].update(dataset="digits", num_samples=100)
+    page = reporting.compare_report(state, tmp_path / "report.html").read_text()
+    assert "What published results say" in page and "Are GANs Created Equal?" not in page
+    assert "Tackling the Generative Learning Trilemma" in page and "→ <b class='lit-" in page

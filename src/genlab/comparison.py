@@ -797,14 +797,43 @@ class Part:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """What a published paper reports about a claim, with its citation, and the verdict of
+    genlab's part ``part`` that would agree with it (None: context that no part of genlab's
+    tests; shown, never scored as agreeing or not)."""
+
+    cite: str
+    says: str
+    part: str | None = None
+    expects: str | None = None
+    """stats.SUPPORTED or stats.CONTRADICTED: the part's verdict that agrees with the paper"""
+
+
+@dataclass(frozen=True)
 class Claim:
-    """A textbook claim, the families it is about (by recipe kind) and the parts it asserts."""
+    """A textbook claim, the families it is about (by recipe kind), the parts it asserts, and
+    what published results say about it."""
 
     text: str
     test: str
     parts: tuple[Part, ...]
     untested: str = ""
     """why a claim with no parts is not tested by these measures"""
+    literature: tuple[Finding, ...] = ()
+
+
+# Published results beside the claims, stated no more strongly than the papers do. Their
+# budgets (GPU-days on ImageNet, CIFAR-10, LSUN) are far beyond a comparison on a CPU, so genlab
+# reports whether its verdict at its own budget agrees, not whether the paper is right.
+DHARIWAL_NICHOL = "Dhariwal & Nichol 2021, Diffusion Models Beat GANs on Image Synthesis"
+XIAO = ("Xiao, Kreis & Vahdat 2022, Tackling the Generative Learning Trilemma with Denoising "
+        "Diffusion GANs")
+LUCIC = "Lucic, Kurach, Michalski, Gelly & Bousquet 2018, Are GANs Created Equal?"
+DDIM = "Song, Meng & Ermon 2021, Denoising Diffusion Implicit Models"
+LIPMAN = ("Lipman, Chen, Ben-Hamu, Nickel & Le 2023, Flow Matching for Generative Modeling")
+STACKED = ("Srivastava et al. 2017, VEEGAN; Lin, Khetan, Fanti & Oh 2018, PacGAN (Stacked "
+           "MNIST, the setup of Metz et al. 2017, Unrolled GANs)")
+KARRAS = "Karras, Laine & Aila 2019, A Style-Based Generator Architecture for GANs"
 
 
 CLAIMS = (
@@ -816,26 +845,66 @@ CLAIMS = (
           "test); loss spikes are shown, not tested",
           (Part("covers the modes better", ("diffusion",), ("adversarial",),
                 ("coverage", "recall", "class_kl", "modes_covered", "mode_kl")),
-           Part("trains more stably", ("diffusion",), ("adversarial",), (DIVERGED,)))),
+           Part("trains more stably", ("diffusion",), ("adversarial",), (DIVERGED,))),
+          literature=(
+              Finding(DHARIWAL_NICHOL, "on ImageNet their diffusion models reach higher recall "
+                      "than BigGAN-deep at comparable or better FID, and they describe GANs as "
+                      "capturing less diversity than likelihood-based models",
+                      "covers the modes better", stats.SUPPORTED),
+              Finding(XIAO, "diffusion models cover the modes of the data well where GANs are "
+                      "known to drop some (one corner of their trilemma)",
+                      "covers the modes better", stats.SUPPORTED),
+              Finding(STACKED, "a DCGAN trained on Stacked MNIST misses many of its 1,000 modes "
+                      "in the setups they test (how many depends on the discriminator's size), "
+                      "and their remedies recover more; no diffusion model was in these "
+                      "studies"),
+              Finding(DHARIWAL_NICHOL, "GANs are often difficult to train, collapsing without "
+                      "carefully selected hyperparameters and regularizers (said of earlier "
+                      "work, not measured there)", "trains more stably", stats.SUPPORTED),
+              Finding(LUCIC, "the FID each GAN they studied reaches depends strongly on its "
+                      "hyperparameters and random seed, and with enough tuning and restarts "
+                      "none was consistently better than the original GAN; no diffusion model "
+                      "was in the study"))),
     Claim("Diffusion models give higher-quality images than VAEs, but need more resources.",
           "FID and precision of each diffusion model against each VAE at equal training time, "
           "and the VAE's lower sampling cost (FLOPs and seconds per sample)",
           (Part("higher quality", ("diffusion",), ("autoencoder",), ("fid", "precision")),
            Part("more resources", ("autoencoder",), ("diffusion",),
-                ("flops_per_sample", "seconds_per_sample")))),
+                ("flops_per_sample", "seconds_per_sample"))),
+          literature=(
+              Finding(XIAO, "VAEs (and normalising flows) sample fast and cover the modes but "
+                      "give lower sample quality than diffusion models",
+                      "higher quality", stats.SUPPORTED),
+              Finding(XIAO, "diffusion models are expensive to sample, needing up to thousands "
+                      "of network evaluations per sample", "more resources", stats.SUPPORTED))),
     Claim("Diffusion models are slow to sample, because of their many steps.",
           "seconds per sample of the one-step families (VAE, GAN) against each diffusion model at "
           "its default sampler (DDPM: DDIM-50); the NFE sweep shows what fewer steps cost in "
           "FID, and flow matching at few NFE",
           (Part("slower to sample", ("autoencoder", "adversarial"), ("diffusion",),
-                ("seconds_per_sample",)),)),
+                ("seconds_per_sample",)),),
+          literature=(
+              Finding(DDIM, "DDPMs need a Markov chain of many steps per sample; DDIM produces "
+                      "high-quality samples 10x to 50x faster in wall-clock time than DDPM, "
+                      "still with tens of steps", "slower to sample", stats.SUPPORTED),
+              Finding(XIAO, "GANs sample in one network evaluation; diffusion models are slow "
+                      "to sample", "slower to sample", stats.SUPPORTED),
+              Finding(LIPMAN, "flow matching with optimal-transport paths samples with fewer "
+                      "function evaluations than the same model trained with diffusion paths; "
+                      "flow matching is a family of its own here, not in this claim"))),
     Claim("GANs give finer control over the features of what they generate than diffusion "
           "models.",
           "not tested by these measures: the perceptual path length (Karras et al. 2019) of a "
           "latent depends on the latent's dimension and prior (a GAN's 100-d z against a "
           "diffusion model's image-sized noise), so it is compared within a family only; the "
           "control figures show the paths",
-          (), untested="path length does not compare across latents of different dimension"),
+          (), untested="path length does not compare across latents of different dimension",
+          literature=(
+              Finding(KARRAS, "path length and linear separability measure how smoothly and "
+                      "how separably a GAN's latent space steers its images, within GANs"),
+              Finding(DHARIWAL_NICHOL, "classifier guidance steers a diffusion model towards a "
+                      "class, trading diversity for fidelity; neither paper compares control "
+                      "across families"))),
 )
 
 
@@ -1044,7 +1113,36 @@ def verdicts(state: dict[str, Any]) -> list[dict[str, Any]]:
         claim["converged"] = not caveats
         claim["caveat"] = ("at this budget, before convergence (" + "; ".join(caveats) + ")"
                            if caveats else "")
+        claim["literature"] = literature(claim)
     return final
+
+
+def agreement(expects: str | None, verdict: str) -> str:
+    """Whether genlab's verdict on a part agrees with a paper that expects ``expects`` of it:
+    'agree' (the same verdict), 'disagree' (the opposite one, or no meaningful difference where
+    the paper reports one), 'undecided' (undecided, mixed, no verdict or not measured), or
+    'context' (a finding no part tests)."""
+    if expects is None:
+        return "context"
+    if verdict == expects:
+        return "agree"
+    if verdict in (stats.SUPPORTED, stats.CONTRADICTED, stats.EQUIVALENT):
+        return "disagree"
+    return "undecided"
+
+
+def literature(claim: dict[str, Any]) -> list[dict[str, Any]]:
+    """The published findings on a judged claim (``verdicts``), each with the verdict of the
+    part it speaks to at the full budget and whether they agree (``agreement``)."""
+    declared = next(c for c in CLAIMS if c.text == claim["claim"])
+    parts = {p["part"]: p["verdict"] for p in claim["parts"]}
+    out = []
+    for f in declared.literature:
+        verdict = parts.get(f.part, "not tested") if f.part else None
+        out.append({"cite": f.cite, "says": f.says, "part": f.part, "expects": f.expects,
+                    "verdict": verdict,
+                    "agreement": agreement(f.expects, verdict) if f.part else "context"})
+    return out
 
 
 def rule(state: dict[str, Any]) -> dict[str, Any]:

@@ -120,7 +120,9 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px
          "image-rendering:pixelated}.same img{width:360px;height:auto}"
          "figcaption{font-size:12px;color:#555;max-width:440px}"
          ".verdict{font-weight:600}.supported{color:#1a7f37}.contradicted{color:#b42318}"
-         ".unsettled{color:#9a6700}.equivalent{color:#1f4e99}li{margin:.2em 0}")
+         ".unsettled{color:#9a6700}.equivalent{color:#1f4e99}li{margin:.2em 0}"
+         ".lit-head{margin:.4em 0 0}.lit{font-size:14px}.lit-agree{color:#1a7f37}"
+         ".lit-disagree{color:#b42318}.lit-undecided{color:#9a6700}.lit-context{color:#555}")
 
 
 def _write_page(out: Path, title: str, parts: list[str]) -> Path:
@@ -210,7 +212,29 @@ def _claim(v: dict[str, Any]) -> str:
     return (f"<li><p><q>{html.escape(v['claim'])}</q><br>Test: {html.escape(v['test'])}"
             f"<br>Verdict: <span class='verdict {cls}'>{html.escape(v['verdict'])}</span>"
             f"{caveat}" + (f"<br>As the budget grows: {strip}" if strip else "")
-            + (f"<br>Budget: {stamps}" if stamps else "") + f"</p><ul>{evidence}</ul></li>")
+            + (f"<br>Budget: {stamps}" if stamps else "") + "</p>"
+            + _literature(v) + f"<ul>{evidence}</ul></li>")
+
+
+def _literature(v: dict[str, Any]) -> str:
+    """What published results say about a claim, each beside genlab's verdict on the part it
+    speaks to and whether they agree at this budget."""
+    rows = []
+    for f in v.get("literature", []):
+        if f["agreement"] == "context":
+            judged = "<span class='lit-context'>context: no part tests it</span>"
+        else:
+            budget = " at this budget" + (", before convergence" if v.get("caveat") else "")
+            judged = (f"{html.escape(f['part'])}: the paper's finding reads "
+                      f"{html.escape(f['expects'])}; genlab{budget}: "
+                      f"<span class='verdict {_verdict_class(f['verdict'])}'>"
+                      f"{html.escape(f['verdict'])}</span> → "
+                      f"<b class='lit-{html.escape(f['agreement'])}'>"
+                      f"{html.escape(f['agreement'])}</b>")
+        rows.append(f"<li>{html.escape(f['says'])} <small>({html.escape(f['cite'])})</small>"
+                    f"<br>{judged}</li>")
+    return (f"<p class='lit-head'>What published results say:</p><ul class='lit'>"
+            f"{''.join(rows)}</ul>") if rows else ""
 
 
 def compare_report(state: dict[str, Any], out: str | Path,
@@ -218,8 +242,9 @@ def compare_report(state: dict[str, Any], out: str | Path,
     """The page of ``genlab compare``: the decision rule, a summary table (a row per family, a
     column per measure, mean and 95% interval over seeds, units and better direction marked,
     the best value highlighted only where the intervals separate it), the budget each family
-    had at each leg, each claim with its test, verdict, verdict strip over the legs and
-    evidence, then the figures side by side at the same scale, then the runs."""
+    had at each leg, each claim with its test, verdict, verdict strip over the legs, what
+    published results say beside it (and whether they agree at this budget) and evidence,
+    then the figures side by side at the same scale, then the runs."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     settings, table = state["settings"], state["summary"]
