@@ -60,8 +60,13 @@ NFE_SWEEP = (10, 20, 50)
 PATH_PAIRS, PATH_EPSILON = 64, 1e-4
 # settings added after comparisons were already written, with the value that matches those
 # (feature_net None: not recorded, so not checked)
-NEW_SETTINGS = {"inception_weights": None, "path_pairs": PATH_PAIRS, "feature_net": None}
-ADDITIVE = ("inception_weights",)  # settings that only add a measure: changeable on resume
+NEW_SETTINGS = {"inception_weights": None, "path_pairs": PATH_PAIRS, "feature_net": None,
+                "lr_grid": [], "lr_grid_seeds": 0}
+# settings that only add a measure or runs of their own: changeable on resume
+ADDITIVE = ("inception_weights", "lr_grid", "lr_grid_seeds")
+LR_GRID = (0.5, 2.0)  # --lr-grid: each family also at these multiples of its preset's rates
+LR_GRID_SEEDS = 3  # and with this many seeds (0, 1, 2), or the comparison's, if fewer
+COLLAPSED = 0.5  # a run whose samples fall in under this share of the classes real images do
 # --feature-steps is a request; what must not change is the network it resolves to (0 and the
 # shipped network's step count name the same one), recorded as "feature_net", its weights' hash
 RESOLVED = ("feature_steps",)
@@ -193,9 +198,10 @@ class Scorer:
         close = float(torch.quantile(d_test, 0.01))
         inception = ({"inception_fid": inception_fid(self.real, fake, self.inception_weights)}
                      if self.inception_weights else {})
+        histogram = self.class_histogram(preds) if self.labelled else {}
         return {"fid": s["fid"], "kid": s["kid"], "kid_std": s["kid_std"], **inception,
                 **fd_infinity(self.real_features, feats), **pr,
-                **(self.class_histogram(preds) if self.labelled else {}),
+                **histogram, **self.collapse(histogram),
                 **(self.modes(fake, preds) if self.mode_net is not None else {}),
                 "nn_train_distance_samples": float(d_fake.median()),
                 "nn_train_distance_test": float(d_test.median()),
@@ -224,6 +230,18 @@ class Scorer:
                 "modes_covered_real": real["modes_covered"], "mode_kl_real": real["mode_kl"],
                 "mode_num_real": real["mode_num_samples"],
                 "modes_covered_even": expected_modes_covered(self.num_modes, n)}
+
+    def collapse(self, scores: dict[str, Any]) -> dict[str, Any]:
+        """Whether a sample set collapsed: its samples fall in fewer than COLLAPSED (half) of
+        the classes (modes, on Stacked MNIST) that as many real test images fall in, both read
+        by the same classifier. Not measured ({}) where the features predict no classes."""
+        if "class_counts" not in scores:
+            return {}
+        n = sum(scores["class_counts"])
+        covered = sum(c > 0 for c in scores["class_counts"])
+        real = len(self.real_preds[self.real_order[:n]].unique())
+        return {"classes_covered": covered, "classes_covered_real": real,
+                "collapsed": covered < COLLAPSED * real}
 
     def class_kl(self, counts: list[int]) -> dict[str, Any]:
         real_counts = torch.bincount(self.real_preds, minlength=len(self.classes)).tolist()
@@ -288,7 +306,8 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
             download: bool = True, nfe_sweep: Sequence[int] = NFE_SWEEP,
             overrides: dict[str, dict[str, Any]] | None = None,
             inception_weights: str | None = None, path_pairs: int = PATH_PAIRS,
-            jobs: int = 1, plan: str | Path | None = None, only: str | None = None) -> Path:
+            jobs: int = 1, plan: str | Path | None = None, only: str | None = None,
+            lr_grid: bool = False, lr_grid_seeds: int = LR_GRID_SEEDS) -> Path:
     """Train, score and compare ``families`` on ``dataset``; returns the report's path.
     ``overrides`` changes a family's default preset (the demo shrinks the networks; ``{"ddpm":
     {"class_conditional": True}}`` adds guidance rows to its control figure).
@@ -299,7 +318,14 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     run to that file instead (one a line, for a cluster's scheduler; returns its path), and
     ``only`` ('FAMILY-seedN') is one such command: it trains and scores that run alone and
     returns its record's path. Each run's record is out/records/<run>.json; a later call
-    collects them, trains what is missing, and writes the report."""
+    collects them, trains what is missing, and writes the report.
+
+    ``lr_grid`` also trains each family at x0.5 and x2 its preset's learning rates (every
+    config field 'lr' or 'lr_*'), seeds 0..``lr_grid_seeds`` - 1 (at most ``seeds``), for the
+    full budget in one leg, each scored as a final run ('FAMILY-lrx0.5-seedN'); the x1 point
+    is the main runs of those seeds. The report's stability table gives each family's
+    divergence and collapse rate and the spread of its final FID over seeds and the grid
+    (Lucic et al. 2018)."""
     families = tuple(families or DEFAULT_FAMILIES)
     for name in families:
         if recipes.get(name).denoises:
@@ -311,13 +337,17 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     if minutes <= 0 or seeds < 1 or jobs < 1:
         raise ConfigError(f"need minutes > 0, seeds >= 1 and jobs >= 1, got {minutes}, {seeds} "
                           f"and {jobs}")
+    if lr_grid and lr_grid_seeds < 1:
+        raise ConfigError(f"--lr-grid-seeds must be >= 1, got {lr_grid_seeds}")
     out = Path(out or f"runs/compare-{dataset}")
     path = out / "compare.json"
     settings = {"dataset": dataset, "data_dir": data_dir, "minutes": minutes, "seeds": seeds,
                 "families": list(families), "num_samples": num_samples,
                 "leg_samples": leg_samples, "feature_steps": feature_steps, "legs": list(LEGS),
                 "nfe_sweep": list(nfe_sweep), "overrides": overrides or {},
-                "inception_weights": inception_weights, "path_pairs": path_pairs}
+                "inception_weights": inception_weights, "path_pairs": path_pairs,
+                "lr_grid": list(LR_GRID) if lr_grid else [],
+                "lr_grid_seeds": min(lr_grid_seeds, seeds) if lr_grid else 0}
     # the feature network is resolved (trained and cached, where none ships) before any job
     scorer = Scorer(dataset, data_dir, download, feature_steps,
                     inception_weights=inception_weights)
@@ -325,13 +355,22 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     state = read_json(path) if path.is_file() else {"settings": settings, "runs": {}}
     check_settings(path, state["settings"], settings)
     state["settings"] = settings
+    state.setdefault("lr_grid_runs", {})
     _collect(out, state)
     runs = [(family, seed) for family in families for seed in range(seeds)]
+    grid = [(family, factor, seed) for family in families for factor in settings["lr_grid"]
+            for seed in range(settings["lr_grid_seeds"])]
     if only is not None:
-        family, seed = _parse_run(only, runs)
+        if only in {grid_name(*g) for g in grid}:
+            _run_grid_one(state, *next(g for g in grid if grid_name(*g) == only), out, scorer,
+                          download)
+            return _record_path(out, only)
+        family, seed = _parse_run(only, runs, [grid_name(*g) for g in grid])
         _run_one(state, family, seed, out, scorer, download)
         return _record_path(out, only)
     pending = [f"{f}-seed{s}" for f, s in runs if not _finished(state["runs"].get(f"{f}-seed{s}"))]
+    pending += [grid_name(*g) for g in grid
+                if "done" not in state["lr_grid_runs"].get(grid_name(*g), {})]
     if plan is not None or (jobs > 1 and pending):
         write_json(path, state)  # the settings every job checks its own against
         command = _job_command(settings, out, download)
@@ -347,7 +386,11 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
         _collect(out, state)
     for family, seed in runs:  # in-process: whatever is left (nothing, after the jobs)
         _run_one(state, family, seed, out, scorer, download)
+    for g in grid:
+        _run_grid_one(state, *g, out, scorer, download)
     state["runs"] = {f"{f}-seed{s}": state["runs"][f"{f}-seed{s}"] for f, s in runs}
+    state["lr_grid_runs"] = {grid_name(*g): state["lr_grid_runs"][grid_name(*g)] for g in grid}
+    state["stability"] = stability(state)
     state["verdicts"] = verdicts(state)
     state["summary"] = summary(state)
     state["budget"] = budget(state)
@@ -367,7 +410,10 @@ def _collect(out: Path, state: dict[str, Any]) -> None:
     folder = out / "records"
     if folder.is_dir():
         for file in sorted(folder.glob("*.json")):
-            state["runs"][file.stem] = read_json(file)
+            record = read_json(file)
+            # a learning-rate grid run is kept apart: the claims and the summary are the main runs
+            kept = state.setdefault("lr_grid_runs", {}) if "lr_factor" in record else state["runs"]
+            kept[file.stem] = record
 
 
 def _finished(record: dict[str, Any] | None) -> bool:
@@ -375,11 +421,12 @@ def _finished(record: dict[str, Any] | None) -> bool:
     return bool(record) and len(record.get("legs", [])) == len(LEGS) and "final" in record
 
 
-def _parse_run(name: str, runs: list[tuple[str, int]]) -> tuple[str, int]:
+def _parse_run(name: str, runs: list[tuple[str, int]],
+               others: Sequence[str] = ()) -> tuple[str, int]:
     known = {f"{f}-seed{s}": (f, s) for f, s in runs}
     if name not in known:
         raise ConfigError(f"--only {name!r}: not a run of this comparison; expected one of "
-                          f"{sorted(known)}")
+                          f"{sorted([*known, *others])}")
     return known[name]
 
 
@@ -399,6 +446,8 @@ def _job_command(settings: dict[str, Any], out: Path, download: bool) -> list[st
         args.append("--no-download")
     if s["inception_weights"]:
         args += ["--inception-weights", str(s["inception_weights"])]
+    if s.get("lr_grid"):
+        args += ["--lr-grid", "--lr-grid-seeds", str(s["lr_grid_seeds"])]
     for family, changes in s["overrides"].items():
         args += [a for k, v in changes.items() for a in ("--set", f"{family}.{k}={json.dumps(v)}")]
     return args
@@ -509,6 +558,59 @@ def _run_one(state: dict[str, Any], family: str, seed: int, out: Path, scorer: S
     if seed == 0 and "figures" not in record:
         record["figures"] = _figures(run_dir, recipe, out)
         save()
+
+
+def grid_name(family: str, factor: float, seed: int) -> str:
+    """The name of a learning-rate grid run: 'dcgan-lrx0.5-seed0'."""
+    return f"{family}-lrx{factor:g}-seed{seed}"
+
+
+def learning_rates(cfg) -> dict[str, float]:
+    """A config's learning rates: its numeric fields named 'lr' or 'lr_*' (the generator's and,
+    where a family has one, the discriminator's), by name."""
+    return {k: float(v) for k, v in vars(cfg).items()
+            if (k == "lr" or k.startswith("lr_")) and isinstance(v, (int, float))
+            and not isinstance(v, bool)}
+
+
+def _run_grid_one(state: dict[str, Any], family: str, factor: float, seed: int, out: Path,
+                  scorer: Scorer, download: bool) -> None:
+    """Train one learning-rate grid run (the family's default preset with every learning rate
+    times ``factor``) for the full budget in one leg, and score it as a final run: FID and the
+    rest of ``Scorer.full``, whether it collapsed, and its loss spikes (descriptive). A
+    divergence is recorded, not raised. Its record is out/records/<name>.json."""
+    s = state["settings"]
+    name = grid_name(family, factor, seed)
+    run_dir = out / "lr-grid" / name
+    record = state["lr_grid_runs"].setdefault(name, {"family": family, "seed": seed,
+                                                     "lr_factor": factor,
+                                                     "run_dir": str(run_dir), "legs": []})
+    if "done" in record:
+        return
+    cfg = {"family": family, "preset": "default", "dataset": s["dataset"],
+           "data_dir": s["data_dir"], "download": download, "seed": seed,
+           "run_dir": str(run_dir), **s["overrides"].get(family, {})}
+    record["lrs"] = {k: v * factor for k, v in learning_rates(recipes.make_config(**cfg)).items()}
+    _progress(f"{name}: training to {s['minutes']:g} min at x{factor:g} the preset's learning "
+              f"rates ({', '.join(f'{k} {v:.3g}' for k, v in record['lrs'].items())})")
+    _train_leg({**cfg, **record["lrs"]}, run_dir, s["minutes"], record, 1.0)
+    latest = checkpoint.latest_checkpoint(run_dir)
+    if latest is not None:
+        _progress(f"{name}: scoring")
+        run = recipes.load_run(run_dir, checkpoint.pick_device())
+        recipe = recipes.get(family)
+        gen = torch.Generator(device=run.device).manual_seed(seed)
+        fake = recipe.sample(run, s["num_samples"], gen,
+                             recipes.verb_options(family, "sample", {})).cpu()
+        scores = scorer.full(fake)
+        scores.update(step=run.step, loss_spikes=_spikes(checkpoint.read_log(run_dir)))
+        record["final"] = scores
+        record["legs"] = [{"fraction": 1.0, "step": run.step,
+                           **_stamp(run_dir, run.step, s["minutes"], "diverged" in record)}]
+    record["done"] = True
+    path = _record_path(out, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, record)
 
 
 def _missing_measures(final: dict[str, Any], recipe, scorer: Scorer) -> list[str]:
@@ -1142,6 +1244,59 @@ def literature(claim: dict[str, Any]) -> list[dict[str, Any]]:
         out.append({"cite": f.cite, "says": f.says, "part": f.part, "expects": f.expects,
                     "verdict": verdict,
                     "agreement": agreement(f.expects, verdict) if f.part else "context"})
+    return out
+
+
+def _grid_row(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs, diverged, collapsed (of those whose collapse was measured), failed (either), and
+    the final FID of the runs that did not diverge: mean, SD, min, median, max; loss spikes'
+    mean (descriptive)."""
+    diverged = ["diverged" in r for r in records]
+    collapsed = [bool(r.get("final", {}).get("collapsed")) for r in records]
+    fids = [r["final"]["fid"] for r, d in zip(records, diverged)
+            if not d and "fid" in r.get("final", {})]
+    spikes = [r["final"]["loss_spikes"] for r in records if "loss_spikes" in r.get("final", {})]
+    row: dict[str, Any] = {
+        "runs": len(records), "diverged": sum(diverged), "collapsed": sum(collapsed),
+        "collapse_measured": sum("collapsed" in r.get("final", {}) for r in records),
+        "failed": sum(d or c for d, c in zip(diverged, collapsed)),
+        "seeds": sorted({int(r["seed"]) for r in records})}
+    row["failed_rate"] = row["failed"] / len(records) if records else None
+    if fids:
+        row["fid"] = {**stats.summarise(fids), "min": min(fids), "max": max(fids),
+                      "median": statistics.median(fids)}
+    if spikes:
+        row["loss_spikes"] = statistics.fmean(spikes)
+    return row
+
+
+def stability(state: dict[str, Any]) -> dict[str, Any]:
+    """Stability as Lucic et al. 2018 measured it for GANs: per family, over seeds 0..k-1 and
+    the learning-rate grid (x0.5 and x2 the preset's rates, and x1: the main runs of those
+    seeds), how many runs diverged (a non-finite loss) or collapsed (samples in under half of
+    the classes as many real images fall in), and the spread of the final FID of the runs that
+    did not diverge, per rate and over all of them. Descriptive: no verdict rests on it. Empty
+    without --lr-grid."""
+    s = state["settings"]
+    grid = s.get("lr_grid") or []
+    if not grid:
+        return {}
+    seeds = int(s["lr_grid_seeds"])
+    out: dict[str, Any] = {"factors": sorted([*grid, 1.0]), "seeds": seeds, "families": {}}
+    for family in s["families"]:
+        by_factor = {1.0: [r for r in state["runs"].values()
+                           if r["family"] == family and int(r["seed"]) < seeds]}
+        for factor in grid:
+            by_factor[factor] = [r for r in state.get("lr_grid_runs", {}).values()
+                                 if r["family"] == family and r["lr_factor"] == factor]
+        lrs = next(({k: v / r["lr_factor"] for k, v in r["lrs"].items()}
+                    for rs in by_factor.values() for r in rs if "lrs" in r), {})
+        rows = []
+        for factor in out["factors"]:
+            rows.append({"factor": factor, "lrs": {k: v * factor for k, v in lrs.items()},
+                         **_grid_row(by_factor[factor])})
+        out["families"][family] = {
+            "rows": rows, "overall": _grid_row([r for rs in by_factor.values() for r in rs])}
     return out
 
 
