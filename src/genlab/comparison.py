@@ -546,7 +546,9 @@ def _run_one(state: dict[str, Any], family: str, seed: int, out: Path, scorer: S
         _progress(f"{name}: adding {', '.join(missing)}")
         if "class_kl" in missing:  # from the counts: nothing to sample
             record["final"].update(scorer.class_kl(record["final"]["class_counts"]))
-        rest = [k for k in missing if k != "class_kl"]
+        if "collapsed" in missing:  # likewise
+            record["final"].update(scorer.collapse(record["final"]))
+        rest = [k for k in missing if k not in ("class_kl", "collapsed")]
         if rest:
             record["final"].update(_measure(run_dir, recipe, scorer, seed, num_samples,
                                             path_pairs, rest))
@@ -617,6 +619,7 @@ def _missing_measures(final: dict[str, Any], recipe, scorer: Scorer) -> list[str
     """The measures a run's final scores lack that this comparison takes."""
     wanted = {"pr_num_real": True,  # scored against all real images by genlab < 0.3
               "class_kl": "class_counts" in final,  # genlab < 0.4 scored the entropy
+              "collapsed": "class_counts" in final,
               "likelihood": recipe.likelihood is not None,
               "path_length": recipe.latent_map is not None,
               "inception_fid": scorer.inception_weights is not None,
