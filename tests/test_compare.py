@@ -290,14 +290,17 @@ PROBE = """<script>window.addEventListener('load', () => {
   const broken = imgs.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src);
   const wide = document.documentElement.scrollWidth > window.innerWidth + 1;
   const blank = document.body.innerText.trim().length < 50;
+  const summary = document.getElementById('summary');
+  const summaryWide = summary ? summary.scrollWidth > summary.clientWidth + 1 : false;
   document.title = 'PROBE ' + JSON.stringify({images: imgs.length, broken, wide, blank,
-    width: document.documentElement.scrollWidth});
+    summaryWide, width: document.documentElement.scrollWidth});
 });</script>"""
 
 
-def check_in_browser(page: Path) -> dict:
-    """Render ``page`` in headless Chromium at 1280 px; fail on broken images, a blank page or
-    horizontal overflow. Skips when Chromium is not installed."""
+def check_in_browser(page: Path, images: bool = True) -> dict:
+    """Render ``page`` in headless Chromium at 1280 px; fail on broken images (on none, unless
+    ``images`` is False), a blank page, horizontal overflow of the page or a summary table that
+    scrolls sideways. Skips when Chromium is not installed."""
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     probe = page.with_name(page.stem + "-probe.html")
@@ -310,8 +313,8 @@ def check_in_browser(page: Path) -> dict:
     marker = done.stdout.split("<title>PROBE ", 1)
     assert len(marker) == 2, done.stderr[-2000:]
     result = json.loads(marker[1].split("</title>", 1)[0].replace("&quot;", '"'))
-    assert result["images"] > 0 and not result["broken"], result
-    assert not result["blank"] and not result["wide"], result
+    assert (result["images"] > 0 or not images) and not result["broken"], result
+    assert not result["blank"] and not result["wide"] and not result["summaryWide"], result
     return result
 
 
@@ -552,3 +555,29 @@ def recipes_config(family: str):
     from genlab import recipes
 
     return recipes.make_config(family, "default")
+
+
+def test_the_summary_of_five_families_and_every_measure_does_not_scroll_sideways(
+        tmp_path: Path, monkeypatch):
+    """The summary table (a row per measure, a column per family) at 1280 px in Chromium, with
+    five families and every measure the comparison takes, the widest values it prints."""
+    import dataclasses
+
+    from genlab import recipes
+
+    monkeypatch.setitem(recipes.RECIPES, "ddpm-cosine-long-name",
+                        dataclasses.replace(recipes.get("ddpm")))
+    every = {m.key: (12345.678, 1234.5) for m in comparison.MEASURES}
+    families = ("vae", "dcgan", "ddpm", "flow", "ddpm-cosine-long-name")
+    state = state_with({f: every for f in families}, seeds=3, legs=True)
+    for record in state["runs"].values():
+        record["final"]["fd_inf_sizes"] = [200, 400, 600, 800, 1000]
+        record["final"].update(modes_covered_real=630, mode_kl_real=0.47, num_modes=1000,
+                               mode_num_samples=1000, modes_covered_even=632.3)
+    state.update(verdicts=verdicts(state), summary=summary(state),
+                 budget=comparison.budget(state), rule=comparison.rule(state))
+    state["settings"].update(dataset="stacked-mnist", num_samples=1000)
+    page = reporting.compare_report(state, tmp_path / "report.html")
+    text = page.read_text()
+    assert text.count("<th scope='row'") == len([m for m in comparison.MEASURES])
+    check_in_browser(page, images=False)

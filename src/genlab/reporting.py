@@ -121,6 +121,9 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px
          "figcaption{font-size:12px;color:#555;max-width:440px}"
          ".verdict{font-weight:600}.supported{color:#1a7f37}.contradicted{color:#b42318}"
          ".unsettled{color:#9a6700}.equivalent{color:#1f4e99}li{margin:.2em 0}"
+         "table.summary th[scope=row]{text-align:left;font-weight:normal;min-width:14em;"
+         "max-width:26em}"
+         "table.summary td{white-space:nowrap}"
          ".lit-head{margin:.4em 0 0}.lit{font-size:14px}.lit-agree{color:#1a7f37}"
          ".lit-disagree{color:#b42318}.lit-undecided{color:#9a6700}.lit-context{color:#555}")
 
@@ -139,13 +142,13 @@ def _verdict_class(verdict: str) -> str:
 
 
 def _cell(v: dict[str, Any]) -> str:
-    """mean [95% CI] over seeds (mean ± SD where no interval), and n when under 3."""
-    text = f"{float(v['mean']):.3g}"
+    """mean, and under it the [95% CI] over seeds (± SD where no interval)."""
+    text = html.escape(f"{float(v['mean']):.3g}")
     if v.get("ci"):
-        text += f" [{float(v['ci'][0]):.3g}, {float(v['ci'][1]):.3g}]"
+        text += f"<br><small>[{float(v['ci'][0]):.3g}, {float(v['ci'][1]):.3g}]</small>"
     elif v.get("n", 1) > 1:
-        text += f" ± {float(v['std']):.2g}"
-    return html.escape(text)
+        text += f"<br><small>± {float(v['std']):.2g}</small>"
+    return text
 
 
 def _rule_text(state: dict[str, Any]) -> str:
@@ -286,8 +289,8 @@ def _literature(v: dict[str, Any]) -> str:
 
 def compare_report(state: dict[str, Any], out: str | Path,
                    figures: dict[str, str] | None = None) -> Path:
-    """The page of ``genlab compare``: the decision rule, a summary table (a row per family, a
-    column per measure, mean and 95% interval over seeds, units and better direction marked,
+    """The page of ``genlab compare``: the decision rule, a summary table (a row per measure, a
+    column per family, mean and 95% interval over seeds, units and better direction marked,
     the best value highlighted only where the intervals separate it), the budget each family
     had at each leg, each claim with its test, verdict, verdict strip over the legs, what
     published results say beside it (and whether they agree at this budget) and evidence,
@@ -304,33 +307,36 @@ def compare_report(state: dict[str, Any], out: str | Path,
              f"features of a classifier trained on the dataset. Cells: mean [95% t interval] "
              f"over seeds.</p>",
              _rule_text(state), "<h2>Summary (full budget)</h2>"]
-    head = "<th>family</th>"
-    measures = [m for m in table["measures"]  # only the columns some family has a value for
+    # a row per measure and a column per family: as many measures as there are, the table
+    # grows down, not sideways (it fits 1280 px with five families)
+    families = list(table["families"])
+    head = "<th>measure</th>" + "".join(f"<th>{html.escape(f)}</th>" for f in families)
+    measures = [m for m in table["measures"]  # only the rows some family has a value for
                 if any(m[0] in row for row in table["families"].values())]
+    rows = []
     for key, label, unit, better in measures:
-        arrow = {"lower": " ↓ lower is better", "higher": " ↑ higher is better"}.get(better, "")
+        arrow = {"lower": "↓ lower is better", "higher": "↑ higher is better"}.get(better, "")
         unit_text = f" ({unit})" if unit else ""
         if key in ("fid", "kid", "modes_covered", "mode_kl"):
             unit_text += f", N = {int(settings['num_samples'])} a set"
         if key == "fd_inf" and table.get("fd_inf_sizes"):
             sizes = table["fd_inf_sizes"]
             unit_text += f", fit over N = {', '.join(str(int(n)) for n in sizes)}"
-        head += f"<th title='{html.escape(key)}'>{html.escape(label + unit_text)}" \
-                f"<br><small>{html.escape(arrow)}</small></th>"
-    rows = []
-    for family, row in table["families"].items():
-        cells = [f"<td>{html.escape(family)}</td>"]
-        for key, *_ in measures:
+        cells = [f"<th scope='row' title='{html.escape(key)}'>{html.escape(label + unit_text)}"
+                 + (f" <small>{html.escape(arrow)}</small>" if arrow else "") + "</th>"]
+        for family in families:
+            row = table["families"][family]
             if key not in row:
                 cells.append("<td>–</td>")
                 continue
             best = " class='best'" if table["best"].get(key) == family else ""
             cells.append(f"<td{best}>{_cell(row[key])}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    parts.append(f"<table id='summary' class='summary'><thead><tr>{head}</tr></thead>"
+                 f"<tbody>{''.join(rows)}</tbody></table>")
     parts.append("<p><small>Highlighted: the best mean where 95% Welch intervals (Holm across "
                  "the other families) separate it from every other family's; none where they "
-                 "overlap. Likelihood bounds under different pixel models are separate columns "
+                 "overlap. Likelihood bounds under different pixel models are separate rows "
                  "and not ranked; path length compares a family with itself only. FID is biased "
                  "upwards by an amount that falls as 1/N and differs between models; FD∞ (Chong "
                  "& Forsyth 2020) fits FID at the subset sizes shown as FD∞ + slope / N and "
