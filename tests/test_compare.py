@@ -4,8 +4,10 @@ without retraining, and the report rendered in a real browser (when Chromium is 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
+import statistics
 import subprocess
 from pathlib import Path
 
@@ -288,14 +290,17 @@ PROBE = """<script>window.addEventListener('load', () => {
   const broken = imgs.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.src);
   const wide = document.documentElement.scrollWidth > window.innerWidth + 1;
   const blank = document.body.innerText.trim().length < 50;
+  const summary = document.getElementById('summary');
+  const summaryWide = summary ? summary.scrollWidth > summary.clientWidth + 1 : false;
   document.title = 'PROBE ' + JSON.stringify({images: imgs.length, broken, wide, blank,
-    width: document.documentElement.scrollWidth});
+    summaryWide, width: document.documentElement.scrollWidth});
 });</script>"""
 
 
-def check_in_browser(page: Path) -> dict:
-    """Render ``page`` in headless Chromium at 1280 px; fail on broken images, a blank page or
-    horizontal overflow. Skips when Chromium is not installed."""
+def check_in_browser(page: Path, images: bool = True) -> dict:
+    """Render ``page`` in headless Chromium at 1280 px; fail on broken images (on none, unless
+    ``images`` is False), a blank page, horizontal overflow of the page or a summary table that
+    scrolls sideways. Skips when Chromium is not installed."""
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     probe = page.with_name(page.stem + "-probe.html")
@@ -308,8 +313,8 @@ def check_in_browser(page: Path) -> dict:
     marker = done.stdout.split("<title>PROBE ", 1)
     assert len(marker) == 2, done.stderr[-2000:]
     result = json.loads(marker[1].split("</title>", 1)[0].replace("&quot;", '"'))
-    assert result["images"] > 0 and not result["broken"], result
-    assert not result["blank"] and not result["wide"], result
+    assert (result["images"] > 0 or not images) and not result["broken"], result
+    assert not result["blank"] and not result["wide"] and not result["summaryWide"], result
     return result
 
 
@@ -431,3 +436,148 @@ def test_two_jobs_at_once_give_the_numbers_of_one_at_a_time(tmp_path: Path, monk
     assert states[1]["budget"]["ddpm"][-1]["ended_early"] == 1
     page = (tmp_path / "two" / "report.html").read_text()
     assert "did not use its budget" in page and "in LR warm-up" in page
+
+
+def test_each_claim_carries_the_literature_and_whether_it_agrees_at_this_budget(tmp_path):
+    assert comparison.agreement(None, "supported") == "context"
+    assert comparison.agreement("supported", "supported") == "agree"
+    assert comparison.agreement("supported", "contradicted") == "disagree"
+    assert comparison.agreement("supported", "no meaningful difference") == "disagree"
+    for open_ in ("undecided", "no verdict", "not measured", "mixed"):
+        assert comparison.agreement("supported", open_) == "undecided"
+    for claim in comparison.CLAIMS:  # every claim has a citation; parts named exist
+        assert claim.literature, claim.text
+        labels = {p.label for p in claim.parts}
+        for f in claim.literature:
+            assert re.search(r"\b(19|20)\d\d\b", f.cite), f.cite
+            assert (f.part is None) == (f.expects is None) and (f.part is None or f.part in labels)
+    state = state_with(GOOD, seeds=3, legs=True)
+    found = by_claim(state)
+    quality = {f["part"]: f for f in found["Diffusion models give higher-q"]["literature"]}
+    assert quality["higher quality"]["agreement"] == "agree"  # supported, as Xiao et al.
+    assert "Xiao" in quality["higher quality"]["cite"]
+    stable = found["Diffusion models train more st"]["literature"]
+    by_part = {(f["part"], f["cite"][:8]): f["agreement"] for f in stable}
+    assert by_part[("covers the modes better", "Dhariwal")] == "agree"
+    assert by_part[("trains more stably", "Dhariwal")] == "undecided"  # no run diverged
+    assert by_part[(None, "Lucic, K")] == "context"
+    state["runs"] = {k: v for k, v in state["runs"].items() if not k.startswith("dcgan")}
+    state["settings"]["families"] = ["ddpm", "vae"]
+    for record in state["runs"].values():  # the diffusion model now loses on quality
+        if record["family"] == "ddpm":
+            record["final"].update(fid=300.0 + record["seed"], precision=0.1 + record["seed"] / 100)
+    found = by_claim(state)
+    quality = {f["part"]: f for f in found["Diffusion models give higher-q"]["literature"]}
+    assert quality["higher quality"]["verdict"] == "contradicted"
+    assert quality["higher quality"]["agreement"] == "disagree"
+    state.update(verdicts=verdicts(state), summary=summary(state),
+                 budget=comparison.budget(state), rule=comparison.rule(state))
+    state["settings"].update(dataset="digits", num_samples=100)
+    page = reporting.compare_report(state, tmp_path / "report.html").read_text()
+    assert "What published results say" in page and "Are GANs Created Equal?" not in page
+    assert "Tackling the Generative Learning Trilemma" in page and "→ <b class='lit-" in page
+
+
+def test_stability_counts_divergence_collapse_and_the_fid_spread_over_the_grid():
+    def run(family, seed, fid, factor=None, diverged=False, collapsed=False, spikes=0):
+        record = {"family": family, "seed": seed, "legs": [],
+                  "final": {"fid": fid, "collapsed": collapsed, "loss_spikes": spikes}}
+        if factor is not None:
+            record.update(lr_factor=factor, lrs={"lr": 2e-4 * factor, "lr_d": 1e-4 * factor})
+        if diverged:
+            record["diverged"] = "loss is nan at step 9"
+        return record
+
+    main = {f"dcgan-seed{s}": run("dcgan", s, fid) for s, fid in enumerate((10.0, 12.0, 99.0))}
+    grid = {"a": run("dcgan", 0, 20.0, 0.5), "b": run("dcgan", 1, 30.0, 0.5, collapsed=True),
+            "c": run("dcgan", 0, 500.0, 2.0, diverged=True, spikes=4),
+            "d": run("dcgan", 1, 14.0, 2.0, spikes=2)}
+    state = {"settings": {"families": ["dcgan"], "lr_grid": [0.5, 2.0], "lr_grid_seeds": 2},
+             "runs": main, "lr_grid_runs": grid}
+    table = comparison.stability(state)
+    assert table["factors"] == [0.5, 1.0, 2.0] and table["seeds"] == 2
+    rows = {r["factor"]: r for r in table["families"]["dcgan"]["rows"]}
+    assert rows[1.0]["runs"] == 2 and rows[1.0]["seeds"] == [0, 1]  # seed 2 is not in the grid
+    assert rows[1.0]["lrs"] == {"lr": pytest.approx(2e-4), "lr_d": pytest.approx(1e-4)}
+    assert rows[0.5]["collapsed"] == 1 and rows[0.5]["failed_rate"] == 0.5
+    assert rows[2.0]["diverged"] == 1 and rows[2.0]["fid"]["n"] == 1  # a diverged run's FID out
+    assert rows[2.0]["loss_spikes"] == 3
+    overall = table["families"]["dcgan"]["overall"]
+    assert (overall["runs"], overall["diverged"], overall["collapsed"], overall["failed"]) == (
+        6, 1, 1, 2)
+    fids = [10.0, 12.0, 20.0, 30.0, 14.0]
+    assert overall["fid"]["mean"] == pytest.approx(sum(fids) / 5)
+    assert (overall["fid"]["min"], overall["fid"]["median"], overall["fid"]["max"]) == (
+        10.0, 14.0, 30.0)
+    assert overall["fid"]["std"] == pytest.approx(statistics.stdev(fids))
+    assert comparison.stability({"settings": {"families": ["dcgan"], "lr_grid": []},
+                                 "runs": main}) == {}
+
+
+def test_the_learning_rate_grid_trains_each_rate_scores_it_and_resumes(tmp_path: Path,
+                                                                       one_thread, monkeypatch):
+    """A DCGAN (3 steps, tiny) at x0.5, x1 (the main run) and x2 its preset's learning rates,
+    one seed: every rate of the generator and the discriminator scaled, the grid runs kept
+    apart from the main runs, a second call trains nothing, and the report shows the table."""
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "cmp"
+    args = dict(dataset="digits", minutes=0.5, seeds=1, families=("dcgan",), out=out,
+                num_samples=60, leg_samples=60, nfe_sweep=(2,), path_pairs=4, lr_grid=True,
+                lr_grid_seeds=2, overrides={"dcgan": {"steps": 3, "width": 8, "num_threads": 1}})
+    plan = compare(**args, plan=tmp_path / "plan.txt").read_text().splitlines()
+    assert len(plan) == 3 and all("--lr-grid --lr-grid-seeds 1" in line for line in plan)
+    assert sum("--only dcgan-lrx0.5-seed0" in line for line in plan) == 1
+    page = compare(**args)
+    state = json.loads((out / "compare.json").read_text())
+    assert set(state["runs"]) == {"dcgan-seed0"}
+    assert set(state["lr_grid_runs"]) == {"dcgan-lrx0.5-seed0", "dcgan-lrx2-seed0"}
+    preset = comparison.learning_rates(recipes_config("dcgan"))
+    assert set(preset) == {"lr", "lr_d"}
+    for name, factor in (("dcgan-lrx0.5-seed0", 0.5), ("dcgan-lrx2-seed0", 2.0)):
+        record = state["lr_grid_runs"][name]
+        written = json.loads((out / "lr-grid" / name / "config.json").read_text())
+        for key, value in preset.items():
+            assert record["lrs"][key] == pytest.approx(value * factor)
+            assert written[key] == pytest.approx(value * factor)
+        assert {"fid", "collapsed", "classes_covered", "loss_spikes"} <= set(record["final"])
+        assert record["legs"][0]["step"] == 3
+    rows = state["stability"]["families"]["dcgan"]["rows"]
+    assert [r["factor"] for r in rows] == [0.5, 1.0, 2.0] and all(r["runs"] == 1 for r in rows)
+    assert state["stability"]["families"]["dcgan"]["overall"]["runs"] == 3
+    lines = len(checkpoint.read_log(out / "lr-grid" / "dcgan-lrx2-seed0"))
+    compare(**args)  # all there: nothing trained again
+    assert len(checkpoint.read_log(out / "lr-grid" / "dcgan-lrx2-seed0")) == lines
+    text = page.read_text()
+    assert "Stability over seeds and a learning-rate grid" in text and "x0.5 (lr 0.0001" in text
+
+
+def recipes_config(family: str):
+    from genlab import recipes
+
+    return recipes.make_config(family, "default")
+
+
+def test_the_summary_of_five_families_and_every_measure_does_not_scroll_sideways(
+        tmp_path: Path, monkeypatch):
+    """The summary table (a row per measure, a column per family) at 1280 px in Chromium, with
+    five families and every measure the comparison takes, the widest values it prints."""
+    import dataclasses
+
+    from genlab import recipes
+
+    monkeypatch.setitem(recipes.RECIPES, "ddpm-cosine-long-name",
+                        dataclasses.replace(recipes.get("ddpm")))
+    every = {m.key: (12345.678, 1234.5) for m in comparison.MEASURES}
+    families = ("vae", "dcgan", "ddpm", "flow", "ddpm-cosine-long-name")
+    state = state_with({f: every for f in families}, seeds=3, legs=True)
+    for record in state["runs"].values():
+        record["final"]["fd_inf_sizes"] = [200, 400, 600, 800, 1000]
+        record["final"].update(modes_covered_real=630, mode_kl_real=0.47, num_modes=1000,
+                               mode_num_samples=1000, modes_covered_even=632.3)
+    state.update(verdicts=verdicts(state), summary=summary(state),
+                 budget=comparison.budget(state), rule=comparison.rule(state))
+    state["settings"].update(dataset="stacked-mnist", num_samples=1000)
+    page = reporting.compare_report(state, tmp_path / "report.html")
+    text = page.read_text()
+    assert text.count("<th scope='row'") == len([m for m in comparison.MEASURES])
+    check_in_browser(page, images=False)

@@ -19,7 +19,7 @@ from dataclasses import MISSING, Field, fields
 from pathlib import Path
 from typing import Any
 
-from genlab.comparison import NFE_SWEEP, PATH_PAIRS
+from genlab.comparison import LR_GRID_SEEDS, NFE_SWEEP, PATH_PAIRS
 from genlab.config import choices, field_docs, type_hints
 from genlab.errors import ConfigError, FallbackWarning
 from genlab.recipes import RECIPES
@@ -249,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "training minutes per seed, score all in one feature space, "
                                    "and test the textbook claims. Run it again on the same --out "
                                    "to resume.")
-    p.add_argument("--dataset", default="digits", help="dataset name (default: digits)")
+    p.add_argument("--dataset", default="digits",
+                   help="dataset name (default: digits); stacked-mnist adds the mode-collapse "
+                        "measures: modes covered of 1,000 and KL(sample modes || uniform)")
     p.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
     p.add_argument("--no-download", dest="download", action="store_false",
                    help="never download a missing torchvision dataset")
@@ -290,6 +292,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the command of each unfinished run to FILE, one a line, for a "
                         "cluster's scheduler (examples/slurm_compare.sh), and train nothing; run "
                         "compare again once they have finished to collect them")
+    p.add_argument("--lr-grid", action="store_true",
+                   help="also train each family at x0.5 and x2 its preset's learning rates and "
+                        "report divergence/collapse rates and the final-FID spread over seeds "
+                        "and the grid (Lucic et al. 2018); descriptive, no verdict")
+    p.add_argument("--lr-grid-seeds", type=int, default=LR_GRID_SEEDS,
+                   help=f"seeds of the --lr-grid runs, 0..N-1 (default: {LR_GRID_SEEDS}, or "
+                        f"--seeds if fewer); the x1 point is the main runs of those seeds")
     p.add_argument("--only", default=None, metavar="FAMILY-seedN",
                    help="train and score this one run of the comparison (a line of --plan); "
                         "writes OUT/records/FAMILY-seedN.json")
@@ -393,7 +402,7 @@ def run(ns: argparse.Namespace) -> int:
                               overrides=_preset_changes(ns.overrides),
                               inception_weights=ns.inception_weights, nfe_sweep=ns.nfe_sweep,
                               path_pairs=ns.path_pairs, jobs=ns.jobs, plan=ns.plan,
-                              only=ns.only)
+                              only=ns.only, lr_grid=ns.lr_grid, lr_grid_seeds=ns.lr_grid_seeds)
         if ns.only:
             print(f"record: {page}")
         elif ns.plan:
@@ -474,7 +483,7 @@ def add_prepare_parser(sub: Any) -> None:
                     "only its own rows, so a set larger than memory trains in the same seeded "
                     "batch order.")
     p.add_argument("source", help="a dataset name (digits, mnist, fashion-mnist, cifar10, "
-                                  "fer2013) or folder:PATH")
+                                  "fer2013, stacked-mnist) or folder:PATH")
     p.add_argument("--out", type=Path, required=True,
                    help="output folder (created; must not hold a prepared dataset already)")
     p.add_argument("--data-dir", default=None, help=docs["data_dir"])

@@ -5,11 +5,14 @@ For each family and seed the default preset trains in three legs (25%, 50% and 1
 budget, ``--max-minutes`` semantics), its schedules (warm-up, decay) spanning the whole budget
 (``budget_minutes``), so the first two legs are snapshots of a run on its way, not runs
 scheduled for their own minutes. Each leg is followed by the full scoring on the held-out split in
-the dataset classifier's features: FID/KID, precision/recall/density/coverage, the class
+the dataset classifier's features: FID/KID, FID extrapolated to infinite samples (FD-infinity,
+fit over five subset sizes), precision/recall/density/coverage, the class
 histogram of its samples against the real one (on a labelled dataset; an unlabelled one is
-scored in contrastive features, without it), the distance of samples to their nearest training
-image against that of test images (memorisation), the likelihood bound where the family has
-one, the latent's path length, and the cost of a sample (FLOPs, network evaluations, seconds).
+scored in contrastive features, without it), on Stacked MNIST the modes covered of 1,000 and
+KL(sample modes || uniform) with each channel read by the MNIST classifier, the distance of
+samples to their nearest training image against that of test images (memorisation), the
+likelihood bound where the family has one, the latent's path length, and the cost of a sample
+(FLOPs, network evaluations, seconds).
 Each leg is stamped with the training it had (seconds, steps, epochs, images seen). Everything
 goes into ``compare.json`` (each run's record also into ``records/<run>.json``, so that runs
 trained by other processes, ``--jobs`` or a cluster's ``--plan``, are collected), rewritten
@@ -36,11 +39,18 @@ import torch
 
 from genlab import checkpoint, data, plots, recipes, stats
 from genlab.errors import ConfigError, GenlabError, TrainingDiverged
-from genlab.featurenet import feature_network
+from genlab.featurenet import channel_stack, feature_network
 from genlab.figures import plot
 from genlab.files import read_json, write_json
 from genlab.hardware import shares_cores
-from genlab.metrics import fid_kid, inception_fid, precision_recall
+from genlab.metrics import (
+    expected_modes_covered,
+    fd_infinity,
+    fid_kid,
+    inception_fid,
+    mode_scores,
+    precision_recall,
+)
 from genlab.reporting import compare_report
 from genlab.samplers import slerp
 from genlab.training import train
@@ -52,8 +62,13 @@ NFE_SWEEP = (10, 20, 50)
 PATH_PAIRS, PATH_EPSILON = 64, 1e-4
 # settings added after comparisons were already written, with the value that matches those
 # (feature_net None: not recorded, so not checked)
-NEW_SETTINGS = {"inception_weights": None, "path_pairs": PATH_PAIRS, "feature_net": None}
-ADDITIVE = ("inception_weights",)  # settings that only add a measure: changeable on resume
+NEW_SETTINGS = {"inception_weights": None, "path_pairs": PATH_PAIRS, "feature_net": None,
+                "lr_grid": [], "lr_grid_seeds": 0}
+# settings that only add a measure or runs of their own: changeable on resume
+ADDITIVE = ("inception_weights", "lr_grid", "lr_grid_seeds")
+LR_GRID = (0.5, 2.0)  # --lr-grid: each family also at these multiples of its preset's rates
+LR_GRID_SEEDS = 3  # and with this many seeds (0, 1, 2), or the comparison's, if fewer
+COLLAPSED = 0.5  # a run whose samples fall in under this share of the classes real images do
 # --feature-steps is a request; what must not change is the network it resolves to (0 and the
 # shipped network's step count name the same one), recorded as "feature_net", its weights' hash
 RESOLVED = ("feature_steps",)
@@ -91,7 +106,7 @@ def _features(net: torch.nn.Module, images: torch.Tensor, batch: int = 500
     for chunk in images.split(batch):
         f = net(chunk.to(device).float())
         feats.append(f.cpu())
-        preds.append(net.classifier.head(f).argmax(1).cpu())
+        preds.append(net.classify(f).cpu())
     return torch.cat(feats), torch.cat(preds)
 
 
@@ -137,7 +152,9 @@ class Scorer:
     """The common feature space of a comparison: the dataset's feature network, the real test
     images and a subset of the training images for the memorisation distances. A network
     trained without labels (an unlabelled dataset) predicts no classes, so the class-histogram
-    measures are left out."""
+    measures are left out. On a dataset of known modes (Stacked MNIST, ``data.CHANNEL_STACKS``)
+    each sample's mode is read by the shipped classifier on each channel, for the modes covered
+    and KL(sample modes || uniform), beside the same numbers for as many real test images."""
 
     def __init__(self, dataset: str, data_dir: str | None, download: bool,
                  feature_steps: int, num_train_reference: int = 5000,
@@ -154,6 +171,13 @@ class Scorer:
         # both papers do): the first len(fake) real images of one fixed shuffle
         self.real_order = torch.randperm(len(self.real), generator=torch.Generator().manual_seed(0))
         self.train_ref = data.to_float(train_split.images[:num_train_reference])
+        self.mode_net, self.num_modes = None, 0
+        if dataset in data.CHANNEL_STACKS:  # the FID features may be another network's
+            self.mode_net, mode_info = ((self.net, self.info) if "modes" in self.info
+                                        else channel_stack(dataset))
+            self.num_modes = int(mode_info["modes"])
+            self.real_modes = (self.real_preds if self.mode_net is self.net
+                               else _features(self.mode_net, self.real)[1])
 
     def quick_fid(self, fake: torch.Tensor) -> dict[str, float]:
         s = fid_kid(self.net, self.real, fake)
@@ -176,8 +200,11 @@ class Scorer:
         close = float(torch.quantile(d_test, 0.01))
         inception = ({"inception_fid": inception_fid(self.real, fake, self.inception_weights)}
                      if self.inception_weights else {})
-        return {"fid": s["fid"], "kid": s["kid"], "kid_std": s["kid_std"], **inception, **pr,
-                **(self.class_histogram(preds) if self.labelled else {}),
+        histogram = self.class_histogram(preds) if self.labelled else {}
+        return {"fid": s["fid"], "kid": s["kid"], "kid_std": s["kid_std"], **inception,
+                **fd_infinity(self.real_features, feats), **pr,
+                **histogram, **self.collapse(histogram),
+                **(self.modes(fake, preds) if self.mode_net is not None else {}),
                 "nn_train_distance_samples": float(d_fake.median()),
                 "nn_train_distance_test": float(d_test.median()),
                 "nn_distance_ratio": float(d_fake.median() / d_test.median()),
@@ -191,6 +218,32 @@ class Scorer:
         counts = torch.bincount(preds, minlength=len(self.classes)).tolist()
         return {"class_counts": counts, **self.class_kl(counts),
                 "classes_missing": sum(c == 0 for c in counts)}
+
+    def modes(self, fake: torch.Tensor, preds: torch.Tensor | None = None) -> dict[str, Any]:
+        """Modes covered and KL(sample modes || uniform) of ``fake`` (Stacked MNIST; ``preds``:
+        the feature network's classes, used where that network is the mode classifier), and the
+        same for as many real test images (the first of the fixed shuffle, so N is equal) and
+        the modes an even draw would cover at that N."""
+        if preds is None or self.mode_net is not self.net:
+            preds = _features(self.mode_net, fake)[1]
+        n = len(preds)
+        real = mode_scores(self.real_modes[self.real_order[:n]], self.num_modes)
+        return {**mode_scores(preds, self.num_modes), "num_modes": self.num_modes,
+                "modes_covered_real": real["modes_covered"], "mode_kl_real": real["mode_kl"],
+                "mode_num_real": real["mode_num_samples"],
+                "modes_covered_even": expected_modes_covered(self.num_modes, n)}
+
+    def collapse(self, scores: dict[str, Any]) -> dict[str, Any]:
+        """Whether a sample set collapsed: its samples fall in fewer than COLLAPSED (half) of
+        the classes (modes, on Stacked MNIST) that as many real test images fall in, both read
+        by the same classifier. Not measured ({}) where the features predict no classes."""
+        if "class_counts" not in scores:
+            return {}
+        n = sum(scores["class_counts"])
+        covered = sum(c > 0 for c in scores["class_counts"])
+        real = len(self.real_preds[self.real_order[:n]].unique())
+        return {"classes_covered": covered, "classes_covered_real": real,
+                "collapsed": covered < COLLAPSED * real}
 
     def class_kl(self, counts: list[int]) -> dict[str, Any]:
         real_counts = torch.bincount(self.real_preds, minlength=len(self.classes)).tolist()
@@ -259,7 +312,8 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
             download: bool = True, nfe_sweep: Sequence[int] = NFE_SWEEP,
             overrides: dict[str, dict[str, Any]] | None = None,
             inception_weights: str | None = None, path_pairs: int = PATH_PAIRS,
-            jobs: int = 1, plan: str | Path | None = None, only: str | None = None) -> Path:
+            jobs: int = 1, plan: str | Path | None = None, only: str | None = None,
+            lr_grid: bool = False, lr_grid_seeds: int = LR_GRID_SEEDS) -> Path:
     """Train, score and compare ``families`` on ``dataset``; returns the report's path.
     ``overrides`` changes a family's default preset (the demo shrinks the networks; ``{"ddpm":
     {"class_conditional": True}}`` adds guidance rows to its control figure).
@@ -270,7 +324,14 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     run to that file instead (one a line, for a cluster's scheduler; returns its path), and
     ``only`` ('FAMILY-seedN') is one such command: it trains and scores that run alone and
     returns its record's path. Each run's record is out/records/<run>.json; a later call
-    collects them, trains what is missing, and writes the report."""
+    collects them, trains what is missing, and writes the report.
+
+    ``lr_grid`` also trains each family at x0.5 and x2 its preset's learning rates (every
+    config field 'lr' or 'lr_*'), seeds 0..``lr_grid_seeds`` - 1 (at most ``seeds``), for the
+    full budget in one leg, each scored as a final run ('FAMILY-lrx0.5-seedN'); the x1 point
+    is the main runs of those seeds. The report's stability table gives each family's
+    divergence and collapse rate and the spread of its final FID over seeds and the grid
+    (Lucic et al. 2018)."""
     families = tuple(families or DEFAULT_FAMILIES)
     for name in families:
         if recipes.get(name).denoises:
@@ -282,13 +343,17 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     if minutes <= 0 or seeds < 1 or jobs < 1:
         raise ConfigError(f"need minutes > 0, seeds >= 1 and jobs >= 1, got {minutes}, {seeds} "
                           f"and {jobs}")
+    if lr_grid and lr_grid_seeds < 1:
+        raise ConfigError(f"--lr-grid-seeds must be >= 1, got {lr_grid_seeds}")
     out = Path(out or f"runs/compare-{dataset}")
     path = out / "compare.json"
     settings = {"dataset": dataset, "data_dir": data_dir, "minutes": minutes, "seeds": seeds,
                 "families": list(families), "num_samples": num_samples,
                 "leg_samples": leg_samples, "feature_steps": feature_steps, "legs": list(LEGS),
                 "nfe_sweep": list(nfe_sweep), "overrides": overrides or {},
-                "inception_weights": inception_weights, "path_pairs": path_pairs}
+                "inception_weights": inception_weights, "path_pairs": path_pairs,
+                "lr_grid": list(LR_GRID) if lr_grid else [],
+                "lr_grid_seeds": min(lr_grid_seeds, seeds) if lr_grid else 0}
     # the feature network is resolved (trained and cached, where none ships) before any job
     scorer = Scorer(dataset, data_dir, download, feature_steps,
                     inception_weights=inception_weights)
@@ -296,13 +361,22 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     state = read_json(path) if path.is_file() else {"settings": settings, "runs": {}}
     check_settings(path, state["settings"], settings)
     state["settings"] = settings
+    state.setdefault("lr_grid_runs", {})
     _collect(out, state)
     runs = [(family, seed) for family in families for seed in range(seeds)]
+    grid = [(family, factor, seed) for family in families for factor in settings["lr_grid"]
+            for seed in range(settings["lr_grid_seeds"])]
     if only is not None:
-        family, seed = _parse_run(only, runs)
+        if only in {grid_name(*g) for g in grid}:
+            _run_grid_one(state, *next(g for g in grid if grid_name(*g) == only), out, scorer,
+                          download)
+            return _record_path(out, only)
+        family, seed = _parse_run(only, runs, [grid_name(*g) for g in grid])
         _run_one(state, family, seed, out, scorer, download)
         return _record_path(out, only)
     pending = [f"{f}-seed{s}" for f, s in runs if not _finished(state["runs"].get(f"{f}-seed{s}"))]
+    pending += [grid_name(*g) for g in grid
+                if "done" not in state["lr_grid_runs"].get(grid_name(*g), {})]
     if plan is not None or (jobs > 1 and pending):
         write_json(path, state)  # the settings every job checks its own against
         command = _job_command(settings, out, download)
@@ -318,7 +392,11 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
         _collect(out, state)
     for family, seed in runs:  # in-process: whatever is left (nothing, after the jobs)
         _run_one(state, family, seed, out, scorer, download)
+    for g in grid:
+        _run_grid_one(state, *g, out, scorer, download)
     state["runs"] = {f"{f}-seed{s}": state["runs"][f"{f}-seed{s}"] for f, s in runs}
+    state["lr_grid_runs"] = {grid_name(*g): state["lr_grid_runs"][grid_name(*g)] for g in grid}
+    state["stability"] = stability(state)
     state["verdicts"] = verdicts(state)
     state["summary"] = summary(state)
     state["budget"] = budget(state)
@@ -338,7 +416,10 @@ def _collect(out: Path, state: dict[str, Any]) -> None:
     folder = out / "records"
     if folder.is_dir():
         for file in sorted(folder.glob("*.json")):
-            state["runs"][file.stem] = read_json(file)
+            record = read_json(file)
+            # a learning-rate grid run is kept apart: the claims and the summary are the main runs
+            kept = state.setdefault("lr_grid_runs", {}) if "lr_factor" in record else state["runs"]
+            kept[file.stem] = record
 
 
 def _finished(record: dict[str, Any] | None) -> bool:
@@ -346,11 +427,12 @@ def _finished(record: dict[str, Any] | None) -> bool:
     return bool(record) and len(record.get("legs", [])) == len(LEGS) and "final" in record
 
 
-def _parse_run(name: str, runs: list[tuple[str, int]]) -> tuple[str, int]:
+def _parse_run(name: str, runs: list[tuple[str, int]],
+               others: Sequence[str] = ()) -> tuple[str, int]:
     known = {f"{f}-seed{s}": (f, s) for f, s in runs}
     if name not in known:
         raise ConfigError(f"--only {name!r}: not a run of this comparison; expected one of "
-                          f"{sorted(known)}")
+                          f"{sorted([*known, *others])}")
     return known[name]
 
 
@@ -370,6 +452,8 @@ def _job_command(settings: dict[str, Any], out: Path, download: bool) -> list[st
         args.append("--no-download")
     if s["inception_weights"]:
         args += ["--inception-weights", str(s["inception_weights"])]
+    if s.get("lr_grid"):
+        args += ["--lr-grid", "--lr-grid-seeds", str(s["lr_grid_seeds"])]
     for family, changes in s["overrides"].items():
         args += [a for k, v in changes.items() for a in ("--set", f"{family}.{k}={json.dumps(v)}")]
     return args
@@ -468,7 +552,9 @@ def _run_one(state: dict[str, Any], family: str, seed: int, out: Path, scorer: S
         _progress(f"{name}: adding {', '.join(missing)}")
         if "class_kl" in missing:  # from the counts: nothing to sample
             record["final"].update(scorer.class_kl(record["final"]["class_counts"]))
-        rest = [k for k in missing if k != "class_kl"]
+        if "collapsed" in missing:  # likewise
+            record["final"].update(scorer.collapse(record["final"]))
+        rest = [k for k in missing if k not in ("class_kl", "collapsed")]
         if rest:
             record["final"].update(_measure(run_dir, recipe, scorer, seed, num_samples,
                                             path_pairs, rest))
@@ -482,20 +568,77 @@ def _run_one(state: dict[str, Any], family: str, seed: int, out: Path, scorer: S
         save()
 
 
+def grid_name(family: str, factor: float, seed: int) -> str:
+    """The name of a learning-rate grid run: 'dcgan-lrx0.5-seed0'."""
+    return f"{family}-lrx{factor:g}-seed{seed}"
+
+
+def learning_rates(cfg) -> dict[str, float]:
+    """A config's learning rates: its numeric fields named 'lr' or 'lr_*' (the generator's and,
+    where a family has one, the discriminator's), by name."""
+    return {k: float(v) for k, v in vars(cfg).items()
+            if (k == "lr" or k.startswith("lr_")) and isinstance(v, (int, float))
+            and not isinstance(v, bool)}
+
+
+def _run_grid_one(state: dict[str, Any], family: str, factor: float, seed: int, out: Path,
+                  scorer: Scorer, download: bool) -> None:
+    """Train one learning-rate grid run (the family's default preset with every learning rate
+    times ``factor``) for the full budget in one leg, and score it as a final run: FID and the
+    rest of ``Scorer.full``, whether it collapsed, and its loss spikes (descriptive). A
+    divergence is recorded, not raised. Its record is out/records/<name>.json."""
+    s = state["settings"]
+    name = grid_name(family, factor, seed)
+    run_dir = out / "lr-grid" / name
+    record = state["lr_grid_runs"].setdefault(name, {"family": family, "seed": seed,
+                                                     "lr_factor": factor,
+                                                     "run_dir": str(run_dir), "legs": []})
+    if "done" in record:
+        return
+    cfg = {"family": family, "preset": "default", "dataset": s["dataset"],
+           "data_dir": s["data_dir"], "download": download, "seed": seed,
+           "run_dir": str(run_dir), **s["overrides"].get(family, {})}
+    record["lrs"] = {k: v * factor for k, v in learning_rates(recipes.make_config(**cfg)).items()}
+    _progress(f"{name}: training to {s['minutes']:g} min at x{factor:g} the preset's learning "
+              f"rates ({', '.join(f'{k} {v:.3g}' for k, v in record['lrs'].items())})")
+    _train_leg({**cfg, **record["lrs"]}, run_dir, s["minutes"], record, 1.0)
+    latest = checkpoint.latest_checkpoint(run_dir)
+    if latest is not None:
+        _progress(f"{name}: scoring")
+        run = recipes.load_run(run_dir, checkpoint.pick_device())
+        recipe = recipes.get(family)
+        gen = torch.Generator(device=run.device).manual_seed(seed)
+        fake = recipe.sample(run, s["num_samples"], gen,
+                             recipes.verb_options(family, "sample", {})).cpu()
+        scores = scorer.full(fake)
+        scores.update(step=run.step, loss_spikes=_spikes(checkpoint.read_log(run_dir)))
+        record["final"] = scores
+        record["legs"] = [{"fraction": 1.0, "step": run.step,
+                           **_stamp(run_dir, run.step, s["minutes"], "diverged" in record)}]
+    record["done"] = True
+    path = _record_path(out, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, record)
+
+
 def _missing_measures(final: dict[str, Any], recipe, scorer: Scorer) -> list[str]:
     """The measures a run's final scores lack that this comparison takes."""
     wanted = {"pr_num_real": True,  # scored against all real images by genlab < 0.3
               "class_kl": "class_counts" in final,  # genlab < 0.4 scored the entropy
+              "collapsed": "class_counts" in final,
               "likelihood": recipe.likelihood is not None,
               "path_length": recipe.latent_map is not None,
-              "inception_fid": scorer.inception_weights is not None}
+              "inception_fid": scorer.inception_weights is not None,
+              "modes_covered": scorer.mode_net is not None,
+              "fd_inf": True}
     return [key for key, want in wanted.items() if want and key not in final]
 
 
 def _measure(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
              path_pairs: int, keys: Sequence[str]) -> dict[str, Any]:
-    """The measures ``keys`` of a scored run (likelihood, path length, Inception FID, and
-    precision/recall/density/coverage, keyed by 'pr_num_real')."""
+    """The measures ``keys`` of a scored run (likelihood, path length, Inception FID,
+    precision/recall/density/coverage, keyed by 'pr_num_real', the mode measures, keyed by
+    'modes_covered', and FD-infinity, keyed by 'fd_inf')."""
     run = recipes.load_run(run_dir, checkpoint.pick_device())
     out: dict[str, Any] = {}
     if "likelihood" in keys:
@@ -505,14 +648,20 @@ def _measure(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
         out.update(path_length(lambda z: decode(z.to(run.device)),
                                lambda x: _features(scorer.net, x)[0], shape, path_pairs,
                                seed=seed))
-    if "inception_fid" in keys or "pr_num_real" in keys:  # the final samples, drawn again
+    drawn = {"inception_fid", "pr_num_real", "modes_covered", "fd_inf"}
+    if drawn & set(keys):  # the final samples, drawn again
         gen = torch.Generator(device=run.device).manual_seed(seed)
         opts = recipes.verb_options(recipe.name, "sample", {})
         fake = recipe.sample(run, num_samples, gen, opts).cpu()
         if "inception_fid" in keys:
             out["inception_fid"] = inception_fid(scorer.real, fake, scorer.inception_weights)
+        feats = _features(scorer.net, fake)[0]
         if "pr_num_real" in keys:
-            out.update(scorer.precision_recall(_features(scorer.net, fake)[0]))
+            out.update(scorer.precision_recall(feats))
+        if "fd_inf" in keys:
+            out.update(fd_infinity(scorer.real_features, feats))
+        if "modes_covered" in keys:
+            out.update(scorer.modes(fake))
     return out
 
 
@@ -540,9 +689,10 @@ def _score(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
               "params_trained": sum(p.numel() for n, m in run.modules.items() if n != "ema"
                                     for p in m.parameters()),
               "loss_spikes": _spikes(log), "log_lines": len(log)}
+    drawn = ("inception_fid", "pr_num_real", "modes_covered", "fd_inf")  # full() has them
     result.update(_measure(run_dir, recipe, scorer, seed, num_samples, path_pairs,
                            [k for k in _missing_measures(result, recipe, scorer)
-                            if k not in ("inception_fid", "pr_num_real")]))  # full() has them
+                            if k not in drawn]))
     return result, fake
 
 
@@ -586,6 +736,13 @@ SHARE = stats.absolute(
 HISTOGRAM = stats.absolute(
     0.02, "KL from the real class histogram; halving one class of ten (5% instead of 10%, the "
     "rest scaled up) costs 0.017 nats, a visible loss of a mode", "nats")
+MODES = stats.relative(
+    0.10, "modes covered of Stacked MNIST's 1,000: a generator that drops a tenth of the modes "
+    "covers 10% fewer at any N, and at N = 1,000 an even draw covers 632 +- 10 (SD), so 10% is "
+    "about six SDs; tested as a ratio, so 10% means the same at 100 modes and at 900")
+MODE_KL = stats.absolute(
+    0.1, "KL(sample modes || uniform): a generator that drops a tenth of the modes and draws the "
+    "rest evenly is log(1 / 0.9) = 0.105 nats from uniform", "nats")
 COST = stats.ratio(
     1.25, "timings on a shared machine vary by 10-20% between runs, and a user does not notice a "
     "smaller saving; FLOPs and NFE are exact but are judged on the same scale as the time they "
@@ -604,17 +761,28 @@ class Measure:
     effect: stats.Effect | None
     """the minimal meaningful effect; None: described, never a verdict"""
     scale: float = 1.0
+    where: str = ""
+    """the datasets it is taken on, when not all ('labelled', 'Stacked MNIST'): a claim tests
+    it only where some run of the comparison recorded it"""
 
 
 MEASURES = (
     Measure("fid", "FID", "", "lower", QUALITY),
     Measure("inception_fid", "Inception FID", "", "lower", QUALITY),
+    # extrapolated from subsets of one sample set: described beside FID, not a verdict's basis
+    # (its fit can land below 0 and its spread is larger than FID's)
+    Measure("fd_inf", "FD∞ (FID extrapolated to infinite N)", "", "lower", None),
     # unbiased, so it can be negative (no ratio), and its units depend on the feature network
     Measure("kid", "KID", "", "lower", None),
     Measure("precision", "precision", "", "higher", SHARE),
     Measure("recall", "recall", "", "higher", SHARE),
     Measure("coverage", "coverage", "", "higher", SHARE),
-    Measure("class_kl", "KL(sample classes || real classes)", "nats", "lower", HISTOGRAM),
+    Measure("class_kl", "KL(sample classes || real classes)", "nats", "lower", HISTOGRAM,
+            where="labelled"),
+    Measure("modes_covered", "modes covered (of 1,000)", "", "higher", MODES,
+            where="Stacked MNIST"),
+    Measure("mode_kl", "KL(sample modes || uniform)", "nats", "lower", MODE_KL,
+            where="Stacked MNIST"),
     Measure("nn_distance_ratio", "NN-train distance, samples / test", "", None, None),
     # a latent's path length depends on its dimension and prior: compared within a family only
     # (across its legs and seeds), never across families
@@ -715,6 +883,16 @@ def summary(state: dict[str, Any], leg: int = -1) -> dict[str, Any]:
         if all(q <= stats.ALPHA for q in stats.holm(p)):
             best[m.key] = top
     table["best"] = best
+    sizes = next((r["final"]["fd_inf_sizes"] for r in state["runs"].values()
+                  if "fd_inf_sizes" in r.get("final", {})), None)
+    if sizes:
+        table["fd_inf_sizes"] = sizes
+    reference = next((r["final"] for r in state["runs"].values()
+                      if "modes_covered_real" in r.get("final", {})), None)
+    if reference is not None:  # Stacked MNIST: what real images and an even draw reach at N
+        table["mode_reference"] = {k: reference[k] for k in (
+            "num_modes", "mode_num_samples", "mode_num_real", "modes_covered_real",
+            "mode_kl_real", "modes_covered_even") if k in reference}
     return table
 
 
@@ -730,43 +908,114 @@ class Part:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """What a published paper reports about a claim, with its citation, and the verdict of
+    genlab's part ``part`` that would agree with it (None: context that no part of genlab's
+    tests; shown, never scored as agreeing or not)."""
+
+    cite: str
+    says: str
+    part: str | None = None
+    expects: str | None = None
+    """stats.SUPPORTED or stats.CONTRADICTED: the part's verdict that agrees with the paper"""
+
+
+@dataclass(frozen=True)
 class Claim:
-    """A textbook claim, the families it is about (by recipe kind) and the parts it asserts."""
+    """A textbook claim, the families it is about (by recipe kind), the parts it asserts, and
+    what published results say about it."""
 
     text: str
     test: str
     parts: tuple[Part, ...]
     untested: str = ""
     """why a claim with no parts is not tested by these measures"""
+    literature: tuple[Finding, ...] = ()
+
+
+# Published results beside the claims, stated no more strongly than the papers do. Their
+# budgets (GPU-days on ImageNet, CIFAR-10, LSUN) are far beyond a comparison on a CPU, so genlab
+# reports whether its verdict at its own budget agrees, not whether the paper is right.
+DHARIWAL_NICHOL = "Dhariwal & Nichol 2021, Diffusion Models Beat GANs on Image Synthesis"
+XIAO = ("Xiao, Kreis & Vahdat 2022, Tackling the Generative Learning Trilemma with Denoising "
+        "Diffusion GANs")
+LUCIC = "Lucic, Kurach, Michalski, Gelly & Bousquet 2018, Are GANs Created Equal?"
+DDIM = "Song, Meng & Ermon 2021, Denoising Diffusion Implicit Models"
+LIPMAN = ("Lipman, Chen, Ben-Hamu, Nickel & Le 2023, Flow Matching for Generative Modeling")
+STACKED = ("Srivastava et al. 2017, VEEGAN; Lin, Khetan, Fanti & Oh 2018, PacGAN (Stacked "
+           "MNIST, the setup of Metz et al. 2017, Unrolled GANs)")
+KARRAS = "Karras, Laine & Aila 2019, A Style-Based Generator Architecture for GANs"
 
 
 CLAIMS = (
     Claim("Diffusion models train more stably than GANs, which can suffer mode collapse.",
-          "mode coverage of each diffusion model against each GAN (coverage, recall, and the KL "
-          "divergence of the samples' class histogram from the real test set's), and how many "
-          "runs diverged (Fisher's exact test); loss spikes are shown, not tested",
+          "mode coverage of each diffusion model against each GAN (coverage, recall, the KL "
+          "divergence of the samples' class histogram from the real test set's on labelled data, "
+          "and on Stacked MNIST the modes covered of 1,000 and KL(sample modes || uniform), each "
+          "channel read by the MNIST classifier), and how many runs diverged (Fisher's exact "
+          "test); loss spikes are shown, not tested",
           (Part("covers the modes better", ("diffusion",), ("adversarial",),
-                ("coverage", "recall", "class_kl")),
-           Part("trains more stably", ("diffusion",), ("adversarial",), (DIVERGED,)))),
+                ("coverage", "recall", "class_kl", "modes_covered", "mode_kl")),
+           Part("trains more stably", ("diffusion",), ("adversarial",), (DIVERGED,))),
+          literature=(
+              Finding(DHARIWAL_NICHOL, "on ImageNet their diffusion models reach higher recall "
+                      "than BigGAN-deep at comparable or better FID, and they describe GANs as "
+                      "capturing less diversity than likelihood-based models",
+                      "covers the modes better", stats.SUPPORTED),
+              Finding(XIAO, "diffusion models cover the modes of the data well where GANs are "
+                      "known to drop some (one corner of their trilemma)",
+                      "covers the modes better", stats.SUPPORTED),
+              Finding(STACKED, "a DCGAN trained on Stacked MNIST misses many of its 1,000 modes "
+                      "in the setups they test (how many depends on the discriminator's size), "
+                      "and their remedies recover more; no diffusion model was in these "
+                      "studies"),
+              Finding(DHARIWAL_NICHOL, "GANs are often difficult to train, collapsing without "
+                      "carefully selected hyperparameters and regularizers (said of earlier "
+                      "work, not measured there)", "trains more stably", stats.SUPPORTED),
+              Finding(LUCIC, "the FID each GAN they studied reaches depends strongly on its "
+                      "hyperparameters and random seed, and with enough tuning and restarts "
+                      "none was consistently better than the original GAN; no diffusion model "
+                      "was in the study"))),
     Claim("Diffusion models give higher-quality images than VAEs, but need more resources.",
           "FID and precision of each diffusion model against each VAE at equal training time, "
           "and the VAE's lower sampling cost (FLOPs and seconds per sample)",
           (Part("higher quality", ("diffusion",), ("autoencoder",), ("fid", "precision")),
            Part("more resources", ("autoencoder",), ("diffusion",),
-                ("flops_per_sample", "seconds_per_sample")))),
+                ("flops_per_sample", "seconds_per_sample"))),
+          literature=(
+              Finding(XIAO, "VAEs (and normalising flows) sample fast and cover the modes but "
+                      "give lower sample quality than diffusion models",
+                      "higher quality", stats.SUPPORTED),
+              Finding(XIAO, "diffusion models are expensive to sample, needing up to thousands "
+                      "of network evaluations per sample", "more resources", stats.SUPPORTED))),
     Claim("Diffusion models are slow to sample, because of their many steps.",
           "seconds per sample of the one-step families (VAE, GAN) against each diffusion model at "
           "its default sampler (DDPM: DDIM-50); the NFE sweep shows what fewer steps cost in "
           "FID, and flow matching at few NFE",
           (Part("slower to sample", ("autoencoder", "adversarial"), ("diffusion",),
-                ("seconds_per_sample",)),)),
+                ("seconds_per_sample",)),),
+          literature=(
+              Finding(DDIM, "DDPMs need a Markov chain of many steps per sample; DDIM produces "
+                      "high-quality samples 10x to 50x faster in wall-clock time than DDPM, "
+                      "still with tens of steps", "slower to sample", stats.SUPPORTED),
+              Finding(XIAO, "GANs sample in one network evaluation; diffusion models are slow "
+                      "to sample", "slower to sample", stats.SUPPORTED),
+              Finding(LIPMAN, "flow matching with optimal-transport paths samples with fewer "
+                      "function evaluations than the same model trained with diffusion paths; "
+                      "flow matching is a family of its own here, not in this claim"))),
     Claim("GANs give finer control over the features of what they generate than diffusion "
           "models.",
           "not tested by these measures: the perceptual path length (Karras et al. 2019) of a "
           "latent depends on the latent's dimension and prior (a GAN's 100-d z against a "
           "diffusion model's image-sized noise), so it is compared within a family only; the "
           "control figures show the paths",
-          (), untested="path length does not compare across latents of different dimension"),
+          (), untested="path length does not compare across latents of different dimension",
+          literature=(
+              Finding(KARRAS, "path length and linear separability measure how smoothly and "
+                      "how separably a GAN's latent space steers its images, within GANs"),
+              Finding(DHARIWAL_NICHOL, "classifier guidance steers a diffusion model towards a "
+                      "class, trading diversity for fidelity; neither paper compares control "
+                      "across families"))),
 )
 
 
@@ -869,14 +1118,15 @@ def claims_at(state: dict[str, Any], leg: int = -1) -> list[dict[str, Any]]:
     """The claims' verdicts at leg ``leg``, with Holm's correction across every test of them
     (one report of the claims at that budget)."""
     families = state["settings"]["families"]
-    labelled = any("class_counts" in r.get("final", {}) for r in state["runs"].values())
+    recorded = {k for r in state["runs"].values() for k in r.get("final", {})}
     few = _seeds(state) < stats.MIN_SEEDS
     applying = [c for c in CLAIMS if _applies(c, families)]
     layout = []  # (claim, [(part, [tests])])
     for claim in applying:
         parts = []
         for part in claim.parts:
-            keys = [k for k in part.measures if labelled or k != "class_kl"]
+            keys = [k for k in part.measures  # a dataset's own measures where it has them
+                    if k not in MEASURE or not MEASURE[k].where or k in recorded]
             tests = [_test(state, key, a, b, leg) for key in keys
                      for a in _of_kind(families, part.a) for b in _of_kind(families, part.b)]
             parts.append((part, tests))
@@ -974,7 +1224,89 @@ def verdicts(state: dict[str, Any]) -> list[dict[str, Any]]:
         claim["converged"] = not caveats
         claim["caveat"] = ("at this budget, before convergence (" + "; ".join(caveats) + ")"
                            if caveats else "")
+        claim["literature"] = literature(claim)
     return final
+
+
+def agreement(expects: str | None, verdict: str) -> str:
+    """Whether genlab's verdict on a part agrees with a paper that expects ``expects`` of it:
+    'agree' (the same verdict), 'disagree' (the opposite one, or no meaningful difference where
+    the paper reports one), 'undecided' (undecided, mixed, no verdict or not measured), or
+    'context' (a finding no part tests)."""
+    if expects is None:
+        return "context"
+    if verdict == expects:
+        return "agree"
+    if verdict in (stats.SUPPORTED, stats.CONTRADICTED, stats.EQUIVALENT):
+        return "disagree"
+    return "undecided"
+
+
+def literature(claim: dict[str, Any]) -> list[dict[str, Any]]:
+    """The published findings on a judged claim (``verdicts``), each with the verdict of the
+    part it speaks to at the full budget and whether they agree (``agreement``)."""
+    declared = next(c for c in CLAIMS if c.text == claim["claim"])
+    parts = {p["part"]: p["verdict"] for p in claim["parts"]}
+    out = []
+    for f in declared.literature:
+        verdict = parts.get(f.part, "not tested") if f.part else None
+        out.append({"cite": f.cite, "says": f.says, "part": f.part, "expects": f.expects,
+                    "verdict": verdict,
+                    "agreement": agreement(f.expects, verdict) if f.part else "context"})
+    return out
+
+
+def _grid_row(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs, diverged, collapsed (of those whose collapse was measured), failed (either), and
+    the final FID of the runs that did not diverge: mean, SD, min, median, max; loss spikes'
+    mean (descriptive)."""
+    diverged = ["diverged" in r for r in records]
+    collapsed = [bool(r.get("final", {}).get("collapsed")) for r in records]
+    fids = [r["final"]["fid"] for r, d in zip(records, diverged)
+            if not d and "fid" in r.get("final", {})]
+    spikes = [r["final"]["loss_spikes"] for r in records if "loss_spikes" in r.get("final", {})]
+    row: dict[str, Any] = {
+        "runs": len(records), "diverged": sum(diverged), "collapsed": sum(collapsed),
+        "collapse_measured": sum("collapsed" in r.get("final", {}) for r in records),
+        "failed": sum(d or c for d, c in zip(diverged, collapsed)),
+        "seeds": sorted({int(r["seed"]) for r in records})}
+    row["failed_rate"] = row["failed"] / len(records) if records else None
+    if fids:
+        row["fid"] = {**stats.summarise(fids), "min": min(fids), "max": max(fids),
+                      "median": statistics.median(fids)}
+    if spikes:
+        row["loss_spikes"] = statistics.fmean(spikes)
+    return row
+
+
+def stability(state: dict[str, Any]) -> dict[str, Any]:
+    """Stability as Lucic et al. 2018 measured it for GANs: per family, over seeds 0..k-1 and
+    the learning-rate grid (x0.5 and x2 the preset's rates, and x1: the main runs of those
+    seeds), how many runs diverged (a non-finite loss) or collapsed (samples in under half of
+    the classes as many real images fall in), and the spread of the final FID of the runs that
+    did not diverge, per rate and over all of them. Descriptive: no verdict rests on it. Empty
+    without --lr-grid."""
+    s = state["settings"]
+    grid = s.get("lr_grid") or []
+    if not grid:
+        return {}
+    seeds = int(s["lr_grid_seeds"])
+    out: dict[str, Any] = {"factors": sorted([*grid, 1.0]), "seeds": seeds, "families": {}}
+    for family in s["families"]:
+        by_factor = {1.0: [r for r in state["runs"].values()
+                           if r["family"] == family and int(r["seed"]) < seeds]}
+        for factor in grid:
+            by_factor[factor] = [r for r in state.get("lr_grid_runs", {}).values()
+                                 if r["family"] == family and r["lr_factor"] == factor]
+        lrs = next(({k: v / r["lr_factor"] for k, v in r["lrs"].items()}
+                    for rs in by_factor.values() for r in rs if "lrs" in r), {})
+        rows = []
+        for factor in out["factors"]:
+            rows.append({"factor": factor, "lrs": {k: v * factor for k, v in lrs.items()},
+                         **_grid_row(by_factor[factor])})
+        out["families"][family] = {
+            "rows": rows, "overall": _grid_row([r for rs in by_factor.values() for r in rs])}
+    return out
 
 
 def rule(state: dict[str, Any]) -> dict[str, Any]:

@@ -31,9 +31,10 @@ class BaseConfig:
     """Fields shared by every family: data, optimisation, bookkeeping."""
 
     dataset: str = "digits"
-    """dataset name: digits, mnist, fashion-mnist, cifar10, fer2013, folder:PATH (images in it or
-    in one subfolder per class, optionally under train/ and test/) or prepared:DIR (written by
-    `genlab prepare`, read from disk batch by batch)"""
+    """dataset name: digits, mnist, fashion-mnist, stacked-mnist (three MNIST digits, one per
+    channel: 1,000 modes), cifar10, fer2013, folder:PATH (images in it or in one subfolder per
+    class, optionally under train/ and test/) or prepared:DIR (written by `genlab prepare`, read
+    from disk batch by batch)"""
     data_dir: str | None = None
     """folder holding dataset files (default: ~/.cache/genlab/data); torchvision downloads there"""
     download: bool = True

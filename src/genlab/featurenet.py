@@ -7,7 +7,9 @@ Three sources, in this order:
    ``genlab/featurenets/<dataset>.safetensors``, with ``<dataset>.json`` beside it: its recipe,
    the data it saw, its test accuracy, its training seconds and CPU. A named dataset at its native
    resolution and channels uses it: no training, the same features on every machine.
-   ``scripts/train_feature_nets.py`` regenerates them.
+   ``scripts/train_feature_nets.py`` regenerates them. A stacked dataset (stacked-mnist: an
+   MNIST digit per RGB channel) is read by its channels' network on each channel: the features
+   side by side, the predicted class the mode (the digit triple), as the literature counts them.
 2. **Trained on labels and cached**, for every other labelled dataset (an image folder with class
    folders, a prepared set, a resolution or channel override, fashion-mnist, which ships none, or
    an explicit step count other than the shipped one's): trained once on the train split and
@@ -67,7 +69,7 @@ from genlab import data
 from genlab.errors import ConfigError, DataError, FallbackWarning, RunError, one_line
 from genlab.files import read_bytes, read_json, sha256, write_atomic, write_json
 from genlab.hardware import cpu_name, native_bf16, poll_threads
-from genlab.models.classifier import Classifier, Features
+from genlab.models.classifier import ChannelStack, Classifier, Features
 
 # The classifier's training recipe; part of the cache key, recorded beside the weights. Where bf16
 # is native (AMX, AVX512-BF16, recent GPUs) it trains under bf16 autocast in channels-last memory:
@@ -109,12 +111,61 @@ def _uses_shipped(dataset: str, steps: int, resolution: int, channels: int
     return info
 
 
+def _uses_channel_stack(dataset: str, steps: int, resolution: int, channels: int) -> bool:
+    """Whether a stacked dataset (``data.CHANNEL_STACKS``) is asked for at its native size with
+    the default steps (or its channel network's shipped count): it is then scored with that
+    network on each channel, as the literature scores it."""
+    if dataset not in data.CHANNEL_STACKS:
+        return False
+    base, count = data.CHANNEL_STACKS[dataset]
+    info = shipped_info(base)
+    if info is None or steps not in (0, info["steps"]):
+        return False
+    _, h, w = info["image_shape"]
+    return resolution in (0, h) and channels in (0, count)
+
+
+def channel_stack(dataset: str, device: str | torch.device = "cpu"
+                  ) -> tuple[ChannelStack, dict[str, Any]]:
+    """The mode classifier of a stacked dataset (``data.CHANNEL_STACKS``: Stacked MNIST): the
+    shipped network of the dataset its channels come from, read on each channel
+    (``models.classifier.ChannelStack``). Its features are the channels' side by side, its
+    classes the modes; info["modes"] is their number, info["test_accuracy"] the chance that a
+    test image's mode is right (the channels' digits are independent draws from the test split,
+    so it is the per-channel accuracy cubed) and info["weights_sha1"] names the shipped weights
+    read per channel."""
+    if dataset not in data.CHANNEL_STACKS:
+        raise ConfigError(f"{dataset!r} is not a stacked dataset; expected one of "
+                          f"{sorted(data.CHANNEL_STACKS)}")
+    base, count = data.CHANNEL_STACKS[dataset]
+    info = shipped_info(base)
+    if info is None:
+        raise RunError(f"{dataset} is read per channel by the shipped {base} network, but "
+                       f"{SHIPPED_DIR / (base + '.json')} is missing; the genlab installation is "
+                       f"damaged: reinstall it")
+    net, base_info = feature_network(base, steps=0, device=device)
+    classes = len(base_info["classes"])
+    _, h, w = base_info["image_shape"]
+    stack = ChannelStack(net, count, classes).to(device).eval()
+    modes = classes**count
+    width = len(str(modes - 1))
+    return stack, {**base_info, "task": "classes", "dataset": dataset, "per_channel": base,
+                   "image_shape": [count, h, w], "modes": modes,
+                   "classes": [f"{m:0{width}d}" for m in range(modes)],
+                   "channel_test_accuracy": base_info["test_accuracy"],
+                   "test_accuracy": base_info["test_accuracy"] ** count,
+                   "weights_sha1": hashlib.sha1(
+                       f"{base_info['weights_sha1']} per channel x{count}".encode()).hexdigest()}
+
+
 def feature_network(dataset: str, data_dir: str | None = None, download: bool = True,
                     steps: int = 0, device: str | torch.device = "cpu",
                     progress: bool = False, resolution: int = 0,
-                    channels: int = 0) -> tuple[Features, dict[str, Any]]:
+                    channels: int = 0) -> tuple[Features | ChannelStack, dict[str, Any]]:
     """The network whose features the offline FID/KID use: the shipped one of a named dataset
-    (``steps`` 0 or the shipped count, native size), else one trained on the train split's
+    (``steps`` 0 or the shipped count, native size; for a stacked dataset such as
+    stacked-mnist, its channel dataset's shipped network read on each channel, see
+    ``channel_stack``), else one trained on the train split's
     labels (``steps`` or DEFAULT_STEPS), or contrastively (without labels) when the split has
     one class, and cached with its recipe and test accuracy. Returns (features, info);
     info["task"] is 'classes' or 'contrastive', info["classes"] the classes the head predicts
@@ -122,6 +173,8 @@ def feature_network(dataset: str, data_dir: str | None = None, download: bool = 
     or the cache folder and info["weights_sha1"] the weights' hash (what a score's feature space
     is). A damaged cache entry is trained again, with a FallbackWarning naming the file."""
     device = torch.device(device)
+    if _uses_channel_stack(dataset, steps, resolution, channels):
+        return channel_stack(dataset, device)
     info = _uses_shipped(dataset, steps, resolution, channels)
     if info is not None:
         path = SHIPPED_DIR / f"{dataset}.safetensors"

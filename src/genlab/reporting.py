@@ -120,7 +120,12 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px
          "image-rendering:pixelated}.same img{width:360px;height:auto}"
          "figcaption{font-size:12px;color:#555;max-width:440px}"
          ".verdict{font-weight:600}.supported{color:#1a7f37}.contradicted{color:#b42318}"
-         ".unsettled{color:#9a6700}.equivalent{color:#1f4e99}li{margin:.2em 0}")
+         ".unsettled{color:#9a6700}.equivalent{color:#1f4e99}li{margin:.2em 0}"
+         "table.summary th[scope=row]{text-align:left;font-weight:normal;min-width:14em;"
+         "max-width:26em}"
+         "table.summary td{white-space:nowrap}"
+         ".lit-head{margin:.4em 0 0}.lit{font-size:14px}.lit-agree{color:#1a7f37}"
+         ".lit-disagree{color:#b42318}.lit-undecided{color:#9a6700}.lit-context{color:#555}")
 
 
 def _write_page(out: Path, title: str, parts: list[str]) -> Path:
@@ -137,13 +142,13 @@ def _verdict_class(verdict: str) -> str:
 
 
 def _cell(v: dict[str, Any]) -> str:
-    """mean [95% CI] over seeds (mean ± SD where no interval), and n when under 3."""
-    text = f"{float(v['mean']):.3g}"
+    """mean, and under it the [95% CI] over seeds (± SD where no interval)."""
+    text = html.escape(f"{float(v['mean']):.3g}")
     if v.get("ci"):
-        text += f" [{float(v['ci'][0]):.3g}, {float(v['ci'][1]):.3g}]"
+        text += f"<br><small>[{float(v['ci'][0]):.3g}, {float(v['ci'][1]):.3g}]</small>"
     elif v.get("n", 1) > 1:
-        text += f" ± {float(v['std']):.2g}"
-    return html.escape(text)
+        text += f"<br><small>± {float(v['std']):.2g}</small>"
+    return text
 
 
 def _rule_text(state: dict[str, Any]) -> str:
@@ -193,6 +198,53 @@ def _budget_table(state: dict[str, Any]) -> str:
              + _table(rows, columns)) if rows else "")
 
 
+def _stability_table(state: dict[str, Any]) -> str:
+    """The learning-rate grid (--lr-grid): per family and rate, the runs, how many diverged or
+    collapsed, and the spread of the final FID; then the family over the whole grid."""
+    grid = state.get("stability") or {}
+    if not grid.get("families"):
+        return ""
+
+    def fid(row: dict[str, Any]) -> str:
+        f = row.get("fid")
+        if not f:
+            return "–"
+        spread = f" ± {f['std']:.3g}" if f["n"] > 1 else ""
+        return f"{f['mean']:.3g}{spread} [{f['min']:.3g}, {f['max']:.3g}] (n={f['n']})"
+
+    def counts(row: dict[str, Any], key: str) -> str:
+        if key == "collapsed" and row["collapse_measured"] < row["runs"]:
+            return f"{row[key]} of {row['collapse_measured']} measured"
+        return f"{row[key]} of {row['runs']}"
+
+    rows = []
+    for family, entry in grid["families"].items():
+        for row in [*entry["rows"], {**entry["overall"], "factor": None}]:
+            lrs = ", ".join(f"{k} {v:.3g}" for k, v in row.get("lrs", {}).items())
+            rows.append({
+                "family": family,
+                "learning rate": ("all rates" if row["factor"] is None
+                                  else f"x{row['factor']:g}" + (f" ({lrs})" if lrs else "")),
+                "runs": str(row["runs"]), "diverged": counts(row, "diverged"),
+                "collapsed": counts(row, "collapsed"),
+                "failed (either)": (f"{row['failed_rate']:.0%}" if row["failed_rate"] is not None
+                                    else "–"),
+                "final FID (runs that did not diverge)": fid(row),
+                "loss spikes (descriptive)": (f"{row['loss_spikes']:.3g}"
+                                              if "loss_spikes" in row else "–")})
+    columns = ["family", "learning rate", "runs", "diverged", "collapsed", "failed (either)",
+               "final FID (runs that did not diverge)", "loss spikes (descriptive)"]
+    seeds = int(grid["seeds"])
+    return ("<h2>Stability over seeds and a learning-rate grid</h2><p>As Lucic et al. 2018 "
+            "measured GANs: each family's default preset at x0.5, x1 and x2 its learning rates, "
+            f"seeds 0..{seeds - 1} each (x1: the main runs of those seeds), the full budget. "
+            "Diverged: a non-finite loss stopped the run. Collapsed: its samples fall in under "
+            "half of the classes (modes, on Stacked MNIST) that as many real test images fall "
+            "in. FID: mean ± SD [min, max] over the runs that did not diverge. Descriptive: no "
+            "verdict rests on this table; loss spikes are shown, not tested.</p>"
+            + _table(rows, columns))
+
+
 def _claim(v: dict[str, Any]) -> str:
     """One claim: its test, its verdict with the budget caveat, the verdict strip over the legs,
     the training each family had, and the evidence."""
@@ -210,16 +262,39 @@ def _claim(v: dict[str, Any]) -> str:
     return (f"<li><p><q>{html.escape(v['claim'])}</q><br>Test: {html.escape(v['test'])}"
             f"<br>Verdict: <span class='verdict {cls}'>{html.escape(v['verdict'])}</span>"
             f"{caveat}" + (f"<br>As the budget grows: {strip}" if strip else "")
-            + (f"<br>Budget: {stamps}" if stamps else "") + f"</p><ul>{evidence}</ul></li>")
+            + (f"<br>Budget: {stamps}" if stamps else "") + "</p>"
+            + _literature(v) + f"<ul>{evidence}</ul></li>")
+
+
+def _literature(v: dict[str, Any]) -> str:
+    """What published results say about a claim, each beside genlab's verdict on the part it
+    speaks to and whether they agree at this budget."""
+    rows = []
+    for f in v.get("literature", []):
+        if f["agreement"] == "context":
+            judged = "<span class='lit-context'>context: no part tests it</span>"
+        else:
+            budget = " at this budget" + (", before convergence" if v.get("caveat") else "")
+            judged = (f"{html.escape(f['part'])}: the paper's finding reads "
+                      f"{html.escape(f['expects'])}; genlab{budget}: "
+                      f"<span class='verdict {_verdict_class(f['verdict'])}'>"
+                      f"{html.escape(f['verdict'])}</span> → "
+                      f"<b class='lit-{html.escape(f['agreement'])}'>"
+                      f"{html.escape(f['agreement'])}</b>")
+        rows.append(f"<li>{html.escape(f['says'])} <small>({html.escape(f['cite'])})</small>"
+                    f"<br>{judged}</li>")
+    return (f"<p class='lit-head'>What published results say:</p><ul class='lit'>"
+            f"{''.join(rows)}</ul>") if rows else ""
 
 
 def compare_report(state: dict[str, Any], out: str | Path,
                    figures: dict[str, str] | None = None) -> Path:
-    """The page of ``genlab compare``: the decision rule, a summary table (a row per family, a
-    column per measure, mean and 95% interval over seeds, units and better direction marked,
+    """The page of ``genlab compare``: the decision rule, a summary table (a row per measure, a
+    column per family, mean and 95% interval over seeds, units and better direction marked,
     the best value highlighted only where the intervals separate it), the budget each family
-    had at each leg, each claim with its test, verdict, verdict strip over the legs and
-    evidence, then the figures side by side at the same scale, then the runs."""
+    had at each leg, each claim with its test, verdict, verdict strip over the legs, what
+    published results say beside it (and whether they agree at this budget) and evidence,
+    then the figures side by side at the same scale, then the runs."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     settings, table = state["settings"], state["summary"]
@@ -232,32 +307,54 @@ def compare_report(state: dict[str, Any], out: str | Path,
              f"features of a classifier trained on the dataset. Cells: mean [95% t interval] "
              f"over seeds.</p>",
              _rule_text(state), "<h2>Summary (full budget)</h2>"]
-    head = "<th>family</th>"
-    measures = [m for m in table["measures"]  # only the columns some family has a value for
+    # a row per measure and a column per family: as many measures as there are, the table
+    # grows down, not sideways (it fits 1280 px with five families)
+    families = list(table["families"])
+    head = "<th>measure</th>" + "".join(f"<th>{html.escape(f)}</th>" for f in families)
+    measures = [m for m in table["measures"]  # only the rows some family has a value for
                 if any(m[0] in row for row in table["families"].values())]
-    for key, label, unit, better in measures:
-        arrow = {"lower": " ↓ lower is better", "higher": " ↑ higher is better"}.get(better, "")
-        unit_text = f" ({unit})" if unit else ""
-        if key == "kid":
-            unit_text += f", N = {int(settings['num_samples'])} a set"
-        head += f"<th title='{html.escape(key)}'>{html.escape(label + unit_text)}" \
-                f"<br><small>{html.escape(arrow)}</small></th>"
     rows = []
-    for family, row in table["families"].items():
-        cells = [f"<td>{html.escape(family)}</td>"]
-        for key, *_ in measures:
+    for key, label, unit, better in measures:
+        arrow = {"lower": "↓ lower is better", "higher": "↑ higher is better"}.get(better, "")
+        unit_text = f" ({unit})" if unit else ""
+        if key in ("fid", "kid", "modes_covered", "mode_kl"):
+            unit_text += f", N = {int(settings['num_samples'])} a set"
+        if key == "fd_inf" and table.get("fd_inf_sizes"):
+            sizes = table["fd_inf_sizes"]
+            unit_text += f", fit over N = {', '.join(str(int(n)) for n in sizes)}"
+        cells = [f"<th scope='row' title='{html.escape(key)}'>{html.escape(label + unit_text)}"
+                 + (f" <small>{html.escape(arrow)}</small>" if arrow else "") + "</th>"]
+        for family in families:
+            row = table["families"][family]
             if key not in row:
                 cells.append("<td>–</td>")
                 continue
             best = " class='best'" if table["best"].get(key) == family else ""
             cells.append(f"<td{best}>{_cell(row[key])}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    parts.append(f"<table id='summary' class='summary'><thead><tr>{head}</tr></thead>"
+                 f"<tbody>{''.join(rows)}</tbody></table>")
     parts.append("<p><small>Highlighted: the best mean where 95% Welch intervals (Holm across "
                  "the other families) separate it from every other family's; none where they "
-                 "overlap. Likelihood bounds under different pixel models are separate columns "
-                 "and not ranked; path length compares a family with itself only.</small></p>")
+                 "overlap. Likelihood bounds under different pixel models are separate rows "
+                 "and not ranked; path length compares a family with itself only. FID is biased "
+                 "upwards by an amount that falls as 1/N and differs between models; FD∞ (Chong "
+                 "& Forsyth 2020) fits FID at the subset sizes shown as FD∞ + slope / N and "
+                 "reads it at 1/N = 0: it is shown beside FID, and claims rest on FID at equal "
+                 "N.</small></p>")
+    reference = table.get("mode_reference")
+    if reference:
+        parts.append(
+            f"<p><small>Modes (Stacked MNIST): each channel of a sample read by the MNIST "
+            f"classifier, the digit triple its mode, of {int(reference['num_modes'])}. Both "
+            f"numbers depend on N: at N = {int(reference['mode_num_samples'])} the real test "
+            f"images cover {int(reference['modes_covered_real'])} modes, KL(real modes || "
+            f"uniform) {float(reference['mode_kl_real']):.3g} nats, and an even draw of the "
+            f"modes covers {float(reference['modes_covered_even']):.0f} on average; "
+            f"a generator is compared with these, not with {int(reference['num_modes'])} "
+            f"and 0.</small></p>")
     parts.append(_budget_table(state))
+    parts.append(_stability_table(state))
     parts.append("<h2>The claims, tested</h2>")
     if not state["verdicts"]:
         parts.append("<p>No claim applies to these families: the claims compare diffusion "

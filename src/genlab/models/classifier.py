@@ -49,3 +49,36 @@ class Features(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier.features(x.float())
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, num_features) features -> (B,) predicted classes."""
+        return self.classifier.head(features).argmax(1)
+
+
+class ChannelStack(nn.Module):
+    """A grey-image feature network read on each channel of a stacked image (Stacked MNIST: one
+    MNIST digit per RGB channel), as Unrolled GAN, VEEGAN and PacGAN classify each channel with
+    an MNIST classifier. The features are the channels' features side by side (C * D); the
+    predicted class is the image's mode: the channels' classes read as the digits of a number in
+    base ``num_classes``, the first channel the most significant."""
+
+    def __init__(self, per_channel: Features, channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.per_channel = per_channel
+        self.channels, self.num_classes = channels, num_classes
+        self.num_features = channels * per_channel.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) in [-1, 1] -> (B, C * D): each channel's features, in channel order."""
+        b, c, h, w = x.shape
+        if c != self.channels:
+            raise ValueError(f"expected {self.channels}-channel images, got {c} channels")
+        return self.per_channel(x.reshape(b * c, 1, h, w)).reshape(b, -1)
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """(B, C * D) features -> (B,) modes in 0..num_classes**C - 1."""
+        b = features.shape[0]
+        digits = self.per_channel.classify(features.reshape(b * self.channels, -1))
+        place = self.num_classes ** torch.arange(self.channels - 1, -1, -1,
+                                                 device=features.device)
+        return (digits.reshape(b, self.channels) * place).sum(1)
