@@ -53,7 +53,7 @@ from genlab.metrics import (
 )
 from genlab.reporting import compare_report
 from genlab.samplers import slerp
-from genlab.training import train
+from genlab.training import budget_seconds, train
 
 # every generator in the registry (the denoiser has no samples to compare)
 DEFAULT_FAMILIES = tuple(name for name, r in recipes.RECIPES.items() if not r.denoises)
@@ -298,7 +298,7 @@ def _stamp(run_dir: Path, step: int, budget_minutes: float, diverged: bool) -> d
     log = checkpoint.read_log(run_dir)
     cfg = recipes.run_config(run_dir)
     seconds = log[-1]["train_seconds"] if log else 0.0
-    budget = 60 * (cfg.budget_minutes or cfg.max_minutes)
+    budget = budget_seconds(cfg)
     in_warmup = step < cfg.warmup_steps or (budget > 0 and seconds / budget < cfg.warmup_fraction)
     return {"train_seconds": seconds, "epoch": log[-1].get("epoch", 0.0) if log else 0.0,
             "images_seen": step * cfg.batch_size, "in_warmup": in_warmup,

@@ -98,13 +98,13 @@ def single_image(cfg: BaseConfig, image_shape: tuple[int, ...]) -> torch.Tensor:
 def lr_factor(cfg: BaseConfig, step: int, total: int | None, seconds: float) -> float:
     """Learning-rate multiplier before optimizer step ``step`` of a run bounded by ``total``
     steps (None: by its time budget alone) that has trained for ``seconds``."""
-    budget = _budget_seconds(cfg)
+    budget = budget_seconds(cfg)
     fraction = schedules.progress(step, total, seconds, budget)
     return schedules.lr_factor(cfg.lr_schedule, fraction, cfg.warmup_fraction, step,
                                cfg.warmup_steps, 0 if budget else (total or 0))
 
 
-def _budget_seconds(cfg: BaseConfig) -> float:
+def budget_seconds(cfg: BaseConfig) -> float:
     """The seconds the schedules span: budget_minutes, else max_minutes (0: none)."""
     return 60.0 * (cfg.budget_minutes or cfg.max_minutes)
 
