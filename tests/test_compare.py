@@ -226,7 +226,9 @@ def test_a_tiny_comparison_runs_resumes_and_renders(tmp_path: Path, one_thread, 
         record = state["runs"][name]
         assert [leg["fraction"] for leg in record["legs"]] == [0.25, 0.5, 1.0]
         for leg in record["legs"]:  # every leg stamped with its budget
-            assert {"train_seconds", "epoch", "images_seen", "in_warmup", "ended_early"} <= set(leg)
+            assert {"train_seconds", "epoch", "images_seen", "in_warmup", "ended_early",
+                    "train_flops"} <= set(leg)
+            assert leg["train_flops"] > 0
         assert "coverage" in record["legs"][0]["scores"]  # every measure at every leg
         final = record["final"]
         for key in ("fid", "kid", "precision", "recall", "density", "coverage",
@@ -241,6 +243,15 @@ def test_a_tiny_comparison_runs_resumes_and_renders(tmp_path: Path, one_thread, 
     assert state["verdicts"] == []  # no claim names an autoencoder against a flow alone
     for name in ("vae-seed0", "flow-seed0"):
         assert state["runs"][name]["final"]["path_length"] > 0
+    # a run whose loop did not count its FLOPs (an older genlab) is counted by one scratch
+    # update of its config: the same number
+    counted = comparison.flops_per_image(out / "vae-seed0")
+    log_file = out / "vae-seed0" / "log.jsonl"
+    lines_ = [json.loads(line) for line in log_file.read_text().splitlines()]
+    log_file.write_text("".join(json.dumps({k: v for k, v in r.items()
+                                            if k != "flops_per_image"}) + "\n" for r in lines_))
+    assert comparison.flops_per_image(out / "vae-seed0") == pytest.approx(counted)
+    assert (out / "figures" / "fid_vs_training_minutes.png").is_file()
     lines = len(checkpoint.read_log(out / "flow-seed0"))
     compare(**args)  # everything is there: nothing is trained again
     assert len(checkpoint.read_log(out / "flow-seed0")) == lines
@@ -581,3 +592,84 @@ def test_the_summary_of_five_families_and_every_measure_does_not_scroll_sideways
     text = page.read_text()
     assert text.count("<th scope='row'") == len([m for m in comparison.MEASURES])
     check_in_browser(page, images=False)
+
+
+def _sweep_record(family: str, seed: int, rows: list[tuple[float | None, float, float]]) -> dict:
+    return {"family": family, "seed": seed, "legs": [],
+            "final": {"class_accuracy": rows[0][2],
+                      "control_sweep": [{"guidance": w, "fid": f, "class_accuracy": a,
+                                         "num_samples": 300} for w, f, a in rows]}}
+
+
+def test_control_is_judged_at_the_guidance_scale_whose_fid_matches_the_gans():
+    """The GANs' mean FID is 20 (10 and 40 on log scale: exp(mean log) is not the rule; the
+    arithmetic mean 25 is): a guided run's matched row is the scale whose log FID is nearest
+    log 25."""
+    runs = {"dcgan-seed0": _sweep_record("dcgan", 0, [(None, 10.0, 0.9)]),
+            "dcgan-seed1": _sweep_record("dcgan", 1, [(None, 40.0, 0.7)]),
+            "ddpm-seed0": _sweep_record("ddpm", 0, [(1.0, 12.0, 0.6), (2.0, 22.0, 0.8),
+                                                    (4.0, 60.0, 0.95)])}
+    state = {"settings": {"families": ["dcgan", "ddpm"], "seeds": 2, "minutes": 1.0},
+             "runs": runs}
+    assert comparison.matched_row(state, runs["ddpm-seed0"])["guidance"] == 2.0
+    assert comparison.matched_row(state, runs["dcgan-seed1"])["class_accuracy"] == 0.7
+    assert comparison.matched_row(state, runs["ddpm-seed0"], leg=0) is None  # final leg only
+    assert comparison._values(state, "ddpm", comparison.MATCHED) == [0.8]
+    assert sorted(comparison._values(state, "dcgan", comparison.MATCHED)) == [0.7, 0.9]
+    # no unguided family: nothing to match against
+    alone = {"settings": state["settings"], "runs": {"ddpm-seed0": runs["ddpm-seed0"]}}
+    assert comparison.matched_row(alone, runs["ddpm-seed0"]) is None
+
+
+def test_the_control_claim_is_decided_on_matched_accuracy_and_says_when_it_is_not_measured():
+    def family(name: str, accuracy: float, guided: bool) -> dict:
+        out = {}
+        for seed in range(5):
+            acc = accuracy + 0.01 * (seed - 2)
+            rows = ([(1.0, 30.0, acc - 0.3), (2.0, 20.0, acc), (4.0, 50.0, acc + 0.05)]
+                    if guided else [(None, 20.0, acc)])
+            out[f"{name}-seed{seed}"] = _sweep_record(name, seed, rows)
+        return out
+
+    state = {"settings": {"families": ["dcgan", "ddpm"], "seeds": 5, "minutes": 1.0},
+             "runs": {**family("dcgan", 0.6, False), **family("ddpm", 0.9, True)}}
+    claim = next(c for c in verdicts(state) if c["claim"].startswith("GANs give finer control"))
+    assert claim["parts"][0]["verdict"] == "contradicted"  # 0.9 at FID 20 beats the GAN's 0.6
+    assert claim["parts"][0]["tests"][0]["measure"] == comparison.MATCHED
+    plain = state_with({"dcgan": dict(fid=(20.0, 1.0)), "ddpm": dict(fid=(10.0, 1.0))}, 5)
+    claim = next(c for c in verdicts(plain) if c["claim"].startswith("GANs give finer control"))
+    assert claim["verdict"] == "not measured"
+    assert any("class-conditional runs only" in e for e in claim["evidence"])
+
+
+def test_requested_class_accuracy_is_the_classifiers_reading_of_the_class_asked_for():
+    scorer = comparison.Scorer("digits", None, False, 0)  # the shipped digits classifier
+    real, labels = scorer.real[:200], scorer.real_labels[:200]
+    scores = scorer.full(real, labels)
+    preds = scorer.real_preds[:200]
+    assert scores["class_accuracy"] == pytest.approx(float((preds == labels).float().mean()))
+    shifted = scorer.full(real, (labels + 1) % 10)["class_accuracy"]
+    assert shifted == pytest.approx(float((preds == (labels + 1) % 10).float().mean()))
+    assert scores["class_accuracy"] > 0.8 > shifted
+    assert "class_accuracy" not in scorer.full(real)  # an unconditional run
+
+
+def test_a_class_conditional_comparison_sweeps_guidance_and_tests_control(tmp_path: Path,
+                                                                         one_thread, monkeypatch):
+    monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "cmp"
+    compare(dataset="digits", minutes=0.02, seeds=1, families=("dcgan", "flow"), out=out,
+            num_samples=100, leg_samples=60, feature_steps=60, nfe_sweep=(2,),
+            overrides={"flow": {"channels": [8, 16]}, "dcgan": {"width": 8}},
+            class_conditional=True)
+    state = json.loads((out / "compare.json").read_text())
+    assert state["settings"]["overrides"]["dcgan"]["class_conditional"] is True
+    flow, gan = state["runs"]["flow-seed0"]["final"], state["runs"]["dcgan-seed0"]["final"]
+    assert [r["guidance"] for r in flow["control_sweep"]] == [1.0, 2.0, 4.0]
+    assert [r["guidance"] for r in gan["control_sweep"]] == [None]
+    for row in [*flow["control_sweep"], *gan["control_sweep"]]:
+        assert row["num_samples"] == 60 and 0 <= row["class_accuracy"] <= 1 and row["fid"] > 0
+    assert 0 <= flow["class_accuracy"] <= 1 and "class_accuracy_real" in flow
+    claim = next(c for c in state["verdicts"] if c["claim"].startswith("GANs give finer"))
+    assert claim["parts"][0]["verdict"] == "no verdict"  # one seed: described only
+    assert "class_accuracy_matched" in state["summary"]["families"]["flow"]

@@ -96,6 +96,56 @@ def test_dcgan_shapes_and_divisibility():
         DCGANGenerator((1, 30, 30), 16, 8)
 
 
+def test_the_class_conditional_dcgan_uses_its_labels_and_keeps_the_unconditional_weights():
+    torch.manual_seed(0)
+    g = DCGANGenerator((1, 8, 8), latent_dim=16, width=8, num_classes=3).eval()
+    d = DCGANDiscriminator((1, 8, 8), 8, num_classes=3).eval()
+    z = torch.randn(4, 16)
+    a, b = g(z, torch.zeros(4, dtype=torch.long)), g(z, torch.ones(4, dtype=torch.long))
+    assert a.shape == (4, 1, 8, 8) and not torch.allclose(a, b)  # the label moves the image
+    # projection discriminator: logit = w.h + b + <embed(y), h>, checked by hand
+    y = torch.tensor([0, 1, 2, 1])
+    h = d.net[:-1](a)
+    expected = h @ d.net[-1].weight.T + d.net[-1].bias + (d.embed(y) * h).sum(1, keepdim=True)
+    assert torch.allclose(d(a, y), expected, atol=1e-6)
+    # sampling draws the classes in turn, or the one asked for
+    torch.manual_seed(1)
+    cycled = sample_gan(g, 6, torch.Generator().manual_seed(0))
+    expected = g(torch.randn((6, 16), generator=torch.Generator().manual_seed(0)),
+                 torch.arange(6) % 3).clamp(-1, 1)
+    assert torch.allclose(cycled, expected)
+    with pytest.raises(ConfigError, match="needs class labels"):
+        g(z)
+    with pytest.raises(ConfigError, match="takes none"):
+        DCGANDiscriminator((1, 8, 8), 8)(a, y)
+    with pytest.raises(ConfigError, match="generator is unconditional"):
+        sample_gan(DCGANGenerator((1, 8, 8), 16, 8), 2, labels=torch.zeros(2, dtype=torch.long))
+    # the unconditional networks' weights keep the names of earlier genlab versions
+    assert set(DCGANDiscriminator((1, 8, 8), 8).state_dict()) == {
+        "net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.3.weight",
+        "net.3.bias", "net.3.running_mean", "net.3.running_var", "net.3.num_batches_tracked",
+        "net.6.weight", "net.6.bias"}
+    assert "embed.weight" not in DCGANGenerator((1, 8, 8), 16, 8).state_dict()
+
+
+def test_a_class_conditional_dcgan_trains_and_samples_by_class(tmp_path, one_thread):
+    from genlab import recipes
+    from genlab.training import train
+
+    run_dir = train(make_config("dcgan", "default", dataset="digits", class_conditional=True,
+                                width=8, steps=4, batch_size=16, log_every=2,
+                                run_dir=str(tmp_path / "run")), progress=False)
+    run = recipes.load_run(run_dir, "cpu")
+    assert run.model.num_classes == 10
+    opts = recipes.verb_options("dcgan", "sample", {"label": 7})
+    images = recipes.get("dcgan").sample(run, 5, torch.Generator().manual_seed(0), opts)
+    expected = sample_gan(run.model, 5, torch.Generator().manual_seed(0),
+                          labels=torch.full((5,), 7))
+    assert torch.equal(images, expected)
+    with pytest.raises(ConfigError, match="labelled dataset"):
+        build_modules(make_config("dcgan", "default", class_conditional=True), (1, 8, 8), 1)
+
+
 def test_build_registers_gan_and_follows_the_config():
     cfg = make_config("gan", "default", width=8)
     modules = build_modules(cfg, (1, 48, 48), 7)

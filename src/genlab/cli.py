@@ -274,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="FAMILY.FIELD=VALUE",
                    help="change a family's default preset, e.g. ddpm.class_conditional=true "
                         "(repeatable)")
+    p.add_argument("--class-conditional", action="store_true",
+                   help="train every family that can be class-conditional so (on a labelled "
+                        "dataset), and test the control claim: requested-class accuracy at "
+                        "matched FID, over classifier-free guidance scales 1, 2, 4")
     p.add_argument("--leg-samples", type=int, default=300,
                    help="samples behind each point of the FID-vs-training-minutes and "
                         "FID-vs-NFE curves (default: 300)")
@@ -402,7 +406,8 @@ def run(ns: argparse.Namespace) -> int:
                               overrides=_preset_changes(ns.overrides),
                               inception_weights=ns.inception_weights, nfe_sweep=ns.nfe_sweep,
                               path_pairs=ns.path_pairs, jobs=ns.jobs, plan=ns.plan,
-                              only=ns.only, lr_grid=ns.lr_grid, lr_grid_seeds=ns.lr_grid_seeds)
+                              only=ns.only, lr_grid=ns.lr_grid, lr_grid_seeds=ns.lr_grid_seeds,
+                              class_conditional=ns.class_conditional)
         if ns.only:
             print(f"record: {page}")
         elif ns.plan:

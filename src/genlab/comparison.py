@@ -9,7 +9,9 @@ the dataset classifier's features: FID/KID, FID extrapolated to infinite samples
 fit over five subset sizes), precision/recall/density/coverage, the class
 histogram of its samples against the real one (on a labelled dataset; an unlabelled one is
 scored in contrastive features, without it), on Stacked MNIST the modes covered of 1,000 and
-KL(sample modes || uniform) with each channel read by the MNIST classifier, the distance of
+KL(sample modes || uniform) with each channel read by the MNIST classifier, for class-conditional
+runs the share of samples the classifier reads as the class they were drawn for (and, after the
+last leg, that share and FID at each classifier-free guidance scale), the distance of
 samples to their nearest training image against that of test images (memorisation), the
 likelihood bound where the family has one, the latent's path length, and the cost of a sample
 (FLOPs, network evaluations, seconds).
@@ -31,7 +33,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +53,7 @@ from genlab.metrics import (
     mode_scores,
     precision_recall,
 )
+from genlab.recipes.base import class_labels
 from genlab.reporting import compare_report
 from genlab.samplers import slerp
 from genlab.training import budget_seconds, train
@@ -68,6 +71,7 @@ NEW_SETTINGS = {"inception_weights": None, "path_pairs": PATH_PAIRS, "feature_ne
 ADDITIVE = ("inception_weights", "lr_grid", "lr_grid_seeds")
 LR_GRID = (0.5, 2.0)  # --lr-grid: each family also at these multiples of its preset's rates
 LR_GRID_SEEDS = 3  # and with this many seeds (0, 1, 2), or the comparison's, if fewer
+CONTROL_GUIDANCE = (1.0, 2.0, 4.0)  # classifier-free guidance scales of the control sweep
 COLLAPSED = 0.5  # a run whose samples fall in under this share of the classes real images do
 # --feature-steps is a request; what must not change is the network it resolves to (0 and the
 # shipped network's step count name the same one), recorded as "feature_net", its weights' hash
@@ -166,6 +170,9 @@ class Scorer:
         self.labelled = self.info["task"] == "classes"
         self.classes = list(self.info["classes"]) if self.labelled else []
         self.real = data.to_float(test.images)
+        self.real_labels = (torch.as_tensor(test.labels).long()
+                            if getattr(test, "labels", None) is not None and self.labelled
+                            else None)
         self.real_features, self.real_preds = _features(self.net, self.real)
         # precision/recall/density/coverage compare equal numbers of real and fake points (as
         # both papers do): the first len(fake) real images of one fixed shuffle
@@ -190,7 +197,9 @@ class Scorer:
         return {**{k: pr[k] for k in ("precision", "recall", "density", "coverage")},
                 "pr_num_real": m}
 
-    def full(self, fake: torch.Tensor) -> dict[str, Any]:
+    def full(self, fake: torch.Tensor, requested: torch.Tensor | None = None) -> dict[str, Any]:
+        """Every sample measure of ``fake``; ``requested``: the classes a class-conditional run
+        drew them for (adds 'class_accuracy')."""
         s = fid_kid(self.net, self.real, fake)
         feats, preds = _features(self.net, fake)
         pr = self.precision_recall(feats)
@@ -203,12 +212,40 @@ class Scorer:
         histogram = self.class_histogram(preds) if self.labelled else {}
         return {"fid": s["fid"], "kid": s["kid"], "kid_std": s["kid_std"], **inception,
                 **fd_infinity(self.real_features, feats), **pr,
-                **histogram, **self.collapse(histogram),
+                **histogram, **self.collapse(histogram), **self.accuracy(preds, requested),
                 **(self.modes(fake, preds) if self.mode_net is not None else {}),
                 "nn_train_distance_samples": float(d_fake.median()),
                 "nn_train_distance_test": float(d_test.median()),
                 "nn_distance_ratio": float(d_fake.median() / d_test.median()),
                 "share_closer_than_test_1pct": float((d_fake < close).float().mean())}
+
+    def accuracy(self, preds: torch.Tensor, requested: torch.Tensor | None) -> dict[str, Any]:
+        """The share of samples the feature classifier reads as the class they were drawn for
+        (its own accuracy on the real test images beside it, the ceiling); {} for an
+        unconditional run or a dataset without classes."""
+        if requested is None or not self.labelled:
+            return {}
+        if not hasattr(self, "_real_accuracy"):
+            test = self.real_labels
+            self._real_accuracy = (float((self.real_preds == test).float().mean())
+                                   if test is not None else None)
+        out = {"class_accuracy": float((preds == requested.cpu()).float().mean())}
+        if self._real_accuracy is not None:
+            out["class_accuracy_real"] = self._real_accuracy
+        return out
+
+    def control(self, draw, guidance: Sequence[float | None], n: int) -> list[dict[str, Any]]:
+        """The control sweep of a class-conditional run: for each guidance scale (None: the
+        family has none), ``draw(n, w)`` -> (samples, requested classes), scored by FID (on n
+        samples, as every run of the sweep is, so FIDs match across families) and the share
+        drawn as the requested class."""
+        rows = []
+        for w in guidance:
+            fake, requested = draw(n, w)
+            preds = _features(self.net, fake)[1]
+            rows.append({"guidance": w, "num_samples": n, **self.quick_fid(fake),
+                         "class_accuracy": float((preds == requested.cpu()).float().mean())})
+        return rows
 
     def class_histogram(self, preds: torch.Tensor) -> dict[str, Any]:
         """The samples' predicted-class counts and their KL divergence from the real test images'
@@ -292,16 +329,41 @@ def _train_leg(cfg, run_dir: Path, minutes: float, record: dict[str, Any],
         record.setdefault("diverged_leg", fraction)
 
 
+def flops_per_image(run_dir: Path) -> float | None:
+    """Training FLOPs per image of a run, as its loop counted them on its first update; for a
+    run trained by a genlab that did not count them, counted now by one update of the same
+    config in a scratch folder (the count depends on the networks and the batch, not on the
+    weights)."""
+    log = checkpoint.read_log(run_dir)
+    counted = next((r["flops_per_image"] for r in reversed(log)
+                    if r.get("flops_per_image") is not None), None)
+    if counted is not None or not log:
+        return counted
+    import tempfile
+
+    from genlab.config import to_dict
+
+    cfg = to_dict(recipes.run_config(run_dir))
+    with tempfile.TemporaryDirectory() as scratch:
+        cfg.update(run_dir=str(Path(scratch) / "run"), steps=1, epochs=0, max_minutes=0.0,
+                   budget_minutes=0.0, log_every=1, checkpoint_every=1, log_with="none")
+        one = train(recipes.make_config(**cfg), progress=False)
+        return checkpoint.read_log(one)[-1].get("flops_per_image")
+
+
 def _stamp(run_dir: Path, step: int, budget_minutes: float, diverged: bool) -> dict[str, Any]:
-    """The training a run had by the end of a leg: seconds, epochs, images seen, whether it is
-    still in LR warm-up, and whether it stopped before its minutes (its epochs ran out)."""
+    """The training a run had by the end of a leg: seconds, epochs, images seen, training FLOPs
+    (counted by the loop on its first update, per image), whether it is still in LR warm-up,
+    and whether it stopped before its minutes (its epochs ran out)."""
     log = checkpoint.read_log(run_dir)
     cfg = recipes.run_config(run_dir)
     seconds = log[-1]["train_seconds"] if log else 0.0
     budget = budget_seconds(cfg)
     in_warmup = step < cfg.warmup_steps or (budget > 0 and seconds / budget < cfg.warmup_fraction)
+    per_image = flops_per_image(run_dir)
     return {"train_seconds": seconds, "epoch": log[-1].get("epoch", 0.0) if log else 0.0,
             "images_seen": step * cfg.batch_size, "in_warmup": in_warmup,
+            **({"train_flops": per_image * step * cfg.batch_size} if per_image else {}),
             "ended_early": not diverged and seconds < 0.95 * 60 * budget_minutes}
 
 
@@ -313,7 +375,8 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
             overrides: dict[str, dict[str, Any]] | None = None,
             inception_weights: str | None = None, path_pairs: int = PATH_PAIRS,
             jobs: int = 1, plan: str | Path | None = None, only: str | None = None,
-            lr_grid: bool = False, lr_grid_seeds: int = LR_GRID_SEEDS) -> Path:
+            lr_grid: bool = False, lr_grid_seeds: int = LR_GRID_SEEDS,
+            class_conditional: bool = False) -> Path:
     """Train, score and compare ``families`` on ``dataset``; returns the report's path.
     ``overrides`` changes a family's default preset (the demo shrinks the networks; ``{"ddpm":
     {"class_conditional": True}}`` adds guidance rows to its control figure).
@@ -325,6 +388,10 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     ``only`` ('FAMILY-seedN') is one such command: it trains and scores that run alone and
     returns its record's path. Each run's record is out/records/<run>.json; a later call
     collects them, trains what is missing, and writes the report.
+
+    ``class_conditional`` sets ``class_conditional`` in the preset of every family whose config
+    has the field (the others stay unconditional): their samples are scored for the class they
+    were drawn for, and after the last leg over the guidance scales of CONTROL_GUIDANCE.
 
     ``lr_grid`` also trains each family at x0.5 and x2 its preset's learning rates (every
     config field 'lr' or 'lr_*'), seeds 0..``lr_grid_seeds`` - 1 (at most ``seeds``), for the
@@ -345,6 +412,11 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
                           f"and {jobs}")
     if lr_grid and lr_grid_seeds < 1:
         raise ConfigError(f"--lr-grid-seeds must be >= 1, got {lr_grid_seeds}")
+    overrides = {f: dict(v) for f, v in (overrides or {}).items()}
+    if class_conditional:
+        for name in families:
+            if "class_conditional" in {f.name for f in fields(recipes.get(name).config)}:
+                overrides.setdefault(name, {})["class_conditional"] = True
     out = Path(out or f"runs/compare-{dataset}")
     path = out / "compare.json"
     settings = {"dataset": dataset, "data_dir": data_dir, "minutes": minutes, "seeds": seeds,
@@ -559,6 +631,17 @@ def _run_one(state: dict[str, Any], family: str, seed: int, out: Path, scorer: S
             record["final"].update(_measure(run_dir, recipe, scorer, seed, num_samples,
                                             path_pairs, rest))
         save()
+    if any("train_flops" not in leg for leg in record["legs"]):
+        per_image = flops_per_image(run_dir)  # stamped by a genlab that did not count them
+        if per_image:
+            for leg in record["legs"]:
+                leg["train_flops"] = per_image * leg["images_seen"]
+            save()
+    if "class_accuracy" in record["final"] and "control_sweep" not in record["final"]:
+        _progress(f"{name}: control sweep (FID and requested-class accuracy per guidance scale)")
+        record["final"]["control_sweep"] = _control_sweep(run_dir, recipe, scorer, seed,
+                                                          s["leg_samples"])
+        save()
     if seed == 0 and "nfe_sweep" not in record and recipe.nfe_options is not None:
         record["nfe_sweep"] = _nfe_sweep(run_dir, recipe, scorer, s["leg_samples"],
                                          s["nfe_sweep"])
@@ -681,8 +764,10 @@ def _score(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
     flops, nfe = _count_cost(run, draw)
     log = checkpoint.read_log(run_dir)
     speeds = [r["images_per_s"] for r in log if "images_per_s" in r]
-    result = {**scorer.full(fake), "seconds_per_sample": seconds, "flops_per_sample": flops,
-              "nfe": nfe, "num_samples": num_samples, "step": run.step,
+    # a class-conditional net draws the classes in turn (recipes.base.class_labels)
+    requested = class_labels(run.model, num_samples)
+    result = {**scorer.full(fake, requested), "seconds_per_sample": seconds,
+              "flops_per_sample": flops, "nfe": nfe, "num_samples": num_samples, "step": run.step,
               "train_seconds": log[-1]["train_seconds"] if log else 0.0,
               "train_images_per_s": statistics.median(speeds) if speeds else 0.0,
               "params": sum(p.numel() for p in run.model.parameters()),
@@ -694,6 +779,22 @@ def _score(run_dir: Path, recipe, scorer: Scorer, seed: int, num_samples: int,
                            [k for k in _missing_measures(result, recipe, scorer)
                             if k not in drawn]))
     return result, fake
+
+
+def _control_sweep(run_dir: Path, recipe, scorer: Scorer, seed: int,
+                   n: int) -> list[dict[str, Any]]:
+    """FID and requested-class accuracy of a class-conditional run at each guidance scale of
+    CONTROL_GUIDANCE (one row, guidance None, for a family whose sampler has no guidance), on
+    ``n`` samples each."""
+    run = recipes.load_run(run_dir, checkpoint.pick_device())
+    guided = "guidance" in {f.name for f in fields(recipe.sample_options)}
+
+    def draw(k: int, w: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+        opts = recipes.verb_options(recipe.name, "sample", {"guidance": w} if guided else {})
+        gen = torch.Generator(device=run.device).manual_seed(seed)
+        return recipe.sample(run, k, gen, opts).cpu(), class_labels(run.model, k)
+
+    return scorer.control(draw, CONTROL_GUIDANCE if guided else (None,), n)
 
 
 def _nfe_sweep(run_dir: Path, recipe, scorer: Scorer, n: int,
@@ -783,6 +884,12 @@ MEASURES = (
             where="Stacked MNIST"),
     Measure("mode_kl", "KL(sample modes || uniform)", "nats", "lower", MODE_KL,
             where="Stacked MNIST"),
+    Measure("class_accuracy", "requested-class accuracy", "", "higher", SHARE,
+            where="class-conditional"),
+    # the requested-class accuracy where the family's FID meets the unguided families' (the
+    # guidance scale of the control sweep whose FID is nearest theirs): control at equal quality
+    Measure("class_accuracy_matched", "requested-class accuracy at matched FID", "", "higher",
+            SHARE, where="class-conditional"),
     Measure("nn_distance_ratio", "NN-train distance, samples / test", "", None, None),
     # a latent's path length depends on its dimension and prior: compared within a family only
     # (across its legs and seeds), never across families
@@ -798,6 +905,7 @@ MEASURES = (
 MEASURE = {m.key: m for m in MEASURES}
 NLL = "nll_bits_per_dim"  # one column per pixel model: bounds under different ones do not compare
 DIVERGED = "diverged_runs"
+MATCHED = "class_accuracy_matched"
 MIN_EPOCHS = 1.0  # under one pass over the data a family is not converged
 FID_STILL_FALLING = 0.2  # nor while its FID falls by more than this share between the last legs
 
@@ -837,6 +945,11 @@ def _values(state: dict[str, Any], family: str, key: str, leg: int = -1) -> list
         if key == DIVERGED:  # 1 per diverged run
             out.append(float(_diverged_by(record, leg)))
             continue
+        if key == MATCHED:
+            row = matched_row(state, record, leg)
+            if row is not None:
+                out.append(float(row["class_accuracy"]))
+            continue
         scores = _leg_scores(record, leg)
         if scores is None:
             continue
@@ -850,6 +963,29 @@ def _values(state: dict[str, Any], family: str, key: str, leg: int = -1) -> list
             scale = MEASURE[key].scale if key in MEASURE else 1.0
             out.append(float(value) * scale)
     return out
+
+
+def matched_row(state: dict[str, Any], record: dict[str, Any],
+                leg: int = -1) -> dict[str, Any] | None:
+    """The row of a run's control sweep (taken after the last leg only) at matched FID: a run
+    without guidance has one row, its own; a guided run's is the scale whose FID is nearest (in
+    log FID) the mean FID of the unguided runs' rows, all on the same number of samples. None
+    where the run has no sweep, no run is unguided, or ``leg`` is not the last."""
+    if leg not in (-1, len(LEGS) - 1):
+        return None
+    sweep = record.get("final", {}).get("control_sweep")
+    if not sweep:
+        return None
+    if len(sweep) == 1:
+        return sweep[0]
+    unguided = [r["final"]["control_sweep"][0]["fid"] for r in state["runs"].values()
+                if len(r.get("final", {}).get("control_sweep", [])) == 1
+                and r["final"]["control_sweep"][0]["fid"] > 0]
+    if not unguided:
+        return None
+    target = math.log(statistics.fmean(unguided))
+    return min((row for row in sweep if row["fid"] > 0),
+               key=lambda row: abs(math.log(row["fid"]) - target), default=None)
 
 
 def summary(state: dict[str, Any], leg: int = -1) -> dict[str, Any]:
@@ -928,8 +1064,6 @@ class Claim:
     text: str
     test: str
     parts: tuple[Part, ...]
-    untested: str = ""
-    """why a claim with no parts is not tested by these measures"""
     literature: tuple[Finding, ...] = ()
 
 
@@ -945,6 +1079,8 @@ LIPMAN = ("Lipman, Chen, Ben-Hamu, Nickel & Le 2023, Flow Matching for Generativ
 STACKED = ("Srivastava et al. 2017, VEEGAN; Lin, Khetan, Fanti & Oh 2018, PacGAN (Stacked "
            "MNIST, the setup of Metz et al. 2017, Unrolled GANs)")
 KARRAS = "Karras, Laine & Aila 2019, A Style-Based Generator Architecture for GANs"
+MIYATO = "Miyato & Koyama 2018, cGANs with Projection Discriminator"
+HO_SALIMANS = "Ho & Salimans 2022, Classifier-Free Diffusion Guidance"
 
 
 CLAIMS = (
@@ -1005,14 +1141,24 @@ CLAIMS = (
                       "flow matching is a family of its own here, not in this claim"))),
     Claim("GANs give finer control over the features of what they generate than diffusion "
           "models.",
-          "not tested by these measures: the perceptual path length (Karras et al. 2019) of a "
-          "latent depends on the latent's dimension and prior (a GAN's 100-d z against a "
-          "diffusion model's image-sized noise), so it is compared within a family only; the "
-          "control figures show the paths",
-          (), untested="path length does not compare across latents of different dimension",
+          "for class-conditional runs (compare --class-conditional): the share of samples the "
+          "dataset's classifier reads as the class they were drawn for, each GAN against each "
+          "diffusion and flow model at matched FID (their classifier-free guidance scale of 1, "
+          "2 or 4 whose FID, on the same number of samples, is nearest the GANs'), so neither "
+          "side buys accuracy with quality; the latent's path length is shown within a family "
+          "only (it depends on the latent's dimension and prior), and the control figures show "
+          "the paths",
+          (Part("steers to the requested class better at matched FID", ("adversarial",),
+                ("diffusion", "flow-matching"), (MATCHED,)),),
           literature=(
               Finding(KARRAS, "path length and linear separability measure how smoothly and "
                       "how separably a GAN's latent space steers its images, within GANs"),
+              Finding(MIYATO, "a projection discriminator gave class-conditional GAN samples "
+                      "on ImageNet a better Inception score and intra-class FID than "
+                      "concatenating the label; no diffusion model was in the study"),
+              Finding(HO_SALIMANS, "raising the classifier-free guidance scale makes a "
+                      "diffusion model's samples more typical of their class (higher Inception "
+                      "score) at the cost of diversity and, beyond small scales, FID"),
               Finding(DHARIWAL_NICHOL, "classifier guidance steers a diffusion model towards a "
                       "class, trading diversity for fidelity; neither paper compares control "
                       "across families"))),
@@ -1024,12 +1170,8 @@ def _of_kind(families: Sequence[str], kinds: tuple[str, ...]) -> list[str]:
 
 
 def _applies(claim: Claim, families: Sequence[str]) -> bool:
-    kinds = {k for part in claim.parts for k in (*part.a, *part.b)} if claim.parts else set()
-    if not claim.parts:  # an untested claim is listed where both kinds it names are present
-        return bool(_of_kind(families, ("adversarial",))) and bool(
-            _of_kind(families, ("diffusion", "flow-matching")))
     return all(_of_kind(families, part.a) and _of_kind(families, part.b)
-               for part in claim.parts) and bool(kinds)
+               for part in claim.parts)
 
 
 def _seeds(state: dict[str, Any]) -> int:
@@ -1119,6 +1261,8 @@ def claims_at(state: dict[str, Any], leg: int = -1) -> list[dict[str, Any]]:
     (one report of the claims at that budget)."""
     families = state["settings"]["families"]
     recorded = {k for r in state["runs"].values() for k in r.get("final", {})}
+    if "control_sweep" in recorded:
+        recorded.add(MATCHED)
     few = _seeds(state) < stats.MIN_SEEDS
     applying = [c for c in CLAIMS if _applies(c, families)]
     layout = []  # (claim, [(part, [tests])])
@@ -1139,6 +1283,11 @@ def claims_at(state: dict[str, Any], leg: int = -1) -> list[dict[str, Any]]:
     for claim, parts in layout:
         judged, evidence = [], []
         for part, tests in parts:
+            if not tests:
+                where = sorted({MEASURE[k].where for k in part.measures
+                                if k in MEASURE and MEASURE[k].where})
+                evidence.append(f"{part.label}: not measured: taken on {', '.join(where)} "
+                                f"runs only, and this comparison has none")
             for t in tests:
                 evidence.append(f"{part.label}: " + (_describe(t) if "decision" in t
                                                      else f"{t['text']}: {t['verdict']}"))
@@ -1178,7 +1327,7 @@ def budget(state: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
             if not legs:
                 break
             row: dict[str, Any] = {"fraction": fraction, "budget_minutes": fraction * minutes}
-            for key in ("train_seconds", "step", "epoch", "images_seen"):
+            for key in ("train_seconds", "step", "epoch", "images_seen", "train_flops"):
                 have = [leg[key] for leg in legs if key in leg]
                 if have:
                     row[key] = statistics.fmean(have)
@@ -1319,25 +1468,34 @@ def rule(state: dict[str, Any]) -> dict[str, Any]:
 
 
 def _compare_figures(state: dict[str, Any], out: Path) -> dict[str, str]:
-    """FID against training minutes (all families), and FID against NFE (iterative ones)."""
-    series: dict[str, tuple[list[float], list[float]]] = {}
+    """FID against training minutes and against training FLOPs (all families: the mean over
+    seeds at each leg, with the band of the seeds' lowest to highest), and FID against NFE
+    (iterative ones)."""
+    curves: dict[str, dict[str, list[float]]] = {}
     for family in state["settings"]["families"]:
-        by_leg: dict[float, list[tuple[float, float]]] = {}
+        by_leg: dict[float, list[dict[str, Any]]] = {}
         for record in state["runs"].values():
             if record["family"] == family:
                 for leg in record["legs"]:
-                    by_leg.setdefault(leg["fraction"], []).append(
-                        (leg["train_seconds"] / 60, leg["fid"]))
-        if by_leg:
-            legs = sorted(by_leg)
-            series[family] = ([statistics.fmean(m for m, _ in by_leg[f]) for f in legs],
-                              [statistics.fmean(v for _, v in by_leg[f]) for f in legs])
+                    if "fid" in leg:
+                        by_leg.setdefault(leg["fraction"], []).append(leg)
+        if not by_leg:
+            continue
+        legs = [by_leg[f] for f in sorted(by_leg)]
+        curves[family] = {
+            "minutes": [statistics.fmean(g["train_seconds"] / 60 for g in legs_)
+                        for legs_ in legs],
+            "flops": [statistics.fmean(g.get("train_flops", math.nan) for g in legs_)
+                      for legs_ in legs],
+            "fid": [statistics.fmean(g["fid"] for g in legs_) for legs_ in legs],
+            "lo": [min(g["fid"] for g in legs_) for legs_ in legs],
+            "hi": [max(g["fid"] for g in legs_) for legs_ in legs]}
     figs = {}
-    if series:
-        figs["fid_vs_minutes"] = str(plots.save_curves(
-            series, out / "figures" / "fid_vs_training_minutes.png",
-            "quality against training time (mean over seeds)", xlabel="training minutes",
-            log_y=True, ylabel="FID (offline features)").relative_to(out))
+    if curves:
+        figs["fid_vs_minutes"] = str(plots.save_budget_curves(
+            curves, out / "figures" / "fid_vs_training_minutes.png",
+            f"quality against training budget (mean over seeds; band: lowest to highest of "
+            f"{state['settings']['seeds']} seed(s))").relative_to(out))
     nfe_series = {}
     for record in state["runs"].values():
         if record.get("nfe_sweep"):

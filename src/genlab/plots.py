@@ -129,6 +129,35 @@ def save_curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path
     return _save(plt, fig, path)
 
 
+def save_budget_curves(curves: dict[str, dict[str, Sequence[float]]], path: Path,
+                       title: str) -> Path:
+    """FID against training minutes (left) and training FLOPs (right, log scale; a family
+    without counted FLOPs is left out there): per family the mean line over its legs and a
+    shaded band from ``lo`` to ``hi``. ``curves``: name -> {'minutes', 'flops', 'fid', 'lo',
+    'hi'}, one value per leg."""
+    plt, fig = _figure(10.0, 3.8)
+    for i, (key, label) in enumerate((("minutes", "training minutes"),
+                                      ("flops", "training FLOPs (counted)"))):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for name, c in curves.items():
+            x = list(c[key])
+            if any(v != v for v in x):  # NaN: not counted
+                continue
+            line, = ax.plot(x, c["fid"], marker="o", label=name)
+            ax.fill_between(x, c["lo"], c["hi"], color=line.get_color(), alpha=0.2)
+        ax.set_xlabel(label)
+        ax.set_ylabel("FID (offline features)")
+        ax.set_yscale("log")
+        if key == "flops":
+            ax.set_xscale("log")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(plt, fig, path)
+
+
 def _save(plt, fig, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

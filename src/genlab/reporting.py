@@ -187,11 +187,13 @@ def _budget_table(state: dict[str, Any]) -> str:
                 "minutes": f"{leg.get('minutes', 0):.2f} of {leg.get('budget_minutes', 0):.2f}",
                 "steps": f"{leg.get('step', 0):.0f}", "epochs": f"{leg.get('epoch', 0):.2f}",
                 "images seen": f"{leg.get('images_seen', 0):.0f}",
+                "training FLOPs": (f"{leg['train_flops']:.3g}" if leg.get("train_flops")
+                                   else "not counted"),
                 "converged": "; ".join(leg.get("not_converged", [])) or "yes",
                 "used its budget": (f"no: {leg['ended_early']} run(s) ran out of epochs first"
                                     if leg.get("ended_early") else "yes")})
-    columns = ["family", "leg", "minutes", "steps", "epochs", "images seen", "converged",
-               "used its budget"]
+    columns = ["family", "leg", "minutes", "steps", "epochs", "images seen", "training FLOPs",
+               "converged", "used its budget"]
     return (("<h2>The budget each family had</h2><p>Means over seeds at the end of each leg. "
              "Not converged: in LR warm-up, under one epoch, or FID still falling by more than "
              "20% since the leg before (the 25% leg has none before it).</p>"
@@ -364,7 +366,8 @@ def compare_report(state: dict[str, Any], out: str | Path,
     parts.append("</ol>")
     base = out.parent
     curves = [(caption, base / figures[key]) for key, caption in
-              (("fid_vs_minutes", "FID against training minutes (25%, 50%, 100% of the budget)"),
+              (("fid_vs_minutes", "FID against training minutes and training FLOPs (25%, 50%, "
+                                  "100% of the budget)"),
                ("fid_vs_nfe", "FID against network evaluations per sample"))
               if figures and key in figures]
     if curves:

@@ -76,11 +76,20 @@ def denoise(net: nn.Module, noisy: torch.Tensor, batch_size: int = 64,
 
 @torch.no_grad()
 def sample_gan(net: nn.Module, n: int, gen: torch.Generator | None = None,
-               z: torch.Tensor | None = None) -> torch.Tensor:
-    """DCGAN sampling: x = G(z) with z ~ N(0, I) (or the given z); images in [-1, 1]."""
+               z: torch.Tensor | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """DCGAN sampling: x = G(z) with z ~ N(0, I) (or the given z); images in [-1, 1]. A
+    class-conditional generator draws class ``labels`` (default: 0, 1, ..., K-1, 0, ... in turn,
+    as the diffusion samplers do)."""
     device = next(net.parameters()).device
     if z is None:
         z = torch.randn((n, net.latent_dim), generator=gen, device=device)
+    classes = getattr(net, "num_classes", 0)
+    if classes and labels is None:
+        labels = torch.arange(len(z), device=device) % classes
+    if labels is not None:
+        if not classes:
+            raise ConfigError("class labels were given, but this generator is unconditional")
+        return net(z.to(device), labels.to(device)).float().clamp(-1, 1)
     return net(z.to(device)).float().clamp(-1, 1)
 
 

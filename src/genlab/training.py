@@ -307,6 +307,7 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
     sums: dict[str, float] = {}
     count, seen, tick, batches, last_ckpt = 0, 0, time.perf_counter(), None, start
     clock = trained_seconds
+    flops_per_image = None  # counted on the first step this process takes
     try:
         for step in itertools.count(start) if total is None else range(start, total):
             if step == signal_at:
@@ -333,7 +334,16 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
             for opt in optimizers.values():
                 for group in opt.param_groups:
                     group["lr"] = group.setdefault("initial_lr", group["lr"]) * lr_scale
-            logs = accumulated_step(recipe, state, x, y, step)
+            if flops_per_image is None:
+                # the matmuls and convolutions of one update, forward and backward, counted
+                # (torch's FlopCounterMode), per image: training FLOPs = this x images seen
+                from torch.utils.flop_counter import FlopCounterMode
+
+                with FlopCounterMode(display=False) as counter:
+                    logs = accumulated_step(recipe, state, x, y, step)
+                flops_per_image = counter.get_total_flops() / x.shape[0]
+            else:
+                logs = accumulated_step(recipe, state, x, y, step)
             if "ema" in modules:
                 ema_update(modules["ema"], state.unwrap(),
                            schedules.ema_decay(step, cfg.ema_decay, cfg.ema_sigma_rel))
@@ -358,7 +368,8 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
                           "lr": cfg.lr * lr_scale,
                           "images_per_s": round(seen / elapsed, 1),
                           "threads": torch.get_num_threads(),
-                          "train_seconds": round(trained_seconds, 2)}
+                          "train_seconds": round(trained_seconds, 2),
+                          "flops_per_image": flops_per_image}
                 if accelerator.is_main_process:
                     checkpoint.append_log(run_dir, record)
                 if cfg.log_with != "none":

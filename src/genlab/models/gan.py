@@ -165,18 +165,25 @@ class PatchDiscriminator(nn.Module):
 
 class DCGANGenerator(nn.Module):
     """DCGAN generator: z (B, latent_dim) -> linear to (4w, H/4, W/4) -> two stride-2
-    transposed convs with BatchNorm + ReLU -> tanh image in [-1, 1]."""
+    transposed convs with BatchNorm + ReLU -> tanh image in [-1, 1].
 
-    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int, width: int) -> None:
+    With ``num_classes`` > 0 it is class-conditional (Mirza & Osindero 2014): a learned
+    embedding of the label, of z's size, is concatenated to z."""
+
+    def __init__(self, image_shape: tuple[int, int, int], latent_dim: int, width: int,
+                 num_classes: int = 0) -> None:
         super().__init__()
         c, h, w = image_shape
         if h % 4 or w % 4:
             raise ConfigError(f"the DCGAN generator needs height and width divisible by 4; "
                               f"got {h}x{w}")
         self.latent_dim = latent_dim
+        self.num_classes = num_classes
         self.image_shape = tuple(image_shape)
         self.bottom = (4 * width, h // 4, w // 4)
-        self.fc = nn.Sequential(nn.Linear(latent_dim, 4 * width * (h // 4) * (w // 4)),
+        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
+        inputs = latent_dim * (2 if num_classes else 1)
+        self.fc = nn.Sequential(nn.Linear(inputs, 4 * width * (h // 4) * (w // 4)),
                                 nn.BatchNorm1d(4 * width * (h // 4) * (w // 4)), nn.ReLU())
         self.net = nn.Sequential(
             nn.ConvTranspose2d(4 * width, 2 * width, 4, stride=2, padding=1),
@@ -186,25 +193,49 @@ class DCGANGenerator(nn.Module):
             nn.Conv2d(width, c, 3, padding=1), nn.Tanh(),
         )
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, latent_dim) -> (B, C, H, W) in [-1, 1]."""
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, latent_dim) and, when class-conditional, (B,) class labels -> (B, C, H, W) in
+        [-1, 1]."""
+        if (labels is None) != (self.embed is None):
+            raise ConfigError("a class-conditional DCGAN generator needs class labels, an "
+                              "unconditional one takes none")
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels).to(z.dtype)], dim=1)
         return self.net(self.fc(z).view(z.shape[0], *self.bottom))
 
 
 class DCGANDiscriminator(nn.Module):
     """DCGAN discriminator: two stride-2 4x4 convs with LeakyReLU (BatchNorm on the second),
-    then a linear logit."""
+    then a linear logit.
 
-    def __init__(self, image_shape: tuple[int, int, int], width: int) -> None:
+    With ``num_classes`` > 0 it is a projection discriminator (Miyato & Koyama 2018): the logit
+    adds the inner product of a learned embedding of the label with the features, so it judges
+    whether an image is real *and of its class*."""
+
+    def __init__(self, image_shape: tuple[int, int, int], width: int,
+                 num_classes: int = 0) -> None:
         super().__init__()
         c, h, w = image_shape
+        features = 2 * width * (h // 4) * (w // 4)
+        self.num_classes = num_classes
         self.net = nn.Sequential(
             nn.Conv2d(c, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2),
             nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.BatchNorm2d(2 * width),
             nn.LeakyReLU(0.2), nn.Flatten(),
-            nn.Linear(2 * width * (h // 4) * (w // 4), 1),
+            nn.Linear(features, 1),  # inside net: the weights' names are those of genlab < 0.5
         )
+        self.embed = nn.Embedding(num_classes, features) if num_classes else None
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C, H, W) in [-1, 1] -> (B, 1) logits (``cond`` must be None)."""
-        return self.net(x)
+        """(B, C, H, W) in [-1, 1] -> (B, 1) logits; ``cond``: the (B,) class labels of a
+        class-conditional discriminator, None for an unconditional one."""
+        if (cond is None) != (self.embed is None):
+            raise ConfigError("a class-conditional DCGAN discriminator needs class labels, an "
+                              "unconditional one takes none")
+        if self.embed is None:
+            return self.net(x)
+        h = self.net[:-1](x)
+        logit = self.net[-1](h)
+        if self.embed is not None:
+            logit = logit + (self.embed(cond).to(h.dtype) * h).sum(1, keepdim=True)
+        return logit

@@ -1,7 +1,8 @@
-"""The unconditional DCGAN (Radford et al. 2016): a generator maps z ~ N(0, I) to an image, a
-discriminator tells generated from real; the non-saturating GAN loss (Goodfellow et al. 2014).
-Scored by the offline FID/KID of its samples; explained by a sample grid and a latent
-interpolation."""
+"""The DCGAN (Radford et al. 2016): a generator maps z ~ N(0, I) to an image, a discriminator
+tells generated from real; the non-saturating GAN loss (Goodfellow et al. 2014). Class-conditional
+on request: the label's embedding joins z in the generator, and the discriminator is a projection
+discriminator (Miyato & Koyama 2018). Scored by the offline FID/KID of its samples; explained by a
+sample grid and a latent interpolation."""
 
 from __future__ import annotations
 
@@ -19,12 +20,12 @@ from genlab.models.gan import DCGANDiscriminator, DCGANGenerator
 from genlab.recipes.base import (
     DemoRun,
     LatentMap,
-    NoOptions,
     Recipe,
     SampleScoreOptions,
     SampleScorer,
     TrainState,
     announce_cost,
+    class_labels,
     gallery_figure,
     seconds_per_call,
 )
@@ -39,12 +40,14 @@ from genlab.samplers import sample_gan, slerp
 
 @dataclass(frozen=True)
 class DCGANConfig(AdversarialConfig):
-    """Unconditional DCGAN: z ~ N(0, I) -> image."""
+    """DCGAN: z ~ N(0, I) (and, class-conditional, a class label) -> image."""
 
     family: Literal["dcgan"] = "dcgan"
     """model family"""
     latent_dim: int = 100
     """size of the noise vector z"""
+    class_conditional: bool = False
+    """condition generator and discriminator on class labels (projection discriminator)"""
 
     def check(self) -> None:
         super().check()
@@ -67,23 +70,38 @@ PRESETS = {
 def build(cfg: DCGANConfig, image_shape: tuple[int, int, int],
           num_classes: int) -> dict[str, nn.Module]:
     """{'model': the DCGAN generator, 'disc': its discriminator}."""
-    return {"model": DCGANGenerator(image_shape, cfg.latent_dim, cfg.width),
-            "disc": DCGANDiscriminator(image_shape, cfg.width)}
+    classes = num_classes if cfg.class_conditional else 0
+    if cfg.class_conditional and num_classes < 2:
+        raise ConfigError(f"class_conditional needs a labelled dataset; {cfg.dataset!r} has "
+                          f"{num_classes} class(es)")
+    return {"model": DCGANGenerator(image_shape, cfg.latent_dim, cfg.width, classes),
+            "disc": DCGANDiscriminator(image_shape, cfg.width, classes)}
 
 
 def step(s: TrainState, x: torch.Tensor, y: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
-    """One discriminator and one generator update on fresh z."""
+    """One discriminator and one generator update on fresh z (class-conditional: the fakes are
+    drawn for the real batch's labels, so both sides see the data's class histogram)."""
     z = torch.randn((x.shape[0], s.cfg.latent_dim), generator=s.gen, device=x.device)
-    return adversarial_step(s, None, x, z, None, step, 0.0, s.cfg.adv_weight)
+    labels = y.to(x.device).long() if s.cfg.class_conditional else None
+    return adversarial_step(s, None, x, z, labels, step, 0.0, s.cfg.adv_weight, labels=labels)
 
 
 def preview(s: TrainState, n: int, gen: torch.Generator) -> torch.Tensor:
     return sample_gan(s.inference_model(), n, gen)
 
 
-def sample(run: Run, n: int, gen: torch.Generator, opts: NoOptions) -> torch.Tensor:
-    """x = G(z), z ~ N(0, I), from the EMA generator where the run keeps one."""
-    return sample_gan(run.model, n, gen)
+@dataclass(frozen=True)
+class DCGANSampleOptions:
+    """Options of ``genlab sample`` for a DCGAN run."""
+
+    label: int | None = None
+    """class-conditional runs: draw class K (default: the classes in turn)"""
+
+
+def sample(run: Run, n: int, gen: torch.Generator, opts: DCGANSampleOptions) -> torch.Tensor:
+    """x = G(z), z ~ N(0, I), from the EMA generator where the run keeps one (class-conditional
+    runs: of class ``opts.label``, else the classes in turn)."""
+    return sample_gan(run.model, n, gen, labels=class_labels(run.model, n, opts.label))
 
 
 @dataclass(frozen=True)
@@ -114,19 +132,24 @@ def evaluate(run: Run, split_data: data.ImageData, seed: int,
 
 def samples_figure(run: Run, out: Path, seed: int = 0, **_: Any) -> Path:
     gen = torch.Generator(device=run.device).manual_seed(seed)
+    classes = getattr(run.model, "num_classes", 0)
+    if classes:  # a column per class
+        return gallery_figure(sample_gan(run.model, 8 * classes, gen), out, nrow=classes)
     return gallery_figure(sample_gan(run.model, 64, gen), out, nrow=8)
 
 
 def interpolation_figure(run: Run, out: Path, seed: int = 0, rows: int = 6, steps: int = 10,
                          **_: Any) -> Path:
     """G along great circles between pairs of latent vectors (slerp, White 2016): how smoothly
-    the generator's output changes with z."""
+    the generator's output changes with z (class-conditional: row r keeps class r mod K)."""
     gen = torch.Generator().manual_seed(seed)
     dim = run.config.latent_dim  # type: ignore[attr-defined]
     z0, z1 = torch.randn((rows, dim), generator=gen), torch.randn((rows, dim), generator=gen)
     w = torch.linspace(0, 1, steps)
     z = torch.stack([slerp(z0, z1, float(t)) for t in w], dim=1).reshape(rows * steps, dim)
-    images = sample_gan(run.model, len(z), z=z)
+    classes = getattr(run.model, "num_classes", 0)
+    labels = (torch.arange(rows).repeat_interleave(steps) % classes) if classes else None
+    images = sample_gan(run.model, len(z), z=z, labels=labels)
     return plots.save_grid(data.to_uint8(images), out, nrow=steps)
 
 
@@ -140,7 +163,7 @@ FIGURES = {"samples": samples_figure, "interpolation": interpolation_figure,
 
 RECIPE = Recipe(
     name="dcgan",
-    summary="unconditional DCGAN: z ~ N(0, I) -> image, offline FID/KID",
+    summary="DCGAN: z ~ N(0, I) -> image (class-conditional on request), offline FID/KID",
     config=DCGANConfig,
     presets=PRESETS,
     build=build,
@@ -148,12 +171,13 @@ RECIPE = Recipe(
     step=step,
     preview=preview,
     sample=sample,
-    sample_options=NoOptions,
+    sample_options=DCGANSampleOptions,
     evaluate=evaluate,
     evaluate_options=DCGANEvaluateOptions,
     figures=FIGURES,
     default_figures=lambda run: list(FIGURES),
-    key_config=("width", "latent_dim", "lr", "lr_d", "ema_decay", "steps", "epochs"),
+    key_config=("width", "latent_dim", "class_conditional", "lr", "lr_d", "ema_decay", "steps",
+                "epochs"),
     headline=("fid", "kid", "seconds_per_image"),
     kind="adversarial",
     demo=(DemoRun("dcgan", "default",

@@ -158,14 +158,16 @@ D_WINS = (0.99, 0.01)  # D(x) above and D(G(.)) below these: the discriminator w
 
 def adversarial_step(s: TrainState, x0: torch.Tensor | None, x_real: torch.Tensor,
                      inputs: torch.Tensor, cond: torch.Tensor | None, step: int,
-                     l1_weight: float, adv_weight: float) -> dict[str, torch.Tensor]:
+                     l1_weight: float, adv_weight: float,
+                     labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """One discriminator update, then one generator update (pix2pix / DCGAN). ``inputs`` go
-    into the generator (noisy images or z), ``cond`` to the discriminator (the noisy image, or
-    None), ``x0`` is the L1 target (None: no L1 term), ``x_real`` the real images D sees."""
+    into the generator (noisy images or z) with ``labels`` (a class-conditional DCGAN's, else
+    None), ``cond`` to the discriminator (the noisy image, the class labels, or None), ``x0`` is
+    the L1 target (None: no L1 term), ``x_real`` the real images D sees."""
     cfg = s.cfg
     net, disc = s.modules["model"], s.modules.get("disc")
     with s.autocast():
-        x_fake = net(inputs)
+        x_fake = net(inputs) if labels is None else net(inputs, labels)
     logs: dict[str, torch.Tensor] = {}
     if disc is not None:
         # 1. discriminator: real pairs against generated ones (x_fake is detached inside)
