@@ -673,3 +673,8 @@ def test_a_class_conditional_comparison_sweeps_guidance_and_tests_control(tmp_pa
     claim = next(c for c in state["verdicts"] if c["claim"].startswith("GANs give finer"))
     assert claim["parts"][0]["verdict"] == "no verdict"  # one seed: described only
     assert "class_accuracy_matched" in state["summary"]["families"]["flow"]
+    assert state["runs"]["dcgan-seed0"]["matched_guidance"] is None
+    assert state["runs"]["flow-seed0"]["matched_guidance"] in (1.0, 2.0, 4.0)
+    page = (out / "report.html").read_text()
+    assert "Control: requested-class accuracy across guidance" in page
+    assert "matched FID here" in page

@@ -9,7 +9,8 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "genlab"
 LAYERS = {
-    -1: {"errors", "cores"},  # leaves importable from anywhere: exceptions; the cores (no torch)
+    -2: {"errors"},  # exceptions: importable from anywhere
+    -1: {"cores", "images"},  # leaves: the cores (no torch); the image convention
     0: {"config", "diffusion", "corruption", "metrics", "plots", "files", "hardware", "stats",
         "schedules"},
     1: {"data", "models", "trackers"},

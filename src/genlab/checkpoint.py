@@ -1,4 +1,6 @@
-"""The run folder and checkpoint format (the only module that reads or writes them).
+"""The run folder and checkpoint format. The folder's file names are written here and nowhere
+else (``tests/test_docstrings.py`` checks): other modules reach them through this module's
+functions.
 
 A run folder holds everything needed to reload a model::
 
@@ -137,6 +139,15 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # it exists, owned by someone else
         return True
     return True
+
+
+def config_path(run_dir: Path) -> Path:
+    return Path(run_dir) / "config.json"
+
+
+def checkpoint_file(run_dir: Path, name: str) -> Path:
+    """A file of the checkpoints folder, by the name a manifest entry gives it."""
+    return Path(run_dir) / "checkpoints" / name
 
 
 def read_config_values(run_dir: Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dataclasses import MISSING, Field, fields
 from pathlib import Path
 from typing import Any
 
+from genlab import checkpoint
 from genlab.comparison import LR_GRID_SEEDS, NFE_SWEEP, PATH_PAIRS
 from genlab.config import choices, field_docs, type_hints
 from genlab.errors import ConfigError, FallbackWarning
@@ -381,7 +382,7 @@ def run(ns: argparse.Namespace) -> int:
                     print(f"  {name}: {cells}")
             else:
                 print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
-        print(f"written: {ns.run_dir / 'metrics.json'}")
+        print(f"written: {checkpoint.metrics_path(ns.run_dir)}")
     elif ns.verb == "sample":
         images = genlab.sample(ns.run_dir, n=ns.n, seed=ns.seed, device=ns.device, step=ns.step,
                                **_options(ns))

@@ -469,6 +469,10 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     state["runs"] = {f"{f}-seed{s}": state["runs"][f"{f}-seed{s}"] for f, s in runs}
     state["lr_grid_runs"] = {grid_name(*g): state["lr_grid_runs"][grid_name(*g)] for g in grid}
     state["stability"] = stability(state)
+    for record in state["runs"].values():  # the control sweep's row each run is judged at
+        row = matched_row(state, record)
+        if row is not None:
+            record["matched_guidance"] = row["guidance"]
     state["verdicts"] = verdicts(state)
     state["summary"] = summary(state)
     state["budget"] = budget(state)

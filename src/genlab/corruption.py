@@ -22,8 +22,12 @@ from typing import TypeVar
 import torch
 
 from genlab.errors import ConfigError
+from genlab.images import WHITE_8
 
 NOISE_MODELS = ("poisson", "gaussian")
+REFERENCE_PEAK = 255.0
+"""photons at white of the reference notebook's Poisson noise (counts ~ Poisson(x) on 8-bit
+grey levels): a photon count that happens to equal 8-bit white, not an image range"""
 
 Array = TypeVar("Array")  # a torch tensor or a numpy array: the Anscombe pair works on both
 
@@ -33,8 +37,8 @@ def _check_positive(name: str, value: float) -> None:
         raise ConfigError(f"noise level {name} must be a positive number, got {value!r}")
 
 
-def poisson_noise(x: torch.Tensor, peak: float = 255.0, gen: torch.Generator | None = None,
-                  white: float = 255.0) -> torch.Tensor:
+def poisson_noise(x: torch.Tensor, peak: float = REFERENCE_PEAK, gen: torch.Generator | None = None,
+                  white: float = WHITE_8) -> torch.Tensor:
     """Poisson (shot) noise: counts ~ Poisson(x / white * peak), back in grey levels, clipped to
     0..white. ``x`` holds grey levels; returns float32 grey levels of the same shape."""
     _check_positive("peak", peak)
@@ -44,18 +48,19 @@ def poisson_noise(x: torch.Tensor, peak: float = 255.0, gen: torch.Generator | N
 
 
 def gaussian_noise(x: torch.Tensor, sigma: float = 25.0, gen: torch.Generator | None = None,
-                   white: float = 255.0) -> torch.Tensor:
+                   white: float = WHITE_8) -> torch.Tensor:
     """Additive white Gaussian noise with standard deviation ``sigma`` 8-bit grey levels
     (sigma * white / 255 at this depth), clipped to 0..white. Returns float32 grey levels of the
     same shape as ``x``."""
     _check_positive("sigma", sigma)
     x = x.to(torch.float32)
     eps = torch.randn(x.shape, generator=gen, device=x.device, dtype=torch.float32)
-    return (x + (sigma * white / 255.0) * eps).clamp_(0.0, white)
+    return (x + (sigma * white / WHITE_8) * eps).clamp_(0.0, white)
 
 
-def corrupt(x: torch.Tensor, noise: str = "poisson", peak: float = 255.0, sigma: float = 25.0,
-            gen: torch.Generator | None = None, white: float = 255.0) -> torch.Tensor:
+def corrupt(x: torch.Tensor, noise: str = "poisson", peak: float = REFERENCE_PEAK,
+            sigma: float = 25.0, gen: torch.Generator | None = None,
+            white: float = WHITE_8) -> torch.Tensor:
     """The noise model named by ``noise`` ('poisson' uses ``peak``, 'gaussian' ``sigma``) on grey
     levels whose white is ``white``."""
     if noise == "poisson":
@@ -69,9 +74,9 @@ NOISY_TEST_SEED = 20240
 """Seed of the fixed noisy evaluation sets: every method and every run scores the same images."""
 
 
-def fixed_noisy(x: torch.Tensor, noise: str = "poisson", peak: float = 255.0,
+def fixed_noisy(x: torch.Tensor, noise: str = "poisson", peak: float = REFERENCE_PEAK,
                 sigma: float = 25.0, seed: int = NOISY_TEST_SEED,
-                white: float = 255.0) -> torch.Tensor:
+                white: float = WHITE_8) -> torch.Tensor:
     """A reproducible noisy copy of a whole split (grey levels whose white is ``white``), rounded
     to the integer type of ``x`` (uint8, or uint16 for 16-bit images) as a stored image: the same
     ``seed`` gives the same noisy images on every machine, so every method is scored on identical

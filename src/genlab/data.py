@@ -3,9 +3,9 @@ seeded index.
 
 Every loader returns an ``ImageData``: ``images`` (N, C, H, W) uint8 (uint16 for image folders of
 16-bit files) and ``labels`` (N,) int64. Batches are float in [-1, 1], converted per batch by
-``to_float``. The image ranges are defined here and nowhere else: ``to_float`` / ``to_uint8`` /
-``to_depth`` (uint8 or uint16 <-> [-1, 1]), ``white_level`` and ``to_unit`` / ``from_unit``
-([-1, 1] <-> [0, 1]). No per-item DataLoader on the hot path: indexing one tensor is several
+``to_float``. The image ranges are ``genlab.images``'s (``to_float`` / ``to_uint8`` / ``to_depth``,
+``white_level``, ``to_unit`` / ``from_unit``; imported here for the modules that read them from
+``data``). No per-item DataLoader on the hot path: indexing one tensor is several
 times faster than decoding items one by one.
 
 Images are taken as users keep them: ``folder:PATH`` reads a flat folder (unlabelled) or one
@@ -35,6 +35,13 @@ import torch.nn.functional as F
 
 from genlab.config import BaseConfig
 from genlab.errors import ConfigError, DataError
+from genlab.images import WHITE, WHITE_8
+from genlab.images import from_unit as from_unit  # re-exported: the convention, read as data.*
+from genlab.images import to_depth as to_depth
+from genlab.images import to_float as to_float
+from genlab.images import to_uint8 as to_uint8
+from genlab.images import to_unit as to_unit
+from genlab.images import white_level as white_level
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 SPLITS = ("train", "test", "val")
@@ -110,38 +117,11 @@ def check_target(resolution: int, channels: int) -> None:
         raise ConfigError(f"channels must be 0 (keep), 1 (grey) or 3 (RGB), got {channels}")
 
 
-def white_level(dtype: torch.dtype) -> int:
-    """The grey level of white at a stored depth: 255 (uint8) or 65535 (uint16)."""
-    if dtype == torch.uint8:
-        return 255
-    if dtype == torch.uint16:
-        return 65535
-    raise DataError(f"images must be uint8 or uint16, got {dtype}")
-
-
 def load_split(cfg: BaseConfig, split: str) -> ImageData:
     """One split of a run's dataset, as its config says: data_dir, download, resolution and
     image_channels."""
     return load(cfg.dataset, split, cfg.data_dir, cfg.download, resolution=cfg.resolution,
                 channels=cfg.image_channels)
-
-
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 (or float) grey levels 0..255, or uint16 0..65535 -> float32 in [-1, 1]."""
-    half = 65535 / 2 if x.dtype == torch.uint16 else 127.5
-    return x.to(torch.float32).div_(half).sub_(1.0)
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float in [-1, 1] -> uint8 0..255 (values outside the range are clipped, then rounded)."""
-    return to_depth(x, torch.uint8)
-
-
-def to_depth(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """float in [-1, 1] -> grey levels stored as ``dtype``: uint8 0..255 or uint16 0..65535
-    (clipped, then rounded)."""
-    half = white_level(dtype) / 2
-    return ((x.detach().float().clamp(-1, 1) + 1.0) * half).round().to(dtype)
 
 
 def stored_dtype(info: dict[str, Any]) -> torch.dtype:
@@ -203,16 +183,6 @@ def random_crop(x: torch.Tensor, padding: int, gen: torch.Generator) -> torch.Te
     return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
 
 
-def to_unit(x: torch.Tensor) -> torch.Tensor:
-    """float in [-1, 1] -> [0, 1] (Bernoulli means, probabilities)."""
-    return (x + 1) / 2
-
-
-def from_unit(p: torch.Tensor) -> torch.Tensor:
-    """float in [0, 1] -> [-1, 1]."""
-    return p * 2 - 1
-
-
 def bernoulli_targets(images: torch.Tensor, binarize: bool, seed: int = 0) -> torch.Tensor:
     """uint8 images -> Bernoulli targets in [0, 1] for a VAE likelihood: the grey levels, or one
     fixed binarisation drawn with ``seed`` (every evaluation then scores the same binary set)."""
@@ -251,7 +221,7 @@ def _load_digits(root: Path, split: str, download: bool) -> ImageData:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (1797, 1, 8, 8)
+    images = np.rint(bunch.images * (WHITE_8 / 16.0)).astype(np.uint8)[:, None]  # (1797, 1, 8, 8)
     perm = np.random.default_rng(0).permutation(len(images))
     idx = perm[:1500] if split == "train" else perm[1500:]
     return ImageData(torch.from_numpy(images[idx].copy()), torch.from_numpy(bunch.target[idx]),
@@ -354,7 +324,7 @@ def read_fer_csv(path: Path, split: str) -> ImageData:
             elif s != side:
                 raise DataError(f"{path} line {line}: {s}x{s} image; "
                                 f"earlier rows are {side}x{side}")
-            if pixels.min() < 0 or pixels.max() > 255:
+            if pixels.min() < 0 or pixels.max() > WHITE_8:
                 raise DataError(f"{path} line {line}: pixel values must be 0..255, found "
                                 f"{pixels.min()}..{pixels.max()}")
             if not 0 <= label < len(FER_CLASSES):
@@ -378,7 +348,7 @@ def read_image(path: str | Path) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr = np.array(im, dtype=np.int64).clip(0, 65535).astype(np.uint16)
+                arr = np.array(im, dtype=np.int64).clip(0, WHITE[torch.uint16]).astype(np.uint16)
             elif im.mode in ("L", "RGB"):
                 arr = np.array(im)
             elif im.mode in ("1", "LA"):

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genlab import data, plots, recipes
+from genlab import data, images, plots, recipes
 from genlab.checkpoint import Run, pick_device
 from genlab.errors import ConfigError, DataError, RunError
 from genlab.hardware import shares_cores
@@ -28,19 +28,6 @@ def load_denoiser(run_dir: str | Path | Run, device: str = "auto",
         raise RunError(f"{run.run_dir} is a {run.family} run, not a denoiser; train one with "
                        f"`genlab train {denoisers[0]}`")
     return run
-
-
-def _from_file(arr: np.ndarray) -> tuple[torch.Tensor, int]:
-    """(H, W, C) uint8 or uint16 -> (C, H, W) float in [-1, 1], and the white level (255, 65535)."""
-    white = 65535 if arr.dtype == np.uint16 else 255
-    x = torch.from_numpy(arr.astype(np.float32)).permute(2, 0, 1) / white
-    return x * 2 - 1, white
-
-
-def _to_file(x: torch.Tensor, white: int) -> np.ndarray:
-    """(C, H, W) in [-1, 1] -> (H, W, C) uint8 or uint16 at the given white level."""
-    arr = ((x.clamp(-1, 1) + 1) / 2 * white).round().permute(1, 2, 0).numpy()
-    return arr.astype(np.uint16 if white == 65535 else np.uint8)
 
 
 def _write_png(arr: np.ndarray, path: Path) -> Path:
@@ -98,27 +85,28 @@ def denoise_files(run_dir: str | Path | Run, inputs: list[str | Path], out_dir: 
         if min(h, w) < min_side:
             raise DataError(f"{path}: image is {w}x{h}; this denoiser needs at least "
                             f"{min_side}x{min_side} pixels (its receptive field)")
-        x, white = _from_file(arr)
+        x, depth = images.from_array(arr)
+        white = images.white_level(depth)
         reference = None
         if clean is not None:
             ref_arr = data.read_image(clean[i])
             if ref_arr.shape != arr.shape:
                 raise DataError(f"{clean[i]}: shape {ref_arr.shape} differs from {path}'s "
                                 f"{arr.shape} (H, W, C)")
-            reference = _from_file(ref_arr)[0]
+            reference = images.from_array(ref_arr)[0]
         record: dict[str, Any] = {"input": str(path), "size": f"{w}x{h}x{arr.shape[2]}",
-                                  "bits": 16 if white == 65535 else 8}
+                                  "bits": images.bits(depth)}
         if add_noise:  # at the file's depth, rounded to its levels: what <name>_noisy.png holds
             reference = x
-            levels = (x + 1) * (white / 2)                            # grey levels 0..white
+            levels = images.to_depth(x, depth)                       # grey levels 0..white
             noisy = corrupt(levels, cfg.noise, peak, sigma, gen, white)  # type: ignore[attr-defined]
-            x = noisy.round_() / (white / 2) - 1
-            noisy_path = _write_png(_to_file(x, white), out_dir / f"{path.stem}_noisy.png")
+            x = images.to_float(noisy.round_().to(depth))
+            noisy_path = _write_png(images.to_array(x, depth), out_dir / f"{path.stem}_noisy.png")
             record["noisy"] = str(noisy_path)
         x0_hat = denoise(run.model, x[None], precision=precision)[0].cpu()
-        stored = _to_file(x0_hat, white)                          # what <name>.png holds
+        stored = images.to_array(x0_hat, depth)                  # what <name>.png holds
         record["output"] = str(_write_png(stored, out_dir / f"{path.stem}.png"))
-        x0_hat = _from_file(stored)[0]  # scored as written: rounded to the file's depth
+        x0_hat = images.from_array(stored)[0]  # scored as written: rounded to the file's depth
         if reference is not None:
             win = ssim_window(reference.shape)
             for name, est in (("noisy", x), ("denoised", x0_hat)):

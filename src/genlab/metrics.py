@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.errors import ConfigError, DataError
+from genlab.images import WHITE_8
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -36,7 +37,7 @@ def normal_kl(mean1: torch.Tensor, var1: torch.Tensor | float, mean2: torch.Tens
 
 def discretized_gaussian_log_likelihood(x: torch.Tensor, mean: torch.Tensor,
                                         std: torch.Tensor | float,
-                                        half_bin: float = 1 / 255) -> torch.Tensor:
+                                        half_bin: float = 1 / WHITE_8) -> torch.Tensor:
     """log P(x) per element for images x on the grid of [-1, 1] (bins of width 2 * half_bin:
     1/255 for 8-bit data), under N(mean, std^2) integrated over x's bin; the first and last bins
     reach to -inf and +inf, so the probabilities of all grid values sum to 1 (Ho et al. 2020,

@@ -1,7 +1,11 @@
-"""Training objectives of every family, one above the other. Each returns (loss, logs).
+"""Training objectives of every family, one above the other. The training losses (``*_loss``)
+each return (loss, logs): a scalar to backpropagate and detached scalars to log. The likelihood
+terms (``ddpm_vlb_term``, ``ddpm_prior_term``) return nats per image; ``flow_times`` draws the
+flow's training times.
 
-Objectives take the network as an argument and only compute values: ``train`` alone calls
-``backward()`` and ``optimizer.step()``.
+Objectives take the network as an argument and only compute values: none calls ``backward()``
+or steps an optimizer (the recipes' steps do, through ``TrainState.update``).
+``tests/test_docstrings.py`` checks both rules.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.diffusion import NoiseSchedule
+from genlab.images import WHITE_8
 from genlab.metrics import discretized_gaussian_log_likelihood, gaussian_kl, normal_kl
 
 
@@ -100,7 +105,7 @@ def ddpm_loss(net: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor,
 
 def ddpm_vlb_term(net: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, t: torch.Tensor,
                   y: torch.Tensor | None = None, gen: torch.Generator | None = None,
-                  half_bin: float = 1 / 255) -> torch.Tensor:
+                  half_bin: float = 1 / WHITE_8) -> torch.Tensor:
     """One term of the DDPM variational bound (Ho et al. 2020, eq. 5) per image, in nats, at the
     code timesteps ``t`` (B,) (paper t + 1), for the reverse process genlab samples with: mean
     from eps (eq. 11), variance the posterior variance beta_tilde.

@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genlab.images import WHITE_8
+
 MIN_GRID_PIXELS = 320  # small images (8x8 digits) are enlarged, pixel-exact, up to about this
 
 
-def grid(images: torch.Tensor, nrow: int, pad: int = 2, pad_value: int = 255) -> np.ndarray:
+def grid(images: torch.Tensor, nrow: int, pad: int = 2, pad_value: int = WHITE_8) -> np.ndarray:
     """Tile (N, C, H, W) uint8 images row-major into one (rows*(H+pad)+pad, ...) array.
 
     Image i goes to row i // nrow, column i % nrow, at offset (pad + r*(H+pad), pad + c*(W+pad)).
@@ -77,7 +79,7 @@ def save_rows(rows: Sequence[tuple[str, torch.Tensor]], path: Path, title: str =
             if c < imgs.shape[0]:
                 img = imgs[c].permute(1, 2, 0).cpu().numpy()
                 ax.imshow(img[:, :, 0] if img.shape[2] == 1 else img, cmap="gray", vmin=0,
-                          vmax=255, interpolation="nearest")
+                          vmax=WHITE_8, interpolation="nearest")
             if c == 0:
                 ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
     if title:

@@ -88,7 +88,7 @@ def report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "genlab
         metrics = checkpoint.read_metrics(d)
         parts.append(f"<h2 id='{html.escape(d.name)}'>{html.escape(d.name)}</h2>")
         parts.append(f"<p>run folder: <code>{html.escape(str(d))}</code> &middot; "
-                     f"<a href='{html.escape(os.path.relpath(d / 'config.json', base))}'>"
+                     f"<a href='{html.escape(os.path.relpath(checkpoint.config_path(d), base))}'>"
                      f"config.json</a>"
                      + (" &middot; <a href="
                         f"'{html.escape(os.path.relpath(checkpoint.metrics_path(d), base))}'>"
@@ -247,6 +247,43 @@ def _stability_table(state: dict[str, Any]) -> str:
             + _table(rows, columns))
 
 
+def _control_table(state: dict[str, Any]) -> str:
+    """The control sweep of class-conditional runs: per family and guidance scale, the mean FID
+    and requested-class accuracy over seeds, and how many seeds' matched row it is."""
+    rows, ceiling, n = [], None, None
+    for family in state["settings"]["families"]:
+        records = [r for r in state["runs"].values()
+                   if r["family"] == family and r.get("final", {}).get("control_sweep")]
+        if not records:
+            continue
+        matched = [r.get("matched_guidance", "?") for r in records]
+        by_scale: dict[Any, list[dict[str, Any]]] = {}
+        for r in records:
+            ceiling = r["final"].get("class_accuracy_real", ceiling)
+            for row in r["final"]["control_sweep"]:
+                by_scale.setdefault(row["guidance"], []).append(row)
+                n = row["num_samples"]
+        for scale, got in by_scale.items():
+            rows.append({
+                "family": family, "guidance": "none (one network call)" if scale is None
+                else f"{scale:g}",
+                "FID": f"{sum(g['fid'] for g in got) / len(got):.4g}",
+                "requested-class accuracy":
+                    f"{sum(g['class_accuracy'] for g in got) / len(got):.3f}",
+                "seeds": len(got),
+                "matched FID here": f"{sum(m == scale for m in matched)} of {len(records)}"})
+    if not rows:
+        return ""
+    return ("<h2>Control: requested-class accuracy across guidance</h2><p>Class-conditional "
+            f"runs after the last leg, {n} samples per scale (the classes in turn), means over "
+            "seeds. A guided run is compared at the scale whose FID is nearest the unguided "
+            "families' mean FID (matched FID)"
+            + (f"; the classifier reads {ceiling:.3f} of the real test images as their own "
+               f"class, the ceiling" if ceiling is not None else "") + ".</p>"
+            + _table(rows, ["family", "guidance", "FID", "requested-class accuracy", "seeds",
+                            "matched FID here"]))
+
+
 def _claim(v: dict[str, Any]) -> str:
     """One claim: its test, its verdict with the budget caveat, the verdict strip over the legs,
     the training each family had, and the evidence."""
@@ -357,6 +394,7 @@ def compare_report(state: dict[str, Any], out: str | Path,
             f"and 0.</small></p>")
     parts.append(_budget_table(state))
     parts.append(_stability_table(state))
+    parts.append(_control_table(state))
     parts.append("<h2>The claims, tested</h2>")
     if not state["verdicts"]:
         parts.append("<p>No claim applies to these families: the claims compare diffusion "

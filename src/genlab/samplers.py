@@ -1,4 +1,8 @@
-"""Samplers of every family, one above the other. Each returns images in [-1, 1].
+"""Samplers of every family, one above the other. The image samplers (``sample_vae``,
+``sample_gan``, ``denoise``, ``ancestral``, ``ddim``, ``flow_ode``) return images in [-1, 1]
+whatever the network outputs (``tests/test_docstrings.py`` feeds them networks that overshoot);
+the classical denoisers work on grey levels 0..white, as the noise model does; the rest are
+helpers (timesteps, guidance, batching, slerp).
 
 VAE: decode z ~ N(0, I). GAN: G(z), or the denoiser G(noisy). DDPM: ancestral sampling and DDIM.
 Flow matching: Euler and Heun ODE solvers. ``in_batches`` draws any number of images from any of
@@ -12,10 +16,11 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from genlab.data import from_unit
+from genlab.corruption import REFERENCE_PEAK
 from genlab.diffusion import NoiseSchedule
 from genlab.errors import ConfigError
 from genlab.hardware import poll_threads
+from genlab.images import WHITE_8, from_unit
 
 
 @torch.no_grad()
@@ -110,8 +115,8 @@ def bm3d_available(image_shape: tuple[int, ...] | None = None) -> bool:
 
 
 def denoise_classical(noisy: torch.Tensor, method: str, noise: str = "poisson",
-                      peak: float = 255.0, sigma: float = 25.0,
-                      white: float = 255.0) -> torch.Tensor:
+                      peak: float = REFERENCE_PEAK, sigma: float = 25.0,
+                      white: float = WHITE_8) -> torch.Tensor:
     """A classical baseline on each image and channel: non-local means (Buades et al. 2005,
     scikit-image) or BM3D (Dabov et al. 2007, the ``bm3d`` package).
 
@@ -142,7 +147,7 @@ def denoise_classical(noisy: torch.Tensor, method: str, noise: str = "poisson",
         if noise == "poisson":
             y, s = anscombe(x * (peak / white)), 1.0              # 1. stabilise: noise ~ N(0, 1)
         else:
-            y, s = x / white, sigma / 255.0
+            y, s = x / white, sigma / WHITE_8
         y_hat = _classical(y, method, s)                           # 2. Gaussian denoiser
         if noise == "poisson":
             out[i] = inverse_anscombe(y_hat) * (white / peak)      # 3. unbiased inverse

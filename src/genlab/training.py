@@ -253,8 +253,8 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
     if resume_step is not None:
         ckpt = checkpoint.load_checkpoint(run_dir, step=resume_step, state=True)
         saved = ckpt.state
-        state_file = run_dir / "checkpoints" / ckpt.entry["state"]
-        weights_file = run_dir / "checkpoints" / ckpt.entry["weights"]
+        state_file = checkpoint.checkpoint_file(run_dir, ckpt.entry["state"])
+        weights_file = checkpoint.checkpoint_file(run_dir, ckpt.entry["weights"])
         try:
             # Resuming is exact only on the number of processes the run was trained on: each
             # process draws its own share of every batch and its own noise stream. Making both
@@ -392,7 +392,7 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
                 break
     except TrainingDiverged as err:
         stopped = TrainingDiverged(f"{err}; stopped, the last good checkpoint (step {last_ckpt}) "
-                                   f"is kept in {run_dir / 'checkpoints'}")
+                                   f"is kept in {checkpoint.checkpoint_file(run_dir, '')}")
         stopped.every_rank = err.every_rank or world == 1
         raise stopped from None
     except WriteFailed as err:  # a full disk: what is written stays, the run can go on later

@@ -1,6 +1,7 @@
-"""The registry of model families: one line per recipe. Drivers find a family here and nowhere
-else: by name (``get``), from a config (``make_config``, ``config_from_values``) or from a run
-folder (``load_run``)."""
+"""The registry of model families: one line per recipe. Drivers reach a family's code through
+here only: by name (``get``), from a config (``make_config``, ``config_from_values``) or from a
+run folder (``load_run``); tests/test_layers.py fails a driver that imports a family's module or
+dispatches on a family's name."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def config_from_values(values: dict[str, Any]) -> BaseConfig:
 def run_config(run_dir: str | Path) -> BaseConfig:
     """The config of a run folder from its config.json; values this genlab cannot use (damage,
     or fields of a newer genlab) are one RunError naming the file."""
-    path = Path(run_dir) / "config.json"
+    path = checkpoint.config_path(Path(run_dir))
     values = checkpoint.read_config_values(Path(run_dir))
     family = values.get("family")
     if not isinstance(family, str) or family not in RECIPES:

@@ -165,7 +165,9 @@ LatentMap = tuple[tuple[int, ...], Callable[[torch.Tensor], torch.Tensor]]
 
 @dataclass(frozen=True)
 class Recipe:
-    """One model family, as the drivers see it. Every slot is filled (a test checks)."""
+    """One model family, as the drivers see it. Every slot is filled but the ones a family may
+    lack (sweep, likelihood and its model, nfe_options, latent_map): tests/test_config.py
+    checks."""
 
     name: str
     """the family's name: the CLI word, config.json's 'family', the run folder's prefix"""

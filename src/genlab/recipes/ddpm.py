@@ -19,6 +19,7 @@ from genlab.checkpoint import Run
 from genlab.config import BaseConfig
 from genlab.diffusion import SCHEDULES, NoiseSchedule
 from genlab.errors import ConfigError
+from genlab.images import WHITE_8
 from genlab.models.unet import ReferenceUNet, ResUNet
 from genlab.objectives import ddpm_loss, ddpm_prior_term, ddpm_vlb_term
 from genlab.recipes.base import (
@@ -278,7 +279,7 @@ def evaluate(run: Run, split_data: data.ImageData, seed: int,
 
 @torch.no_grad()
 def vlb_terms(net: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, per_image: int,
-              gen: torch.Generator, half_bin: float = 1 / 255, batch_size: int = 256
+              gen: torch.Generator, half_bin: float = 1 / WHITE_8, batch_size: int = 256
               ) -> dict[str, torch.Tensor]:
     """Per image (nats): the prior term L_T, the decoder term L_0 and an unbiased estimate of the
     sum of the T - 1 diffusion terms, (T - 1) times their mean at ``per_image`` stratified

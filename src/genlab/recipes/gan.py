@@ -15,10 +15,16 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from genlab import data, plots
+from genlab import data, images, plots
 from genlab.checkpoint import Run
 from genlab.config import BaseConfig
-from genlab.corruption import NOISY_TEST_SEED, corrupt, fixed_noisy, noise_label
+from genlab.corruption import (
+    NOISY_TEST_SEED,
+    REFERENCE_PEAK,
+    corrupt,
+    fixed_noisy,
+    noise_label,
+)
 from genlab.errors import ConfigError, RunError, TrainingDiverged, on_every_rank
 from genlab.metrics import psnr, sharpness, ssim, ssim_window
 from genlab.models.gan import (
@@ -73,7 +79,7 @@ class GANConfig(AdversarialConfig):
     """discriminator: the notebook's 'reference' net, or a PatchGAN"""
     noise: Literal["poisson", "gaussian"] = "poisson"
     """corruption model"""
-    peak: float = 255.0
+    peak: float = REFERENCE_PEAK
     """Poisson: photons at white (255 = the reference: the 8-bit grey level is the rate; 16-bit
     images get the same photons at white)"""
     sigma: float = 25.0
@@ -92,12 +98,12 @@ class GANConfig(AdversarialConfig):
 PRESETS = {
     # The notebook's nets and Keras Adam(1e-4) (beta1 = 0.9), trained as a conditional GAN.
     "reference": dict(arch="reference", disc="reference", dataset="fer2013", lr=1e-4, lr_d=1e-4,
-                      beta1=0.9, batch_size=64, epochs=50, peak=255.0),
+                      beta1=0.9, batch_size=64, epochs=50, peak=REFERENCE_PEAK),
     # PSNR-first: pix2pix's adversarial weight (1 per 100 of L1) cost 0.9 dB against the L1-only
     # ablation on FER at peak 255 within the 30-minute budget; at 0.02 the discriminator only
     # nudges textures. `--adv-weight 1` is the sharp pix2pix setting.
     "default": dict(arch="unet", disc="patch", dataset="fer2013", lr=2e-4, lr_d=2e-4,
-                    batch_size=64, epochs=50, peak=255.0, adv_weight=0.02),
+                    batch_size=64, epochs=50, peak=REFERENCE_PEAK, adv_weight=0.02),
 }
 
 # the fields of genlab <= 0.1's single GAN family that only its 'generate' mode used
@@ -290,7 +296,7 @@ def evaluate(run: Run, split_data: data.ImageData, seed: int,
                key=lambda k: table[k]["psnr"])
     results: dict[str, Any] = {
         "noise": noise_label(cfg.noise, cfg.peak, cfg.sigma), "noise_seed": NOISY_TEST_SEED + seed,
-        "num_images": int(len(clean)), "bits": 16 if white == 65535 else 8,
+        "num_images": int(len(clean)), "bits": images.bits(clean.dtype),
         "ssim_window": win, "methods": table,
         "psnr_gan": table["gan"]["psnr"], "psnr_noisy": table["noisy"]["psnr"],
         "ssim_gan": table["gan"]["ssim"],
