@@ -22,7 +22,7 @@ FAMILIES = sorted(RECIPES)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_recipe_fills_every_slot(family):
     recipe = RECIPES[family]
-    optional = {"sweep", "likelihood", "likelihood_model", "nfe_options",
+    optional = {"sample", "sweep", "likelihood", "likelihood_model", "nfe_options",
                 "latent_map"}  # not every family has these
     for f in fields(Recipe):
         value = getattr(recipe, f.name)
@@ -31,6 +31,7 @@ def test_every_recipe_fills_every_slot(family):
     assert {"default", "reference"} <= set(recipe.presets)
     assert recipe.figures and recipe.demo and recipe.key_config and recipe.headline
     assert recipe.denoises or recipe.latent_map is not None  # every generator can be steered
+    assert (recipe.sample is None) == recipe.denoises  # only the image-to-image family draws none
     assert recipe.kind in ("autoencoder", "adversarial", "diffusion", "flow-matching")
     assert (recipe.likelihood is None) == (recipe.likelihood_model is None)  # bound and its model
     assert set(recipe.key_config) <= {f.name for f in fields(recipe.config)}

@@ -58,8 +58,8 @@ from genlab.reporting import compare_report
 from genlab.samplers import slerp
 from genlab.training import budget_seconds, train
 
-# every generator in the registry (the denoiser has no samples to compare)
-DEFAULT_FAMILIES = tuple(name for name, r in recipes.RECIPES.items() if not r.denoises)
+# every family that draws images of its own (the denoiser maps images to images)
+DEFAULT_FAMILIES = tuple(name for name, r in recipes.RECIPES.items() if r.sample is not None)
 LEGS = (0.25, 0.5, 1.0)
 NFE_SWEEP = (10, 20, 50)
 PATH_PAIRS, PATH_EPSILON = 64, 1e-4
@@ -401,9 +401,10 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     (Lucic et al. 2018)."""
     families = tuple(families or DEFAULT_FAMILIES)
     for name in families:
-        if recipes.get(name).denoises:
-            raise ConfigError(f"{name} is a denoiser: it has no samples to compare; compare "
-                              f"generators such as {list(DEFAULT_FAMILIES)}")
+        if recipes.get(name).sample is None:
+            raise ConfigError(f"{name} draws no images of its own (it maps images to images): "
+                              f"nothing to compare; compare families such as "
+                              f"{list(DEFAULT_FAMILIES)}")
     if not 0 < leg_samples <= num_samples:
         raise ConfigError(f"need 0 < --leg-samples <= --num-samples (the last curve point reuses "
                           f"the final samples), got {leg_samples} and {num_samples}")

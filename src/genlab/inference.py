@@ -126,9 +126,14 @@ def sample(run_dir: str | Path | Run, n: int = 64, seed: int = 0, device: str = 
         raise ConfigError(f"number of samples must be positive, got {n}")
     run = (run_dir if isinstance(run_dir, Run)
            else recipes.load_run(run_dir, pick_device(device), step))
+    recipe = recipes.get(run.family)
+    if recipe.sample is None:
+        raise RunError(f"{run.run_dir} is a {run.family} run: it draws no images of its own "
+                       f"(it maps images to images); use `genlab denoise {run.run_dir} IMAGE ... "
+                       f"--out DIR`")
     opts = recipes.verb_options(run.family, "sample", options)
     gen = torch.Generator(device=run.device).manual_seed(seed)
-    return recipes.get(run.family).sample(run, n, gen, opts).cpu()
+    return recipe.sample(run, n, gen, opts).cpu()
 
 
 def save_samples(images: torch.Tensor, out_dir: str | Path, nrow: int | None = None) -> Path:

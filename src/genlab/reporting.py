@@ -119,6 +119,8 @@ STYLE = ("body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1200px
          "figure{margin:0}img{max-width:440px;max-height:440px;border:1px solid #ddd;"
          "image-rendering:pixelated}.same img{width:360px;height:auto}"
          "figcaption{font-size:12px;color:#555;max-width:440px}"
+         ".wide img{max-width:100%;max-height:none;image-rendering:auto}"
+         ".wide figcaption{max-width:none}"
          ".verdict{font-weight:600}.supported{color:#1a7f37}.contradicted{color:#b42318}"
          ".unsettled{color:#9a6700}.equivalent{color:#1f4e99}li{margin:.2em 0}"
          "table.summary th[scope=row]{text-align:left;font-weight:normal;min-width:14em;"
@@ -409,7 +411,7 @@ def compare_report(state: dict[str, Any], out: str | Path,
                ("fid_vs_nfe", "FID against network evaluations per sample"))
               if figures and key in figures]
     if curves:
-        parts.append("<h2>Quality against compute</h2><div class='figs'>")
+        parts.append("<h2>Quality against compute</h2><div class='figs wide'>")
         parts += [_img(p, base, caption) for caption, p in curves]
         parts.append("</div>")
     for kind, heading in (("samples", "Samples (seed 0, same scale)"),

@@ -166,7 +166,7 @@ LatentMap = tuple[tuple[int, ...], Callable[[torch.Tensor], torch.Tensor]]
 @dataclass(frozen=True)
 class Recipe:
     """One model family, as the drivers see it. Every slot is filled but the ones a family may
-    lack (sweep, likelihood and its model, nfe_options, latent_map): tests/test_config.py
+    lack (sample, sweep, likelihood and its model, nfe_options, latent_map): tests/test_config.py
     checks."""
 
     name: str
@@ -184,8 +184,6 @@ class Recipe:
     """one training step on a batch (x in [-1, 1], labels, step index) -> scalar logs"""
     preview: Callable[[TrainState, int, torch.Generator], torch.Tensor]
     """n preview images in [-1, 1], drawn at each checkpoint"""
-    sample: Callable[[Run, int, torch.Generator, Any], torch.Tensor]
-    """(run, n, generator, sample options) -> n images in [-1, 1]"""
     sample_options: type
     evaluate: Callable[[Run, data.ImageData, int, Any], dict[str, Any]]
     """(run, evaluation split, seed, evaluate options) -> metrics"""
@@ -205,6 +203,9 @@ class Recipe:
     """what kind of model this is, as the textbook claims of ``genlab compare`` name families:
     'autoencoder', 'adversarial', 'diffusion' or 'flow-matching'; a family joins the claims its
     kind is named in"""
+    sample: Callable[[Run, int, torch.Generator, Any], torch.Tensor] | None = None
+    """(run, n, generator, sample options) -> n images in [-1, 1]; None: the family draws no
+    images of its own (the denoiser maps images to images)"""
     demo_figures: Callable[[list[Path], Path], list[tuple[str, Path]]] = lambda runs, out: []
     """cross-run figures of the demo: (run folders, demo folder) -> [(caption, PNG)]"""
     sweep: Sweep | None = None

@@ -232,11 +232,6 @@ def preview(s: TrainState, n: int, gen: torch.Generator) -> torch.Tensor:
     return torch.cat([x0, noisy, denoise(s.inference_model(), noisy)])
 
 
-def sample(run: Run, n: int, gen: torch.Generator, opts: NoOptions) -> torch.Tensor:
-    raise RunError(f"{run.run_dir} is a denoiser: it has nothing to sample; use `genlab denoise "
-                   f"{run.run_dir} IMAGE ... --out DIR`")
-
-
 # --- evaluation ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -382,7 +377,6 @@ RECIPE = Recipe(
     setup=setup,
     step=step,
     preview=preview,
-    sample=sample,
     sample_options=NoOptions,
     evaluate=evaluate,
     evaluate_options=GANEvaluateOptions,
