@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from genlab import checkpoint
-from genlab.comparison import LR_GRID_SEEDS, NFE_SWEEP, PATH_PAIRS
+from genlab.comparison import DEFAULT_FAMILIES, CompareOptions
 from genlab.config import choices, field_docs, type_hints
 from genlab.errors import ConfigError, FallbackWarning
 from genlab.recipes import RECIPES
@@ -90,6 +90,26 @@ def _field_kwargs(cls: type, f: Field) -> dict[str, Any]:
     elif type(None) in args:
         kwargs["type"] = next(a for a in args if a is not type(None))
     return kwargs
+
+
+def add_options_of(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
+                   shown: dict[str, str] | None = None) -> None:
+    """One flag per field of a verb's options dataclass, its help the field's docstring and its
+    default (``shown`` says how a default is written where the value itself would not tell);
+    absent flags stay absent, so the dataclass's defaults are the only ones."""
+    docs, shown = field_docs(cls), shown or {}
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        default = shown.get(f.name, _shown(f.default))
+        parser.add_argument(_flag(f.name), help=f"{docs.get(f.name, '')} (default: {default})",
+                            **_field_kwargs(cls, f))
+
+
+def _given(ns: argparse.Namespace, cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The fields of an options dataclass the user gave flags for."""
+    names = {f.name for f in fields(cls)} - set(skip)
+    return {k: v for k, v in vars(ns).items() if k in names}
 
 
 def add_config_flags(parser: argparse.ArgumentParser, family: str) -> None:
@@ -250,63 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "training minutes per seed, score all in one feature space, "
                                    "and test the textbook claims. Run it again on the same --out "
                                    "to resume.")
-    p.add_argument("--dataset", default="digits",
-                   help="dataset name (default: digits); stacked-mnist adds the mode-collapse "
-                        "measures: modes covered of 1,000 and KL(sample modes || uniform)")
-    p.add_argument("--data-dir", default=None, help="folder holding the dataset's files")
-    p.add_argument("--no-download", dest="download", action="store_false",
-                   help="never download a missing torchvision dataset")
-    p.add_argument("--minutes", type=float, default=1.0,
-                   help="training minutes per family and seed (default: 1)")
-    p.add_argument("--seeds", type=int, default=5,
-                   help="seeds per family (default: 5; under 3 the report describes the numbers "
-                        "and gives no verdicts)")
-    p.add_argument("--families", type=_tuple_of(str), default=None, metavar="F,F,...",
-                   help="families to compare (default: vae,dcgan,ddpm,flow)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: runs/compare-DATASET)")
-    p.add_argument("--num-samples", type=int, default=1000,
-                   help="samples scored per run (default: 1000)")
-    p.add_argument("--inception-weights", default=None, metavar="PATH",
-                   help="also score every final sample set by the standard Inception FID with "
-                        "these weights (torch-fidelity's pt_inception-2015-12-05-6726825d.pth; "
-                        "needs pip install 'genlab[eval]'; about 6 GFLOP per image on the CPU)")
+    add_options_of(p, CompareOptions, skip=("overrides",),
+                   shown={"families": ",".join(DEFAULT_FAMILIES), "out": "runs/compare-DATASET",
+                          "data_dir": "$GENLAB_DATA or ~/.cache/genlab/data",
+                          "inception_weights": "none", "plan": "none", "only": "none"})
     p.add_argument("--set", dest="overrides", action="append", default=[],
                    metavar="FAMILY.FIELD=VALUE",
                    help="change a family's default preset, e.g. ddpm.class_conditional=true "
                         "(repeatable)")
-    p.add_argument("--class-conditional", action="store_true",
-                   help="train every family that can be class-conditional so (on a labelled "
-                        "dataset), and test the control claim: requested-class accuracy at "
-                        "matched FID, over classifier-free guidance scales 1, 2, 4")
-    p.add_argument("--leg-samples", type=int, default=300,
-                   help="samples behind each point of the FID-vs-training-minutes and "
-                        "FID-vs-NFE curves (default: 300)")
-    p.add_argument("--feature-steps", type=int, default=0,
-                   help="training steps of the feature network (default: 0, the network genlab "
-                        "ships for a named dataset, else 1500 steps, trained once and cached)")
-    p.add_argument("--nfe-sweep", type=_tuple_of(int), default=NFE_SWEEP, metavar="N,N,...",
-                   help="network evaluations per sample of the FID-vs-NFE curve of the "
-                        f"iterative samplers (default: {','.join(map(str, NFE_SWEEP))})")
-    p.add_argument("--path-pairs", type=int, default=PATH_PAIRS,
-                   help=f"latent pairs behind each path-length score (default: {PATH_PAIRS})")
-    p.add_argument("--jobs", type=int, default=1,
-                   help="runs trained at a time on this machine, each in its own process with "
-                        "its share of the cores (default: 1, one after another in this one)")
-    p.add_argument("--plan", type=Path, default=None, metavar="FILE",
-                   help="write the command of each unfinished run to FILE, one a line, for a "
-                        "cluster's scheduler (examples/slurm_compare.sh), and train nothing; run "
-                        "compare again once they have finished to collect them")
-    p.add_argument("--lr-grid", action="store_true",
-                   help="also train each family at x0.5 and x2 its preset's learning rates and "
-                        "report divergence/collapse rates and the final-FID spread over seeds "
-                        "and the grid (Lucic et al. 2018); descriptive, no verdict")
-    p.add_argument("--lr-grid-seeds", type=int, default=LR_GRID_SEEDS,
-                   help=f"seeds of the --lr-grid runs, 0..N-1 (default: {LR_GRID_SEEDS}, or "
-                        f"--seeds if fewer); the x1 point is the main runs of those seeds")
-    p.add_argument("--only", default=None, metavar="FAMILY-seedN",
-                   help="train and score this one run of the comparison (a line of --plan); "
-                        "writes OUT/records/FAMILY-seedN.json")
 
     p = sub.add_parser("demo", help="the short experiments on the embedded digits, with a report")
     p.add_argument("--out", type=Path, default=None,
@@ -401,14 +372,8 @@ def run(ns: argparse.Namespace) -> int:
         if ns.push_to_hub:
             print(f"pushed to https://huggingface.co/{ns.push_to_hub}")
     elif ns.verb == "compare":
-        page = genlab.compare(ns.dataset, ns.data_dir, ns.minutes, ns.seeds, ns.families, ns.out,
-                              num_samples=ns.num_samples, leg_samples=ns.leg_samples,
-                              feature_steps=ns.feature_steps, download=ns.download,
-                              overrides=_preset_changes(ns.overrides),
-                              inception_weights=ns.inception_weights, nfe_sweep=ns.nfe_sweep,
-                              path_pairs=ns.path_pairs, jobs=ns.jobs, plan=ns.plan,
-                              only=ns.only, lr_grid=ns.lr_grid, lr_grid_seeds=ns.lr_grid_seeds,
-                              class_conditional=ns.class_conditional)
+        page = genlab.compare(**_given(ns, CompareOptions, skip=("overrides",)),
+                              overrides=_preset_changes(ns.overrides))
         if ns.only:
             print(f"record: {page}")
         elif ns.plan:

@@ -33,7 +33,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -367,17 +367,70 @@ def _stamp(run_dir: Path, step: int, budget_minutes: float, diverged: bool) -> d
             "ended_early": not diverged and seconds < 0.95 * 60 * budget_minutes}
 
 
+@dataclass(frozen=True)
+class CompareOptions:
+    """The options of ``genlab compare`` (the CLI's flags are made from these fields and their
+    docstrings: every default is written here once)."""
+
+    dataset: str = "digits"
+    """dataset name; stacked-mnist adds the mode-collapse measures: modes covered of 1,000 and
+    KL(sample modes || uniform)"""
+    data_dir: str | None = None
+    """folder holding the dataset's files"""
+    minutes: float = 1.0
+    """training minutes per family and seed"""
+    seeds: int = 5
+    """seeds per family (under 3 the report describes the numbers and gives no verdicts)"""
+    families: tuple[str, ...] = ()
+    """families to compare (empty: every family that draws images of its own)"""
+    out: str | None = None
+    """output folder (empty: runs/compare-DATASET)"""
+    num_samples: int = 1000
+    """samples scored per run at every leg"""
+    leg_samples: int = 300
+    """samples behind each point of the FID-vs-NFE curve and of the control sweep"""
+    feature_steps: int = 0
+    """training steps of the feature network (0: the network genlab ships for a named dataset,
+    else 1500 steps, trained once and cached)"""
+    download: bool = True
+    """download a missing torchvision dataset"""
+    nfe_sweep: tuple[int, ...] = NFE_SWEEP
+    """network evaluations per sample of the FID-vs-NFE curve of the iterative samplers"""
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """family -> config values that change its default preset (the CLI's --set)"""
+    inception_weights: str | None = None
+    """also score every final sample set by the standard Inception FID with these weights
+    (torch-fidelity's pt_inception-2015-12-05-6726825d.pth; pip install 'genlab[eval]'; about 6
+    GFLOP per image on the CPU)"""
+    path_pairs: int = PATH_PAIRS
+    """latent pairs behind each path-length score"""
+    jobs: int = 1
+    """runs trained at a time on this machine, each in its own process with its share of the
+    cores (1: one after another in this one)"""
+    plan: str | None = None
+    """write the command of each unfinished run to this file, one a line, for a cluster's
+    scheduler (examples/slurm_compare.sh), and train nothing; run compare again once they have
+    finished to collect them"""
+    only: str | None = None
+    """train and score this one run of the comparison (a line of --plan, FAMILY-seedN); writes
+    OUT/records/FAMILY-seedN.json"""
+    lr_grid: bool = False
+    """also train each family at x0.5 and x2 its preset's learning rates and report divergence
+    and collapse rates and the final-FID spread over seeds and the grid (Lucic et al. 2018);
+    descriptive, no verdict"""
+    lr_grid_seeds: int = LR_GRID_SEEDS
+    """seeds of the --lr-grid runs, 0..N-1 (at most --seeds); the x1 point is the main runs of
+    those seeds"""
+    class_conditional: bool = False
+    """train every family that can be class-conditional so (on a labelled dataset) and test the
+    control claim: requested-class accuracy at matched FID over classifier-free guidance scales
+    1, 2, 4"""
+
+
 @shares_cores
-def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float = 1.0,
-            seeds: int = 5, families: Sequence[str] | None = None, out: str | Path | None = None,
-            num_samples: int = 1000, leg_samples: int = 300, feature_steps: int = 0,
-            download: bool = True, nfe_sweep: Sequence[int] = NFE_SWEEP,
-            overrides: dict[str, dict[str, Any]] | None = None,
-            inception_weights: str | None = None, path_pairs: int = PATH_PAIRS,
-            jobs: int = 1, plan: str | Path | None = None, only: str | None = None,
-            lr_grid: bool = False, lr_grid_seeds: int = LR_GRID_SEEDS,
-            class_conditional: bool = False) -> Path:
-    """Train, score and compare ``families`` on ``dataset``; returns the report's path.
+def compare(*args: Any, **kwargs: Any) -> Path:
+    """Train, score and compare ``families`` on ``dataset``; returns the report's path. The
+    arguments are the fields of CompareOptions, in its order.
     ``overrides`` changes a family's default preset (the demo shrinks the networks; ``{"ddpm":
     {"class_conditional": True}}`` adds guidance rows to its control figure).
     ``inception_weights`` adds the standard Inception FID of every final sample set.
@@ -399,7 +452,13 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
     is the main runs of those seeds. The report's stability table gives each family's
     divergence and collapse rate and the spread of its final FID over seeds and the grid
     (Lucic et al. 2018)."""
-    families = tuple(families or DEFAULT_FAMILIES)
+    o = CompareOptions(*args, **kwargs)
+    dataset, data_dir, minutes, seeds, out = o.dataset, o.data_dir, o.minutes, o.seeds, o.out
+    num_samples, leg_samples, feature_steps = o.num_samples, o.leg_samples, o.feature_steps
+    download, nfe_sweep, inception_weights = o.download, o.nfe_sweep, o.inception_weights
+    path_pairs, jobs, plan, only = o.path_pairs, o.jobs, o.plan, o.only
+    lr_grid, lr_grid_seeds, class_conditional = o.lr_grid, o.lr_grid_seeds, o.class_conditional
+    families = tuple(o.families or DEFAULT_FAMILIES)
     for name in families:
         if recipes.get(name).sample is None:
             raise ConfigError(f"{name} draws no images of its own (it maps images to images): "
@@ -413,7 +472,7 @@ def compare(dataset: str = "digits", data_dir: str | None = None, minutes: float
                           f"and {jobs}")
     if lr_grid and lr_grid_seeds < 1:
         raise ConfigError(f"--lr-grid-seeds must be >= 1, got {lr_grid_seeds}")
-    overrides = {f: dict(v) for f, v in (overrides or {}).items()}
+    overrides = {f: dict(v) for f, v in (o.overrides or {}).items()}
     if class_conditional:
         for name in families:
             if "class_conditional" in {f.name for f in fields(recipes.get(name).config)}:
