@@ -201,8 +201,8 @@ class Recipe:
     """the runs of ``genlab demo`` on the embedded digits"""
     kind: str
     """what kind of model this is, as the textbook claims of ``genlab compare`` name families:
-    'autoencoder', 'adversarial', 'diffusion' or 'flow-matching'; a family joins the claims its
-    kind is named in"""
+    'autoencoder', 'adversarial', 'diffusion', 'flow-matching' or 'autoregressive'; a family
+    joins the claims its kind is named in"""
     demo_figures: Callable[[list[Path], Path], list[tuple[str, Path]]] = lambda runs, out: []
     """cross-run figures of the demo: (run folders, demo folder) -> [(caption, PNG)]"""
     sweep: Sweep | None = None
@@ -222,8 +222,9 @@ class Recipe:
     likelihood_model: str | None = None
     """the pixel model that likelihood is of (set where ``likelihood`` is): 'bernoulli' (grey
     levels as Bernoulli probabilities, nats of a density that is not a distribution over the 256
-    levels) or 'discretised-gaussian-256' (a distribution over the 256 levels); bounds under
-    different pixel models are different quantities, never ranked against each other"""
+    levels), 'discretised-gaussian-256' or 'categorical-256' (distributions over the 256
+    levels); bounds under different pixel models are different quantities, never ranked against
+    each other"""
     nfe_options: Callable[[int], dict[str, Any]] | None = None
     """a budget of network evaluations -> sample options that spend it (iterative samplers)"""
     latent_map: Callable[[Run], LatentMap] | None = None
