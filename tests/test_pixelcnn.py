@@ -158,13 +158,13 @@ def test_resume_matches_uninterrupted(tmp_path, monkeypatch):
     """Train to step 2 (killed at 3), resume to 4: the same weights as 4 steps straight, with
     dynamic binarisation drawing from the run's generator."""
     values = dict(TINY, steps=4, checkpoint_every=2, pixel_model="bernoulli", binarize=True)
-    straight = train_mod.train(recipes.make_config("pixelcnn", "reference", layers=2,
+    straight = train_mod.train(recipes.make_config("pixelcnn", "reference",
                                                    run_dir=str(tmp_path / "a"), **values),
                                progress=False)
     with monkeypatch.context() as m:
         kill_at(m, "pixelcnn", 2)
         with pytest.raises(KeyboardInterrupt):
-            train_mod.train(recipes.make_config("pixelcnn", "reference", layers=2,
+            train_mod.train(recipes.make_config("pixelcnn", "reference",
                                                 run_dir=str(tmp_path / "b"), **values),
                             progress=False)
     assert checkpoint.latest_checkpoint(tmp_path / "b")["step"] == 2
