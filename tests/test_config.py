@@ -30,9 +30,11 @@ def test_every_recipe_fills_every_slot(family):
     assert recipe.name == family and recipe.config.__dataclass_fields__["family"].default == family
     assert {"default", "reference"} <= set(recipe.presets)
     assert recipe.figures and recipe.demo and recipe.key_config and recipe.headline
-    assert recipe.denoises or recipe.latent_map is not None  # every generator can be steered
+    # every generator can be steered: through a latent, or (autoregressive) by the pixels given
+    assert recipe.denoises or recipe.latent_map is not None or recipe.kind == "autoregressive"
     assert (recipe.sample is None) == recipe.denoises  # only the image-to-image family draws none
-    assert recipe.kind in ("autoencoder", "adversarial", "diffusion", "flow-matching")
+    assert recipe.kind in ("autoencoder", "adversarial", "diffusion", "flow-matching",
+                           "autoregressive")
     assert (recipe.likelihood is None) == (recipe.likelihood_model is None)  # bound and its model
     assert set(recipe.key_config) <= {f.name for f in fields(recipe.config)}
     for cls in (recipe.config, recipe.sample_options, recipe.evaluate_options):

@@ -10,6 +10,8 @@ or steps an optimizer (the recipes' steps do, through ``TrainState.update``).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -163,3 +165,36 @@ def flow_loss(net: nn.Module, x0: torch.Tensor, y: torch.Tensor | None = None,
     x_t = (1 - t4) * x0 + t4 * eps                                          # (B, C, H, W)
     loss = F.mse_loss(net(x_t, t * time_scale, y).float(), eps - x0)
     return loss, {"loss": loss.detach()}
+
+
+# --- autoregressive (PixelCNN) -------------------------------------------------------------------
+
+
+def pixelcnn_nll(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """Exact negative log-likelihood -log p(x) = -sum_i log p(x_i | x_<i) per image, in nats, of
+    an autoregressive network (van den Oord et al. 2016) that returns logits (B, K, C, H, W).
+
+    K = 256: a categorical over the grey levels, x on the data's grid in [-1, 1] (level l =
+    (x + 1) * 127.5), the cross-entropy summed over pixels and channels. K = 1: a Bernoulli,
+    x = 2 x01 - 1 with x01 binary (or grey levels, the VAE's convention), the BCE with logits
+    summed likewise."""
+    logits = net(x, y).float()
+    if logits.shape[1] == 1:
+        target = (x.float() + 1) / 2                                          # x01
+        nll = F.binary_cross_entropy_with_logits(logits[:, 0], target, reduction="none")
+    else:
+        levels = torch.round((x.float() + 1) * 127.5).clamp(0, 255).long()   # (B, C, H, W)
+        nll = F.cross_entropy(logits, levels, reduction="none")
+    return nll.flatten(1).sum(1)                                             # (B,)
+
+
+def pixelcnn_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The exact NLL of ``pixelcnn_nll`` as a training loss: its mean per dimension (nats per
+    pixel and channel, so the learning rate does not depend on the image size). Logs the loss,
+    the NLL in nats per image and in bits per dimension (nats / (D ln 2))."""
+    nats = pixelcnn_nll(net, x, y)                                           # (B,)
+    dims = x[0].numel()
+    loss = nats.mean() / dims
+    return loss, {"loss": loss.detach(), "nll_nats": nats.mean().detach(),
+                  "bits_per_dim": loss.detach() / math.log(2)}

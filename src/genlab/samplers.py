@@ -378,3 +378,37 @@ def flow_ode(net: nn.Module, shape: tuple[int, ...], nfe: int = 20, solver: str 
         if snapshots is not None:
             snapshots.append(x.float().clamp(-1, 1).cpu())
     return x.clamp(-1, 1)
+
+
+# --- autoregressive (PixelCNN) -------------------------------------------------------------------
+
+
+def pixelcnn_positions(shape: tuple[int, ...], start: int = 0) -> int:
+    """Network calls per image of ``sample_pixelcnn``: one per pixel and channel (C x H x W),
+    less the ``start`` positions given."""
+    return shape[-3] * shape[-2] * shape[-1] - start
+
+
+@torch.no_grad()
+def sample_pixelcnn(net: nn.Module, shape: tuple[int, ...], y: torch.Tensor | None = None,
+                    gen: torch.Generator | None = None, x: torch.Tensor | None = None,
+                    start: int = 0) -> torch.Tensor:
+    """Autoregressive sampling (van den Oord et al. 2016): positions in raster order, and within a
+    pixel its channels in order; one network call per position, C x H x W calls per image.
+    ``x`` with ``start`` > 0 holds given values for the first ``start`` positions (a completion);
+    the rest are drawn. Returns images in [-1, 1] (256 levels: the data's grid; Bernoulli: -1 or
+    1)."""
+    device = next(net.parameters()).device
+    channels, height, width = shape[-3:]
+    x = torch.zeros(shape, device=device) if x is None else x.to(device).float().clone()
+    for position in range(start, channels * height * width):
+        i, rest = divmod(position, width * channels)
+        j, c = divmod(rest, channels)
+        logits = net(x, y)[:, :, c, i, j].float()            # 1. p(x_ij^c | x_<ij, x_ij^<c)
+        if logits.shape[1] == 1:                              # 2. draw the value
+            value = torch.bernoulli(torch.sigmoid(logits[:, 0]), generator=gen) * 2 - 1
+        else:
+            level = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=gen)[:, 0]
+            value = level.float() / 127.5 - 1
+        x[:, c, i, j] = value                                 # 3. write it in for the next call
+    return x

@@ -16,7 +16,7 @@ from genlab import checkpoint
 from genlab.checkpoint import Run
 from genlab.config import BaseConfig, from_values
 from genlab.errors import ConfigError, GenlabError, RunError
-from genlab.recipes import dcgan, ddpm, flow, gan, vae
+from genlab.recipes import dcgan, ddpm, flow, gan, pixelcnn, vae
 from genlab.recipes.base import Recipe
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
@@ -25,6 +25,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     dcgan.RECIPE,
     ddpm.RECIPE,
     flow.RECIPE,
+    pixelcnn.RECIPE,
 )}
 
 

@@ -201,8 +201,8 @@ class Recipe:
     """the runs of ``genlab demo`` on the embedded digits"""
     kind: str
     """what kind of model this is, as the textbook claims of ``genlab compare`` name families:
-    'autoencoder', 'adversarial', 'diffusion' or 'flow-matching'; a family joins the claims its
-    kind is named in"""
+    'autoencoder', 'adversarial', 'diffusion', 'flow-matching' or 'autoregressive'; a family
+    joins the claims its kind is named in"""
     sample: Callable[[Run, int, torch.Generator, Any], torch.Tensor] | None = None
     """(run, n, generator, sample options) -> n images in [-1, 1]; None: the family draws no
     images of its own (the denoiser maps images to images)"""
@@ -225,8 +225,9 @@ class Recipe:
     likelihood_model: str | None = None
     """the pixel model that likelihood is of (set where ``likelihood`` is): 'bernoulli' (grey
     levels as Bernoulli probabilities, nats of a density that is not a distribution over the 256
-    levels) or 'discretised-gaussian-256' (a distribution over the 256 levels); bounds under
-    different pixel models are different quantities, never ranked against each other"""
+    levels), 'discretised-gaussian-256' or 'categorical-256' (distributions over the 256
+    levels); bounds under different pixel models are different quantities, never ranked against
+    each other"""
     nfe_options: Callable[[int], dict[str, Any]] | None = None
     """a budget of network evaluations -> sample options that spend it (iterative samplers)"""
     latent_map: Callable[[Run], LatentMap] | None = None
