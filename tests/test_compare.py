@@ -3,6 +3,7 @@ without retraining, and the report rendered in a real browser (when Chromium is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shlex
@@ -77,7 +78,8 @@ def test_verdicts_follow_the_intervals_and_the_minimal_effects():
     assert found["Diffusion models give higher-q"]["verdict"] == "supported"
     assert found["Diffusion models are slow to s"]["verdict"] == "supported"
     control = found["GANs give finer control over t"]
-    assert control["verdict"] == "not tested" and control["parts"] == []  # no cross-family PPL
+    # unconditional runs: the control claim's measure is not taken (no cross-family path length)
+    assert control["verdict"] == "not measured" and control["parts"][0]["tests"] == []
     evidence = " ".join(found["Diffusion models give higher-q"]["evidence"])
     assert "95% CI" in evidence and "p (Holm)" in evidence and "effect 1.1" in evidence
     table = summary(state_with(GOOD, seeds=3))
@@ -89,7 +91,7 @@ def test_verdicts_follow_the_intervals_and_the_minimal_effects():
 def test_fewer_than_three_seeds_give_no_verdict():
     state = state_with(GOOD, seeds=2)
     for claim in verdicts(state):
-        assert claim["verdict"] in ("no verdict", "not tested"), claim
+        assert claim["verdict"] in ("no verdict", "not measured"), claim
     assert comparison.rule(state)["verdicts"] is False
     assert summary(state)["best"] == {}  # nor a best cell
 
@@ -366,6 +368,31 @@ def test_compare_set_flags_parse_as_json_values():
         _preset_changes(["class_conditional=true"])
 
 
+def test_the_compare_flags_are_made_from_its_options_and_pass_only_what_was_typed(
+        monkeypatch, capsys, tmp_path: Path):
+    """The CLI's compare flags come from CompareOptions: a flag not typed is not passed, so the
+    dataclass's default is the only one; --set, --no-download and --plan reach compare()."""
+    import genlab
+    from genlab import cli
+
+    seen = []
+    monkeypatch.setattr(genlab, "compare",
+                        lambda **kw: seen.append(kw) or tmp_path / "cmp" / "report.html")
+    cli.main(["compare", "--dataset", "mnist", "--seeds", "3", "--no-download",
+              "--families", "dcgan,flow", "--class-conditional", "--set", "flow.lr=0.001"])
+    assert seen[-1] == {"dataset": "mnist", "seeds": 3, "download": False,
+                        "families": ("dcgan", "flow"), "class_conditional": True,
+                        "overrides": {"flow": {"lr": 0.001}}}
+    assert "report: " in capsys.readouterr().out
+    cli.main(["compare", "--plan", str(tmp_path / "plan.txt")])
+    assert seen[-1] == {"plan": str(tmp_path / "plan.txt"), "overrides": {}}
+    assert "plan: " in capsys.readouterr().out
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["compare"].format_help()
+    for f in dataclasses.fields(comparison.CompareOptions):
+        if f.name != "overrides":
+            assert "--" + f.name.replace("_", "-") in help_text, f.name
+
+
 def test_a_real_null_on_the_digits_gives_no_false_verdict(tmp_path: Path, one_thread,
                                                           monkeypatch):
     """A real null: one family (the VAE, 30 steps) trained with six seeds, the even ones under a
@@ -443,7 +470,7 @@ def test_two_jobs_at_once_give_the_numbers_of_one_at_a_time(tmp_path: Path, monk
             assert [row["fid"] for row in state["runs"][name].get("nfe_sweep", [])] == sweep
     assert states[0]["runs"]["ddpm-seed0"]["nfe_sweep"]  # the DDPM's curve was drawn
     # one seed: described, no verdict; both families marked as not having used their budget
-    assert {v["verdict"] for v in states[1]["verdicts"]} <= {"no verdict", "not tested"}
+    assert {v["verdict"] for v in states[1]["verdicts"]} <= {"no verdict", "not measured"}
     assert states[1]["budget"]["ddpm"][-1]["ended_early"] == 1
     page = (tmp_path / "two" / "report.html").read_text()
     assert "did not use its budget" in page and "in LR warm-up" in page

@@ -374,9 +374,9 @@ def run(ns: argparse.Namespace) -> int:
     elif ns.verb == "compare":
         page = genlab.compare(**_given(ns, CompareOptions, skip=("overrides",)),
                               overrides=_preset_changes(ns.overrides))
-        if ns.only:
+        if getattr(ns, "only", None):
             print(f"record: {page}")
-        elif ns.plan:
+        elif getattr(ns, "plan", None):
             print(f"plan: {page}")
         else:
             print(f"comparison: {page.parent / 'compare.json'}\nreport: {page}")
