@@ -611,7 +611,9 @@ def test_the_summary_of_five_families_and_every_measure_does_not_scroll_sideways
     for record in state["runs"].values():
         record["final"]["fd_inf_sizes"] = [200, 400, 600, 800, 1000]
         record["final"].update(modes_covered_real=630, mode_kl_real=0.47, num_modes=1000,
-                               mode_num_samples=1000, modes_covered_even=632.3)
+                               mode_num_samples=1000, modes_covered_even=632.3,
+                               control_sweep=[{"guidance": None, "fid": 12345.678,
+                                               "class_accuracy": 0.5, "num_samples": 300}])
     state.update(verdicts=verdicts(state), summary=summary(state),
                  budget=comparison.budget(state), rule=comparison.rule(state))
     state["settings"].update(dataset="stacked-mnist", num_samples=1000)

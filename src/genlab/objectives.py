@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.diffusion import NoiseSchedule
-from genlab.images import WHITE_8
+from genlab.images import WHITE_8, to_depth
 from genlab.metrics import discretized_gaussian_log_likelihood, gaussian_kl, normal_kl
 
 
@@ -183,7 +183,7 @@ def pixelcnn_nll(net: nn.Module, x: torch.Tensor, y: torch.Tensor | None = None)
         target = (x.float() + 1) / 2                                          # x01
         nll = F.binary_cross_entropy_with_logits(logits[:, 0], target, reduction="none")
     else:
-        levels = torch.round((x.float() + 1) * 127.5).clamp(0, 255).long()   # (B, C, H, W)
+        levels = to_depth(x, torch.uint8).long()                             # (B, C, H, W)
         nll = F.cross_entropy(logits, levels, reduction="none")
     return nll.flatten(1).sum(1)                                             # (B,)
 

@@ -151,7 +151,10 @@ def save_budget_curves(curves: dict[str, dict[str, Sequence[float]]], path: Path
         ax.set_ylabel("FID (offline features)")
         ax.set_yscale("log")
         if key == "flops":
+            from matplotlib.ticker import NullFormatter
+
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: no overlapping labels
         ax.grid(alpha=0.3)
         if ax.lines:
             ax.legend()

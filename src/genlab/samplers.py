@@ -20,7 +20,7 @@ from genlab.corruption import REFERENCE_PEAK
 from genlab.diffusion import NoiseSchedule
 from genlab.errors import ConfigError
 from genlab.hardware import poll_threads
-from genlab.images import WHITE_8, from_unit
+from genlab.images import WHITE_8, from_unit, to_float
 
 
 @torch.no_grad()
@@ -409,6 +409,6 @@ def sample_pixelcnn(net: nn.Module, shape: tuple[int, ...], y: torch.Tensor | No
             value = torch.bernoulli(torch.sigmoid(logits[:, 0]), generator=gen) * 2 - 1
         else:
             level = torch.multinomial(torch.softmax(logits, dim=1), 1, generator=gen)[:, 0]
-            value = level.float() / 127.5 - 1
+            value = to_float(level)
         x[:, c, i, j] = value                                 # 3. write it in for the next call
     return x
