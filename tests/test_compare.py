@@ -18,6 +18,7 @@ import torch
 from genlab import checkpoint, comparison, reporting
 from genlab.comparison import compare, summary, verdicts
 from genlab.errors import ConfigError, TrainingDiverged
+from genlab.recipes.scoring import Scorer
 
 
 def spread(mean: float, sd: float, seeds: int) -> list[float]:
@@ -408,7 +409,7 @@ def test_a_real_null_on_the_digits_gives_no_false_verdict(tmp_path: Path, one_th
     monkeypatch.setenv("GENLAB_CACHE", str(tmp_path / "cache"))
     twin = dataclasses.replace(recipes.get("vae"), kind="diffusion")
     monkeypatch.setitem(recipes.RECIPES, "vae-twin", twin)
-    scorer = comparison.Scorer("digits", None, False, 0)
+    scorer = Scorer("digits", None, False, 0)
     runs = {}
     for seed in range(6):
         run_dir = train(recipes.make_config("vae", dataset="digits", steps=30, batch_size=64,
@@ -613,13 +614,15 @@ def test_the_summary_of_five_families_and_every_measure_does_not_scroll_sideways
         record["final"].update(modes_covered_real=630, mode_kl_real=0.47, num_modes=1000,
                                mode_num_samples=1000, modes_covered_even=632.3,
                                control_sweep=[{"guidance": None, "fid": 12345.678,
-                                               "class_accuracy": 0.5, "num_samples": 300}])
+                                               "class_accuracy": 0.5, "num_samples": 300}],
+                               likelihood={"nll_bits_per_dim": 12345.678})
     state.update(verdicts=verdicts(state), summary=summary(state),
                  budget=comparison.budget(state), rule=comparison.rule(state))
     state["settings"].update(dataset="stacked-mnist", num_samples=1000)
     page = reporting.compare_report(state, tmp_path / "report.html")
     text = page.read_text()
-    assert text.count("<th scope='row'") == len([m for m in comparison.MEASURES])
+    # every measure, and the VAE's Bernoulli likelihood in a row of its own (off the 8-bit scale)
+    assert text.count("<th scope='row'") == len(comparison.MEASURES) + 1
     check_in_browser(page, images=False)
 
 
@@ -672,7 +675,7 @@ def test_the_control_claim_is_decided_on_matched_accuracy_and_says_when_it_is_no
 
 
 def test_requested_class_accuracy_is_the_classifiers_reading_of_the_class_asked_for():
-    scorer = comparison.Scorer("digits", None, False, 0)  # the shipped digits classifier
+    scorer = Scorer("digits", None, False, 0)  # the shipped digits classifier
     real, labels = scorer.real[:200], scorer.real_labels[:200]
     scores = scorer.full(real, labels)
     preds = scorer.real_preds[:200]
@@ -707,3 +710,52 @@ def test_a_class_conditional_comparison_sweeps_guidance_and_tests_control(tmp_pa
     page = (out / "report.html").read_text()
     assert "Control: requested-class accuracy across guidance" in page
     assert "matched FID here" in page
+
+
+def test_likelihoods_meet_on_the_8bit_scale_and_the_autoregressive_claim_is_tested():
+    """PixelCNN's exact NLL and DDPM's bound are both of the 8-bit images: one column, tested
+    against each other; the VAE's Bernoulli bound of grey levels is another quantity, in a
+    column of its own and left out of the claim, which says so."""
+    values = {"pixelcnn": dict(seconds_per_sample=(0.8, 0.02)),
+              "ddpm": dict(seconds_per_sample=(0.1, 0.005)),
+              "vae": dict(seconds_per_sample=(1e-4, 1e-5))}
+    nll = {"pixelcnn": (1.0, 0.02), "ddpm": (1.6, 0.05), "vae": (0.3, 0.01)}
+    state = state_with(values, seeds=3)
+    for record in state["runs"].values():
+        mean, sd = nll[record["family"]]
+        record["final"]["likelihood"] = {
+            "nll_bits_per_dim": spread(mean, sd, 3)[record["seed"]]}
+    table = summary(state)
+    keys = {m[0] for m in table["measures"]}
+    assert {"nll_8bit", "nll_bits_per_dim:bernoulli"} <= keys
+    assert "nll_bits_per_dim:categorical-256" not in keys  # in the one column instead
+    assert table["families"]["pixelcnn"]["nll_8bit"]["mean"] == pytest.approx(1.0)
+    assert "nll_8bit" not in table["families"]["vae"]
+    assert table["families"]["vae"]["nll_bits_per_dim:bernoulli"]["mean"] == pytest.approx(0.3)
+    assert table["best"]["nll_8bit"] == "pixelcnn"
+    claim = by_claim(state)["Autoregressive models give the"]
+    likelihood, slow = claim["parts"]
+    assert [(t["a"], t["b"]) for t in likelihood["tests"]] == [("pixelcnn", "ddpm")]
+    assert likelihood["verdict"] == "supported" and slow["verdict"] == "supported"
+    assert any("vae left out of NLL of the 8-bit" in e for e in claim["evidence"])
+    assert {(t["a"], t["b"]) for t in slow["tests"]} == {("ddpm", "pixelcnn"), ("vae", "pixelcnn")}
+    # a planted reversal (the bound 5% below the exact NLL, tight spreads) contradicts it
+    for record in state["runs"].values():
+        if record["family"] == "ddpm":
+            record["final"]["likelihood"]["nll_bits_per_dim"] = 0.9 + 0.01 * record["seed"]
+    assert by_claim(state)["Autoregressive models give the"]["parts"][0]["verdict"] == (
+        "contradicted")
+    # without an autoregressive family the claim does not apply
+    del state["runs"]["pixelcnn-seed0"], state["runs"]["pixelcnn-seed1"]
+    del state["runs"]["pixelcnn-seed2"]
+    state["settings"]["families"] = ["ddpm", "vae"]
+    assert "Autoregressive models give the" not in by_claim(state)
+
+
+def test_a_count_s_interval_stops_at_zero_and_the_effects_listed_are_the_measures_taken():
+    state = state_with({"ddpm": dict(loss_spikes=(0.33, 0.58), fid=(5.0, 0.2)),
+                        "vae": dict(loss_spikes=(0.0, 0.0), fid=(9.0, 0.3))}, seeds=3)
+    ci = summary(state)["families"]["ddpm"]["loss_spikes"]["ci"]
+    assert ci[0] == 0.0 and ci[1] > 0.33
+    effects = comparison.rule(state)["effects"]
+    assert "fid" in effects and "modes_covered" not in effects and "class_accuracy" not in effects

@@ -22,7 +22,8 @@ FAMILIES = sorted(RECIPES)
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_recipe_fills_every_slot(family):
     recipe = RECIPES[family]
-    optional = {"sample", "sweep", "likelihood", "likelihood_model", "nfe_options",
+    optional = {"sample", "sweep", "likelihood", "likelihood_model", "likelihood_scale",
+                "nfe_options",
                 "latent_map"}  # not every family has these
     for f in fields(Recipe):
         value = getattr(recipe, f.name)
@@ -36,6 +37,8 @@ def test_every_recipe_fills_every_slot(family):
     assert recipe.kind in ("autoencoder", "adversarial", "diffusion", "flow-matching",
                            "autoregressive")
     assert (recipe.likelihood is None) == (recipe.likelihood_model is None)  # bound and its model
+    assert recipe.likelihood_scale in (None, "8-bit") and (recipe.likelihood_scale is None
+                                                           or recipe.likelihood is not None)
     assert set(recipe.key_config) <= {f.name for f in fields(recipe.config)}
     for cls in (recipe.config, recipe.sample_options, recipe.evaluate_options):
         docs = config.field_docs(cls)

@@ -14,11 +14,11 @@ from PIL import Image
 
 import genlab
 from genlab import data, recipes
-from genlab.comparison import Scorer
 from genlab.figures import plot, plot_all
 from genlab.models.unet import ReferenceUNet, ResUNet
 from genlab.recipes import ddpm
 from genlab.recipes.base import QUICK_FIGURE_IMAGES, QUICK_FIGURE_NFE, QUICK_INTERPOLATION
+from genlab.recipes.scoring import Scorer
 from genlab.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -124,8 +124,8 @@ def test_full_protocol_scores_more_and_prints_its_cost_first(tmp_path, monkeypat
             return torch.zeros(n, *run.image_shape)
         return generate(run, n, gen, sampler, steps, **kwargs)
     monkeypatch.setattr(ddpm, "generate", recording)
-    monkeypatch.setattr("genlab.recipes.base.SampleScorer.score", lambda self, fake, label: {})
-    monkeypatch.setattr("genlab.recipes.base.SampleScorer.fid", lambda self, fake: 0.0)
+    monkeypatch.setattr("genlab.recipes.scoring.Scorer.score", lambda self, fake, label: {})
+    monkeypatch.setattr("genlab.recipes.scoring.Scorer.fid", lambda self, fake: 0.0)
     m = genlab.evaluate(run_dir, device="cpu", full=True)
     err = capsys.readouterr().err
     line = ("full protocol: 10000 DDIM-50 samples + 1000 ancestral T=50 samples, about ")

@@ -85,8 +85,9 @@ def test_compare_reports_fd_infinity_beside_fid_on_the_same_features(one_thread,
     from test_compare import state_with
 
     from genlab import comparison, reporting
+    from genlab.recipes.scoring import Scorer
 
-    scorer = comparison.Scorer("digits", None, False, 0)
+    scorer = Scorer("digits", None, False, 0)
     noise = torch.randn(scorer.real[:150].shape, generator=torch.Generator().manual_seed(0))
     scores = scorer.full((scorer.real[:150] + 0.3 * noise).clamp(-1, 1))
     assert scores["fd_inf_sizes"] == [30, 60, 90, 120, 150]

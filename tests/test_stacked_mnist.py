@@ -16,6 +16,7 @@ from torch import nn
 from genlab import comparison, data, featurenet
 from genlab.metrics import expected_modes_covered, mode_scores
 from genlab.models.classifier import ChannelStack
+from genlab.recipes.scoring import Scorer
 
 
 def test_stacking_puts_one_drawn_image_per_channel_and_reads_the_mode_from_their_labels():
@@ -79,10 +80,10 @@ def images_of(modes: torch.Tensor) -> torch.Tensor:
     return (digits / 9 * 2 - 1)[:, :, None, None].expand(-1, -1, 8, 8).contiguous()
 
 
-def scorer_with(real_modes: torch.Tensor) -> comparison.Scorer:
+def scorer_with(real_modes: torch.Tensor) -> Scorer:
     """A Scorer whose mode classifier is BrightnessDigits per channel, with these real modes."""
     stack = ChannelStack(BrightnessDigits(), 3, 10)
-    scorer = comparison.Scorer.__new__(comparison.Scorer)
+    scorer = Scorer.__new__(Scorer)
     scorer.net = scorer.mode_net = stack
     scorer.num_modes = 1000
     scorer.real_modes = real_modes

@@ -494,7 +494,7 @@ def resume_argv(argv: list[str]) -> list[str]:
         return argv
     from genlab.recipes import run_config
 
-    family = run_config(resume).family  # type: ignore[attr-defined]
+    family = run_config(resume).family
     return ["train", family, "--resume", resume, *rest]
 
 

@@ -30,6 +30,8 @@ T = TypeVar("T")
 class BaseConfig:
     """Fields shared by every family: data, optimisation, bookkeeping."""
 
+    family: str = ""
+    """the family this config trains: each recipe's config fixes it to its own name"""
     dataset: str = "digits"
     """dataset name: digits, mnist, fashion-mnist, stacked-mnist (three MNIST digits, one per
     channel: 1,000 modes), cifar10, fer2013, folder:PATH (images in it or in one subfolder per

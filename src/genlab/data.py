@@ -72,7 +72,8 @@ class ImageData:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+        c, h, w = self.images.shape[1:]
+        return int(c), int(h), int(w)
 
 
 def default_data_dir() -> Path:

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache, wraps
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
@@ -233,7 +233,7 @@ def shares_cores(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with cpu_threads():
             return fn(*args, **kwargs)
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
 def poll_threads() -> None:

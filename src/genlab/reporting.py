@@ -52,7 +52,7 @@ def _img(path: Path, base: Path, caption: str) -> str:
 def _family(run_dir: Path) -> str:
     """The family a run folder belongs to now (an older genlab's 'gan' in 'generate' mode is a
     'dcgan' run)."""
-    return recipes.run_config(run_dir).family  # type: ignore[attr-defined]
+    return recipes.run_config(run_dir).family
 
 
 def report(run_dirs: Sequence[str | Path], out: str | Path, title: str = "genlab report",

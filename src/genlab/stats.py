@@ -197,7 +197,7 @@ def compare(a: Sequence[float], b: Sequence[float], effect: Effect,
         p_eq = max(_sf((g + delta) / w.se, w.df),        # H0: g <= -delta
                    _sf((delta - g) / w.se, w.df))        # H0: g >= delta (TOST: both)
     candidates = {SUPPORTED: p_sup, CONTRADICTED: p_con, EQUIVALENT: p_eq}
-    candidate = min(candidates, key=candidates.get)  # type: ignore[arg-type]
+    candidate = min(candidates, key=lambda k: candidates[k])
     p = min(1.0, 2 * candidates[candidate])
     verdict = candidate if p <= alpha else UNDECIDED
     return Decision(g, interval(w, 1 - alpha, sign), delta, p, candidate, hedges_g(w), w, sign,
@@ -265,13 +265,16 @@ def seeds_needed(d: Decision, alpha: float = ALPHA, power: float = POWER,
     return max(lo, MIN_SEEDS)
 
 
-def summarise(values: Sequence[float], level: float = 1 - ALPHA) -> dict[str, Any]:
-    """Mean, SD, n and the t interval of the mean of ``values`` (no interval below 2 values)."""
+def summarise(values: Sequence[float], level: float = 1 - ALPHA,
+              floor: float | None = None) -> dict[str, Any]:
+    """Mean, SD, n and the t interval of the mean of ``values`` (no interval below 2 values);
+    ``floor``: the least value the measure can take (0 for a count), where the interval is cut."""
     mean, sd = _mean_sd(values)
     out: dict[str, Any] = {"mean": mean, "std": sd, "n": len(values)}
     if len(values) > 1:
         half = float(sps.t.ppf(0.5 + level / 2, len(values) - 1)) * sd / math.sqrt(len(values))
-        out["ci"] = [mean - half, mean + half]
+        low = mean - half if floor is None else max(floor, mean - half)
+        out["ci"] = [low, mean + half]
     return out
 
 

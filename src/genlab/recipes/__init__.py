@@ -59,7 +59,7 @@ def make_config(family: str, preset: str = "default", **overrides: Any) -> BaseC
 
 def config_from_values(values: dict[str, Any]) -> BaseConfig:
     """A config from config.json's values, upgraded first when an older genlab wrote them."""
-    recipe = get(values.get("family"))  # type: ignore[arg-type]
+    recipe = get(values.get("family", ""))
     values = recipe.upgrade(values)
     return from_values(get(values["family"]).config, values)
 
@@ -107,7 +107,7 @@ def build_modules(cfg: BaseConfig, image_shape: tuple[int, int, int],
                   num_classes: int) -> dict[str, torch.nn.Module]:
     """The recipe's networks, plus 'ema' (a frozen copy of 'model') when the run keeps an EMA
     (ema_decay or ema_sigma_rel > 0)."""
-    modules = get(cfg.family).build(cfg, image_shape, num_classes)  # type: ignore[attr-defined]
+    modules = get(cfg.family).build(cfg, image_shape, num_classes)
     if cfg.ema_decay > 0 or cfg.ema_sigma_rel > 0:
         modules["ema"] = copy.deepcopy(modules["model"]).requires_grad_(False)
     return modules
@@ -123,7 +123,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     modules = build_modules(cfg, tuple(info["image_shape"]), len(info["classes"]))
     step = checkpoint.load_into(run_dir, modules, device, step)
     run = Run(run_dir, cfg, info, modules, step)
-    if get(cfg.family).channels_last:  # type: ignore[attr-defined]
+    if get(cfg.family).channels_last:
         run.model.to(memory_format=torch.channels_last)
     return run
 

@@ -25,9 +25,7 @@ from genlab import checkpoint, data, plots
 from genlab.checkpoint import Run
 from genlab.config import BaseConfig
 from genlab.errors import ConfigError, TrainingDiverged, on_every_rank
-from genlab.featurenet import feature_network
 from genlab.hardware import native_bf16
-from genlab.metrics import fid_kid, inception_fid
 from genlab.samplers import slerp
 
 
@@ -228,6 +226,12 @@ class Recipe:
     levels), 'discretised-gaussian-256' or 'categorical-256' (distributions over the 256
     levels); bounds under different pixel models are different quantities, never ranked against
     each other"""
+    likelihood_scale: str | None = None
+    """the data ``likelihood`` is a distribution over, where families meet on one scale:
+    '8-bit' (the test images' 256 levels, in bits per dimension, exact or an upper bound), so
+    ``genlab compare`` puts every family that declares it in one column and tests them against
+    each other; None where it is not a distribution over quantised images (a Bernoulli of grey
+    levels), shown in a column of its own"""
     nfe_options: Callable[[int], dict[str, Any]] | None = None
     """a budget of network evaluations -> sample options that spend it (iterative samplers)"""
     latent_map: Callable[[Run], LatentMap] | None = None
@@ -425,54 +429,3 @@ OFFLINE_SCORE = ("FID/KID in the penultimate features of a classifier trained on
 LABEL_FREE_SCORE = ("FID/KID in the features of a network trained without labels, contrastively "
                     "(two random views of each train image matched against the others), on the "
                     "dataset's train split (not Inception-v3: not comparable to published FIDs)")
-
-
-class SampleScorer:
-    """Scores sample sets of one run against its real split in one feature space (loaded once)."""
-
-    def __init__(self, run: Run, split_data: data.ImageData, opts: SampleScoreOptions,
-                 seed: int) -> None:
-        cfg = run.config
-        self.opts, self.seed = opts, seed
-        self.num_samples = scored_samples(opts)
-        self.inception_weights = inception_weights(opts)
-        self.features, self.info = feature_network(cfg.dataset, cfg.data_dir, cfg.download,
-                                                   opts.feature_steps, run.device,
-                                                   resolution=cfg.resolution,
-                                                   channels=cfg.image_channels)
-        images = split_data.images[:opts.num_images] if opts.num_images else split_data.images
-        self.real = data.to_float(images)
-
-    def time(self, draw: Callable[[int], torch.Tensor], n: int) -> tuple[torch.Tensor, float]:
-        """n samples from ``draw(n)`` and the seconds per sample they took."""
-        start = time.perf_counter()
-        fake = draw(n).cpu()
-        return fake, (time.perf_counter() - start) / max(n, 1)
-
-    def score(self, fake: torch.Tensor, label: str) -> dict[str, Any]:
-        """fid_<label>, kid_<label>, kid_std_<label>, num_samples_<label> (and the Inception FID
-        when weights were given or found)."""
-        s = fid_kid(self.features, self.real, fake, seed=self.seed)
-        out = {f"fid_{label}": s["fid"], f"kid_{label}": s["kid"], f"kid_std_{label}": s["kid_std"],
-               f"num_samples_{label}": len(fake)}
-        if self.inception_weights:
-            out[f"inception_fid_{label}"] = inception_fid(self.real, fake, self.inception_weights)
-        return out
-
-    def fid(self, fake: torch.Tensor) -> float:
-        return fid_kid(self.features, self.real, fake, seed=self.seed)["fid"]
-
-    def common(self) -> dict[str, Any]:
-        label_free = self.info["task"] != "classes"
-        out = {"num_real": len(self.real), "seed": self.seed,
-               "protocol": "full" if self.opts.full else "quick",
-               "score": LABEL_FREE_SCORE if label_free else OFFLINE_SCORE,
-               "feature_net_task": self.info["task"],
-               "feature_net_test_accuracy": self.info["test_accuracy"],
-               "feature_net": self.info["path"],
-               "feature_net_sha1": self.info["weights_sha1"]}
-        if self.opts.full and not self.inception_weights:
-            out["inception_fid"] = ("not computed: needs torch-fidelity and its weights "
-                                    f"({INCEPTION_FILE} in torch hub's checkpoints or "
-                                    "$GENLAB_INCEPTION_WEIGHTS)")
-        return out

@@ -22,7 +22,6 @@ from genlab.recipes.base import (
     LatentMap,
     Recipe,
     SampleScoreOptions,
-    SampleScorer,
     TrainState,
     announce_cost,
     class_labels,
@@ -35,6 +34,7 @@ from genlab.recipes.gan import (
     adversarial_step,
     setup,
 )
+from genlab.recipes.scoring import Scorer
 from genlab.samplers import sample_gan, slerp
 
 
@@ -56,6 +56,9 @@ class DCGANConfig(AdversarialConfig):
         if self.adv_weight <= 0:
             raise ConfigError("the DCGAN needs adv_weight > 0: without a discriminator there is "
                               "nothing to train the generator against")
+
+
+DCGANRun = Run[DCGANConfig]  # a run of this family, typed by its config
 
 
 PRESETS = {
@@ -98,7 +101,7 @@ class DCGANSampleOptions:
     """class-conditional runs: draw class K (default: the classes in turn)"""
 
 
-def sample(run: Run, n: int, gen: torch.Generator, opts: DCGANSampleOptions) -> torch.Tensor:
+def sample(run: DCGANRun, n: int, gen: torch.Generator, opts: DCGANSampleOptions) -> torch.Tensor:
     """x = G(z), z ~ N(0, I), from the EMA generator where the run keeps one (class-conditional
     runs: of class ``opts.label``, else the classes in turn)."""
     return sample_gan(run.model, n, gen, labels=class_labels(run.model, n, opts.label))
@@ -109,11 +112,11 @@ class DCGANEvaluateOptions(SampleScoreOptions):
     """Options of ``genlab evaluate`` for a DCGAN run."""
 
 
-def evaluate(run: Run, split_data: data.ImageData, seed: int,
+def evaluate(run: DCGANRun, split_data: data.ImageData, seed: int,
              opts: DCGANEvaluateOptions) -> dict[str, Any]:
     """FID/KID of ``num_samples`` samples against the split, in the features of the dataset's
     own classifier (the offline score shared with the diffusion and flow families)."""
-    scorer = SampleScorer(run, split_data, opts, seed)
+    scorer = Scorer.for_run(run, split_data, opts, seed)
     gen = torch.Generator(device=run.device).manual_seed(seed)
     results: dict[str, Any] = {}
     if opts.full:
@@ -130,7 +133,7 @@ def evaluate(run: Run, split_data: data.ImageData, seed: int,
             **scorer.common()}
 
 
-def samples_figure(run: Run, out: Path, seed: int = 0, **_: Any) -> Path:
+def samples_figure(run: DCGANRun, out: Path, seed: int = 0, **_: Any) -> Path:
     gen = torch.Generator(device=run.device).manual_seed(seed)
     classes = getattr(run.model, "num_classes", 0)
     if classes:  # a column per class
@@ -138,12 +141,12 @@ def samples_figure(run: Run, out: Path, seed: int = 0, **_: Any) -> Path:
     return gallery_figure(sample_gan(run.model, 64, gen), out, nrow=8)
 
 
-def interpolation_figure(run: Run, out: Path, seed: int = 0, rows: int = 6, steps: int = 10,
+def interpolation_figure(run: DCGANRun, out: Path, seed: int = 0, rows: int = 6, steps: int = 10,
                          **_: Any) -> Path:
     """G along great circles between pairs of latent vectors (slerp, White 2016): how smoothly
     the generator's output changes with z (class-conditional: row r keeps class r mod K)."""
     gen = torch.Generator().manual_seed(seed)
-    dim = run.config.latent_dim  # type: ignore[attr-defined]
+    dim = run.config.latent_dim
     z0, z1 = torch.randn((rows, dim), generator=gen), torch.randn((rows, dim), generator=gen)
     w = torch.linspace(0, 1, steps)
     z = torch.stack([slerp(z0, z1, float(t)) for t in w], dim=1).reshape(rows * steps, dim)
@@ -153,9 +156,9 @@ def interpolation_figure(run: Run, out: Path, seed: int = 0, rows: int = 6, step
     return plots.save_grid(data.to_uint8(images), out, nrow=steps)
 
 
-def latent_map(run: Run) -> LatentMap:
+def latent_map(run: DCGANRun) -> LatentMap:
     """z ~ N(0, I) -> G(z)."""
-    return (run.config.latent_dim,), lambda z: sample_gan(run.model, len(z), z=z)  # type: ignore[attr-defined]
+    return (run.config.latent_dim,), lambda z: sample_gan(run.model, len(z), z=z)
 
 
 FIGURES = {"samples": samples_figure, "interpolation": interpolation_figure,

@@ -30,7 +30,6 @@ from genlab.recipes.base import (
     LatentMap,
     Recipe,
     SampleScoreOptions,
-    SampleScorer,
     TrainState,
     adam,
     announce_cost,
@@ -45,6 +44,7 @@ from genlab.recipes.base import (
     noise_interpolation_figure,
     seconds_per_call,
 )
+from genlab.recipes.scoring import Scorer
 from genlab.samplers import DEFAULT_DDIM_ETA, ancestral, ddim, ddim_timesteps, in_batches
 
 
@@ -74,6 +74,9 @@ class DDPMConfig(BaseConfig):
             raise ConfigError(f"num_steps must be >= 2, got {self.num_steps}")
         if not 0.0 <= self.label_dropout < 1.0:
             raise ConfigError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
+
+
+DDPMRun = Run[DDPMConfig]  # a run of this family, typed by its config
 
 
 PRESETS = {
@@ -171,11 +174,11 @@ class DDPMSampleOptions:
     """images per sampling batch"""
 
 
-def generate(run: Run, n: int, gen: torch.Generator, sampler: str = "ddim",
+def generate(run: DDPMRun, n: int, gen: torch.Generator, sampler: str = "ddim",
              steps: int | None = None, eta: float | None = None, y: torch.Tensor | None = None,
              guidance: float | None = None, batch_size: int = 256) -> torch.Tensor:
     """n images (CPU, [-1, 1]) from the run's EMA network with DDIM or ancestral DDPM-T."""
-    cfg: DDPMConfig = run.config  # type: ignore[assignment]
+    cfg: DDPMConfig = run.config
     schedule = schedule_of(cfg, run.device)
     if sampler == "ddpm":
         if steps is not None or eta is not None:
@@ -195,7 +198,7 @@ def generate(run: Run, n: int, gen: torch.Generator, sampler: str = "ddim",
                       inference_precision(run))
 
 
-def sample(run: Run, n: int, gen: torch.Generator, opts: DDPMSampleOptions) -> torch.Tensor:
+def sample(run: DDPMRun, n: int, gen: torch.Generator, opts: DDPMSampleOptions) -> torch.Tensor:
     return generate(run, n, gen, opts.sampler, opts.steps, opts.eta,
                     class_labels(run.model, n, opts.label), opts.guidance, opts.batch_size)
 
@@ -223,7 +226,7 @@ class DDPMEvaluateOptions(SampleScoreOptions):
     """images per sampling batch"""
 
 
-def evaluate(run: Run, split_data: data.ImageData, seed: int,
+def evaluate(run: DDPMRun, split_data: data.ImageData, seed: int,
              opts: DDPMEvaluateOptions) -> dict[str, Any]:
     """FID/KID in the features of the dataset's feature network, for DDIM-``ddim_steps`` samples
     (noise ``ddim_eta``) and, when asked for, ancestral DDPM-T samples, with sampling seconds per
@@ -239,11 +242,11 @@ def evaluate(run: Run, split_data: data.ImageData, seed: int,
     model, DDIM-50 over DDPM-1000 read 1.27 at 100 samples and 0.94 at 300). Conditional runs
     sample the classes in turn.
     """
-    cfg: DDPMConfig = run.config  # type: ignore[assignment]
+    cfg: DDPMConfig = run.config
     ddpm_samples = (opts.ddpm_samples if opts.ddpm_samples is not None
                     else FULL_DDPM_SAMPLES if opts.full else 0)
     ddim_timesteps(cfg.num_steps, opts.ddim_steps)  # fail before any work on a bad step count
-    scorer = SampleScorer(run, split_data, opts, seed)
+    scorer = Scorer.for_run(run, split_data, opts, seed)
     counts = (("ddim", scorer.num_samples, opts.ddim_steps), ("ddpm", ddpm_samples, cfg.num_steps))
     results: dict[str, Any] = {}
     if opts.full:
@@ -300,7 +303,7 @@ def vlb_terms(net: nn.Module, schedule: NoiseSchedule, x0: torch.Tensor, per_ima
             "decoder": terms[:, 0], "diffusion": (T - 1) * terms[:, 1:].mean(1)}
 
 
-def likelihood(run: Run, split_data: data.ImageData, seed: int, num_images: int = 100,
+def likelihood(run: DDPMRun, split_data: data.ImageData, seed: int, num_images: int = 100,
                per_image: int = 32) -> dict[str, Any]:
     """The variational bound on -log p(x) of ``num_images`` test images, in bits per dimension:
     the T diffusion terms estimated by Monte Carlo over t (``per_image`` stratified timesteps per
@@ -309,7 +312,7 @@ def likelihood(run: Run, split_data: data.ImageData, seed: int, num_images: int 
     x0 = data.to_float(split_data.images[:num_images])
     half_bin = 1 / data.white_level(split_data.images.dtype)
     gen = torch.Generator(device=run.device).manual_seed(seed)
-    schedule = schedule_of(run.config, run.device)  # type: ignore[arg-type]
+    schedule = schedule_of(run.config, run.device)
     terms = vlb_terms(run.model, schedule, x0, per_image, gen, half_bin)
     to_bits = 1 / (math.prod(run.image_shape) * math.log(2))
     total = (terms["prior"] + terms["decoder"] + terms["diffusion"]) * to_bits
@@ -334,11 +337,11 @@ def display_images(run: Run, split: str, count: int = 8) -> torch.Tensor:
     return data.to_float(split_data.images[display_examples(split_data, count)])
 
 
-def forward_figure(run: Run, out: Path, split: str = "test", seed: int = 0, **_: Any) -> Path:
+def forward_figure(run: DDPMRun, out: Path, split: str = "test", seed: int = 0, **_: Any) -> Path:
     """q(x_t | x_0) for eight test images at six timesteps from 0 to T, one row per t; the title
     prints alpha_bar_T, which the reference schedule leaves far from 0."""
     x0 = display_images(run, split)
-    schedule = schedule_of(run.config)  # type: ignore[arg-type]
+    schedule = schedule_of(run.config)
     gen = torch.Generator().manual_seed(seed)
     eps = torch.randn(x0.shape, generator=gen)  # one noise draw, so rows differ only in t
     rows = []
@@ -350,10 +353,10 @@ def forward_figure(run: Run, out: Path, split: str = "test", seed: int = 0, **_:
     return plots.save_rows([("x_0", data.to_uint8(x0)), *rows[1:]], out, title=title)
 
 
-def snr_figure(run: Run, out: Path, **_: Any) -> Path:
+def snr_figure(run: DDPMRun, out: Path, **_: Any) -> Path:
     """The signal-to-noise ratio alpha_bar / (1 - alpha_bar) over t / T for the three schedules at
     this run's T, side by side."""
-    num_steps = run.config.num_steps  # type: ignore[attr-defined]
+    num_steps = run.config.num_steps
     series: dict[str, tuple[list[float], list[float]]] = {}
     for name in SCHEDULES:
         try:
@@ -363,15 +366,15 @@ def snr_figure(run: Run, out: Path, **_: Any) -> Path:
         x = [(t + 1) / num_steps for t in range(num_steps)]
         series[f"SNR, {name}"] = (x, sched.snr.clamp_min(1e-12).tolist())
     return plots.save_curves(series, out, f"noise schedules at T = {num_steps} (this run: "
-                             f"{run.config.schedule})", xlabel="t / T",  # type: ignore[attr-defined]
+                             f"{run.config.schedule})", xlabel="t / T",
                              panels=[list(series)], log_y=True)
 
 
-def progression_figure(run: Run, out: Path, seed: int = 0, count: int = 8, rows: int = 8,
+def progression_figure(run: DDPMRun, out: Path, seed: int = 0, count: int = 8, rows: int = 8,
                        **_: Any) -> Path:
     """Ancestral sampling from noise to images: x_t of ``count`` samples every T / ``rows``
     steps (Ho et al. 2020, fig. 6)."""
-    schedule = schedule_of(run.config, run.device)  # type: ignore[arg-type]
+    schedule = schedule_of(run.config, run.device)
     every = max(1, schedule.num_steps // rows)
     snapshots: dict[int, torch.Tensor] = {}
     gen = torch.Generator(device=run.device).manual_seed(seed)
@@ -384,24 +387,24 @@ def progression_figure(run: Run, out: Path, seed: int = 0, count: int = 8, rows:
                                              f"(noise, top) to x_0 (bottom)")
 
 
-def samples_figure(run: Run, out: Path, seed: int = 0, n: int = 100, quick: bool = False,
+def samples_figure(run: DDPMRun, out: Path, seed: int = 0, n: int = 100, quick: bool = False,
                    **_: Any) -> Path:
     """A 10 x 10 gallery of DDIM-50 samples (eta 1; row-major; conditional runs: column =
     class); after training (``quick``) 6 x 6 DDIM-10 samples."""
     gen = torch.Generator(device=run.device).manual_seed(seed)
-    steps = min(QUICK_FIGURE_NFE if quick else PREVIEW_DDIM_STEPS, run.config.num_steps)  # type: ignore[attr-defined]
+    steps = min(QUICK_FIGURE_NFE if quick else PREVIEW_DDIM_STEPS, run.config.num_steps)
     n = QUICK_FIGURE_IMAGES if quick else n
     nrow = 6 if quick else 10
     return gallery_figure(generate(run, n, gen, steps=steps, y=class_labels(run.model, n)), out,
                           nrow=nrow)
 
 
-def interpolation_figure(run: Run, out: Path, seed: int = 0, quick: bool = False,
+def interpolation_figure(run: DDPMRun, out: Path, seed: int = 0, quick: bool = False,
                          **_: Any) -> Path:
     """What a user can steer: deterministic DDIM-50 (eta 0) images between pairs of noises, and
     for class-conditional runs the classes across guidance scales (after training, ``quick``: 4
     pairs, 8 images each, DDIM-10)."""
-    schedule = schedule_of(run.config, run.device)  # type: ignore[arg-type]
+    schedule = schedule_of(run.config, run.device)
     steps = min(QUICK_FIGURE_NFE if quick else PREVIEW_DDIM_STEPS, schedule.num_steps)
     rows, per_row = QUICK_INTERPOLATION if quick else (6, 10)
     return noise_interpolation_figure(
@@ -412,10 +415,10 @@ def interpolation_figure(run: Run, out: Path, seed: int = 0, quick: bool = False
 PATH_DDIM_STEPS = 20  # the deterministic map of the path-length score: 20 DDIM steps, eta 0
 
 
-def latent_map(run: Run) -> LatentMap:
+def latent_map(run: DDPMRun) -> LatentMap:
     """x_T ~ N(0, I) -> x_0 by deterministic DDIM (eta 0, PATH_DDIM_STEPS steps), unconditional
     (null label) for class-conditional runs."""
-    schedule = schedule_of(run.config, run.device)  # type: ignore[arg-type]
+    schedule = schedule_of(run.config, run.device)
     steps = min(PATH_DDIM_STEPS, schedule.num_steps)
     return run.image_shape, lambda x_T: ddim(run.model, schedule, x_T.shape, steps, 0.0,
                                              x_T=x_T).float()
@@ -457,5 +460,6 @@ RECIPE = Recipe(
     nfe_options=lambda nfe: {"sampler": "ddim", "steps": nfe},
     likelihood=likelihood,
     likelihood_model="discretised-gaussian-256",
+    likelihood_scale="8-bit",
     latent_map=latent_map,
 )

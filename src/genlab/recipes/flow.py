@@ -25,7 +25,6 @@ from genlab.recipes.base import (
     LatentMap,
     Recipe,
     SampleScoreOptions,
-    SampleScorer,
     TrainState,
     announce_cost,
     bf16_autocast,
@@ -38,6 +37,7 @@ from genlab.recipes.base import (
     seconds_per_call,
 )
 from genlab.recipes.ddpm import build_unet, display_images, setup
+from genlab.recipes.scoring import Scorer
 from genlab.samplers import FLOW_SOLVERS, flow_nfe, flow_ode, in_batches
 
 TIME_SCALE = 1000.0  # the UNet sees 1000 t: the range its sinusoidal embedding was built for
@@ -72,6 +72,9 @@ class FlowConfig(BaseConfig):
             raise ConfigError(f"logit_std must be positive, got {self.logit_std}")
         if not 0.0 <= self.label_dropout < 1.0:
             raise ConfigError(f"label_dropout must be in [0, 1), got {self.label_dropout}")
+
+
+FlowRun = Run[FlowConfig]  # a run of this family, typed by its config
 
 
 PRESETS = {
@@ -120,7 +123,7 @@ class FlowSampleOptions:
     """images per sampling batch"""
 
 
-def generate(run: Run, n: int, gen: torch.Generator, solver: str = "heun", nfe: int = 20,
+def generate(run: FlowRun, n: int, gen: torch.Generator, solver: str = "heun", nfe: int = 20,
              y: torch.Tensor | None = None, guidance: float | None = None,
              batch_size: int = 256) -> torch.Tensor:
     """n images (CPU, [-1, 1]) from the run's EMA network."""
@@ -133,7 +136,7 @@ def generate(run: Run, n: int, gen: torch.Generator, solver: str = "heun", nfe: 
                       inference_precision(run))
 
 
-def sample(run: Run, n: int, gen: torch.Generator, opts: FlowSampleOptions) -> torch.Tensor:
+def sample(run: FlowRun, n: int, gen: torch.Generator, opts: FlowSampleOptions) -> torch.Tensor:
     return generate(run, n, gen, opts.solver, opts.nfe, class_labels(run.model, n, opts.label),
                     opts.guidance, opts.batch_size)
 
@@ -152,7 +155,7 @@ class FlowEvaluateOptions(SampleScoreOptions):
     """images per sampling batch"""
 
 
-def evaluate(run: Run, split_data: data.ImageData, seed: int,
+def evaluate(run: FlowRun, split_data: data.ImageData, seed: int,
              opts: FlowEvaluateOptions) -> dict[str, Any]:
     """FID/KID of ``num_samples`` samples (quick: 500; ``--full``: 10,000, its cost printed
     first) for every (solver, NFE) asked for, with the sampling seconds per image; keys are
@@ -163,7 +166,7 @@ def evaluate(run: Run, split_data: data.ImageData, seed: int,
     for budget in opts.nfe:
         for solver in opts.solvers:
             flow_nfe(solver, budget)  # fail before any work on a bad budget
-    scorer = SampleScorer(run, split_data, opts, seed)
+    scorer = Scorer.for_run(run, split_data, opts, seed)
     n = scorer.num_samples
     results: dict[str, Any] = {}
     if opts.full:
@@ -196,7 +199,7 @@ def evaluate(run: Run, split_data: data.ImageData, seed: int,
 PATH_TIMES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
-def path_figure(run: Run, out: Path, split: str = "test", seed: int = 0, **_: Any) -> Path:
+def path_figure(run: FlowRun, out: Path, split: str = "test", seed: int = 0, **_: Any) -> Path:
     """The probability path: x_t = (1 - t) x_0 + t eps for eight test images, one row per t,
     with one noise draw so that rows differ only in t."""
     x0 = display_images(run, split)
@@ -206,7 +209,7 @@ def path_figure(run: Run, out: Path, split: str = "test", seed: int = 0, **_: An
                                             "(data at t = 0, noise at t = 1)")
 
 
-def trajectories_figure(run: Run, out: Path, seed: int = 0, count: int = 8, nfe: int = 10,
+def trajectories_figure(run: FlowRun, out: Path, seed: int = 0, count: int = 8, nfe: int = 10,
                         **_: Any) -> Path:
     """Euler sampling from noise to images: x_t of ``count`` samples at every step of a
     ``nfe``-step trajectory, noise on top."""
@@ -222,7 +225,7 @@ def trajectories_figure(run: Run, out: Path, seed: int = 0, count: int = 8, nfe:
                                             f"data (bottom)")
 
 
-def samples_figure(run: Run, out: Path, seed: int = 0, n: int = 100, quick: bool = False,
+def samples_figure(run: FlowRun, out: Path, seed: int = 0, n: int = 100, quick: bool = False,
                    **_: Any) -> Path:
     """A 10 x 10 gallery of Heun-20 samples (row-major; conditional runs: column = class); after
     training (``quick``) 6 x 6 Heun-10 samples."""
@@ -233,7 +236,7 @@ def samples_figure(run: Run, out: Path, seed: int = 0, n: int = 100, quick: bool
                           nrow=6 if quick else 10)
 
 
-def interpolation_figure(run: Run, out: Path, seed: int = 0, quick: bool = False,
+def interpolation_figure(run: FlowRun, out: Path, seed: int = 0, quick: bool = False,
                          **_: Any) -> Path:
     """What a user can steer: Heun-20 ODE images between pairs of noises (the ODE maps each noise
     to one image), and for class-conditional runs the classes across guidance scales; after
@@ -245,7 +248,7 @@ def interpolation_figure(run: Run, out: Path, seed: int = 0, quick: bool = False
                                             time_scale=TIME_SCALE), seed, rows, per_row)
 
 
-def latent_map(run: Run) -> LatentMap:
+def latent_map(run: FlowRun) -> LatentMap:
     """x_1 ~ N(0, I) -> x_0 by the Heun-20 ODE (the default sampler), unconditional (null label)
     for class-conditional runs."""
     return run.image_shape, lambda x1: flow_ode(run.model, x1.shape, 20, "heun", None, x1=x1,

@@ -95,6 +95,9 @@ class GANConfig(AdversarialConfig):
             raise ConfigError(f"sigma (grey levels) must be positive, got {self.sigma}")
 
 
+GANRun = Run[GANConfig]  # a run of this family, typed by its config
+
+
 PRESETS = {
     # The notebook's nets and Keras Adam(1e-4) (beta1 = 0.9), trained as a conditional GAN.
     "reference": dict(arch="reference", disc="reference", dataset="fer2013", lr=1e-4, lr_d=1e-4,
@@ -256,13 +259,13 @@ def _scores(images: torch.Tensor, clean: torch.Tensor, win: int) -> dict[str, fl
             "sharpness": float(sharpness(images, ref).mean())}
 
 
-def evaluate(run: Run, split_data: data.ImageData, seed: int,
+def evaluate(run: GANRun, split_data: data.ImageData, seed: int,
              opts: GANEvaluateOptions) -> dict[str, Any]:
     """PSNR (dB), SSIM and sharpness against the clean test images for the noisy input, this
     GAN and the classical baselines (NLM and BM3D, with the Anscombe transform for Poisson
     noise), all on the same fixed noisy images, rounded to the data's depth as saved (8 bits, or
     16 for 16-bit images, scored at range 65535)."""
-    cfg: GANConfig = run.config  # type: ignore[assignment]
+    cfg: GANConfig = run.config
     clean = split_data.images[: opts.num_images]                # (N, C, H, W) uint8 or uint16
     white = data.white_level(clean.dtype)
     noisy = fixed_noisy(clean, cfg.noise, cfg.peak, cfg.sigma, NOISY_TEST_SEED + seed, white)
@@ -311,10 +314,11 @@ def evaluate(run: Run, split_data: data.ImageData, seed: int,
 # --- figures -------------------------------------------------------------------------------------
 
 
-def _fixed_noisy(run: Run, split: str, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _fixed_noisy(run: GANRun, split: str, count: int,
+                 seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``count`` clean test images and their fixed noisy copies (as evaluate scores),
     at the data's depth."""
-    cfg: GANConfig = run.config  # type: ignore[assignment]
+    cfg: GANConfig = run.config
     clean = load_split(run, split).images[:count]
     white = data.white_level(clean.dtype)
     return clean, fixed_noisy(clean, cfg.noise, cfg.peak, cfg.sigma, NOISY_TEST_SEED + seed,
@@ -326,18 +330,18 @@ def _shown(images: torch.Tensor) -> torch.Tensor:
     return images if images.dtype == torch.uint8 else data.to_uint8(data.to_float(images))
 
 
-def noisy_figure(run: Run, out: Path, split: str = "test", seed: int = 0, **_: Any) -> Path:
+def noisy_figure(run: GANRun, out: Path, split: str = "test", seed: int = 0, **_: Any) -> Path:
     """Five clean faces above their noisy versions."""
-    cfg: GANConfig = run.config  # type: ignore[assignment]
+    cfg: GANConfig = run.config
     clean, noisy = _fixed_noisy(run, split, 5, seed)
     return plots.save_rows([("clean", _shown(clean)), ("noisy", _shown(noisy))], out,
                            title=f"{noise_label(cfg.noise, cfg.peak, cfg.sigma)} ({split} split)")
 
 
-def denoised_figure(run: Run, out: Path, split: str = "test", seed: int = 0, count: int = 8,
+def denoised_figure(run: GANRun, out: Path, split: str = "test", seed: int = 0, count: int = 8,
                     **_: Any) -> Path:
     """Rows clean / noisy / this GAN / NLM / BM3D (when installed) on the same test images."""
-    cfg: GANConfig = run.config  # type: ignore[assignment]
+    cfg: GANConfig = run.config
     clean, noisy = _fixed_noisy(run, split, count, seed)
     white = data.white_level(clean.dtype)
     x0_hat = data.to_uint8(denoise(run.model, data.to_float(noisy)).cpu())

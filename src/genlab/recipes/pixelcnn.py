@@ -26,7 +26,6 @@ from genlab.recipes.base import (
     DemoRun,
     Recipe,
     SampleScoreOptions,
-    SampleScorer,
     TrainState,
     adam,
     announce_cost,
@@ -38,6 +37,7 @@ from genlab.recipes.base import (
     load_split,
     seconds_per_call,
 )
+from genlab.recipes.scoring import Scorer
 from genlab.samplers import in_batches, pixelcnn_positions, sample_pixelcnn
 
 LEVELS = {"categorical-256": 256, "bernoulli": 1}  # logits per pixel and channel
@@ -79,6 +79,9 @@ class PixelCNNConfig(BaseConfig):
         if self.binarize and self.pixel_model != "bernoulli":
             raise ConfigError("binarize needs pixel_model 'bernoulli': a 256-level model is "
                               "trained on the grey levels themselves")
+
+
+PixelCNNRun = Run[PixelCNNConfig]  # a run of this family, typed by its config
 
 
 PRESETS = {
@@ -139,7 +142,7 @@ class PixelCNNSampleOptions:
     """images per sampling batch (each batch takes C x H x W network calls)"""
 
 
-def generate(run: Run, n: int, gen: torch.Generator, y: torch.Tensor | None = None,
+def generate(run: PixelCNNRun, n: int, gen: torch.Generator, y: torch.Tensor | None = None,
              batch_size: int = 256) -> torch.Tensor:
     """n images (CPU, [-1, 1]) drawn pixel by pixel, C x H x W network calls per batch."""
     def draw(shape, labels):
@@ -148,7 +151,8 @@ def generate(run: Run, n: int, gen: torch.Generator, y: torch.Tensor | None = No
                       inference_precision(run))
 
 
-def sample(run: Run, n: int, gen: torch.Generator, opts: PixelCNNSampleOptions) -> torch.Tensor:
+def sample(run: PixelCNNRun, n: int, gen: torch.Generator,
+           opts: PixelCNNSampleOptions) -> torch.Tensor:
     """Autoregressive samples (class-conditional runs: of class ``opts.label``, else the classes
     in turn)."""
     return generate(run, n, gen, class_labels(run.model, n, opts.label), opts.batch_size)
@@ -157,21 +161,21 @@ def sample(run: Run, n: int, gen: torch.Generator, opts: PixelCNNSampleOptions) 
 # --- the exact likelihood ------------------------------------------------------------------------
 
 
-def nll_inputs(run: Run, split_data: data.ImageData, seed: int) -> torch.Tensor:
+def nll_inputs(run: PixelCNNRun, split_data: data.ImageData, seed: int) -> torch.Tensor:
     """The images the NLL is of, in [-1, 1]: the grey levels (256 levels), their Bernoulli
     targets (the grey levels, or one fixed binarisation drawn with ``seed``) mapped to [-1, 1]."""
-    cfg: PixelCNNConfig = run.config  # type: ignore[assignment]
+    cfg: PixelCNNConfig = run.config
     if cfg.pixel_model == "bernoulli":
         return data.from_unit(data.bernoulli_targets(split_data.images, cfg.binarize, seed))
     return data.to_float(split_data.images)
 
 
 @torch.no_grad()
-def exact_nll(run: Run, split_data: data.ImageData, seed: int, num_images: int = 0,
+def exact_nll(run: PixelCNNRun, split_data: data.ImageData, seed: int, num_images: int = 0,
              batch_size: int = 256) -> dict[str, Any]:
     """The exact NLL of the split's first ``num_images`` images (0: all): nats per image and bits
     per dimension (nats / (D ln 2))."""
-    cfg: PixelCNNConfig = run.config  # type: ignore[assignment]
+    cfg: PixelCNNConfig = run.config
     x = nll_inputs(run, split_data, seed)
     labels = split_data.labels.long()
     if num_images:
@@ -194,7 +198,7 @@ LIKELIHOOD = {"categorical-256": "exact, 256-level categorical per pixel and cha
               "bernoulli": "exact, Bernoulli per pixel and channel"}
 
 
-def likelihood(run: Run, split_data: data.ImageData, seed: int) -> dict[str, Any]:
+def likelihood(run: PixelCNNRun, split_data: data.ImageData, seed: int) -> dict[str, Any]:
     """The exact NLL of the first 1000 test images, in nats and bits per dimension (a run whose
     pixel model is not the recipe's ``likelihood_model``: under ``nll_bits_per_dim_<model>``,
     and ``nll_bits_per_dim`` None)."""
@@ -220,13 +224,13 @@ class PixelCNNEvaluateOptions(SampleScoreOptions):
     """images per batch of the NLL and of sampling"""
 
 
-def evaluate(run: Run, split_data: data.ImageData, seed: int,
+def evaluate(run: PixelCNNRun, split_data: data.ImageData, seed: int,
              opts: PixelCNNEvaluateOptions) -> dict[str, Any]:
     """The exact test NLL (nats per image and bits per dimension), and the FID/KID of
     ``num_samples`` samples against the split in the features of the dataset's own classifier,
     with the sampling seconds and network calls per image."""
     results = exact_nll(run, split_data, seed, opts.nll_images, opts.batch_size)
-    scorer = SampleScorer(run, split_data, opts, seed)
+    scorer = Scorer.for_run(run, split_data, opts, seed)
     calls = pixelcnn_positions(run.image_shape)
     if opts.full:
         def probe(n: int, _calls: int) -> torch.Tensor:
@@ -253,7 +257,7 @@ def evaluate(run: Run, split_data: data.ImageData, seed: int,
 # --- figures -------------------------------------------------------------------------------------
 
 
-def samples_figure(run: Run, out: Path, seed: int = 0, n: int = 100, quick: bool = False,
+def samples_figure(run: PixelCNNRun, out: Path, seed: int = 0, n: int = 100, quick: bool = False,
                    **_: Any) -> Path:
     """A 10 x 10 gallery of samples (row-major; class-conditional runs: column = class); after
     training (``quick``) 6 x 6."""
@@ -263,7 +267,7 @@ def samples_figure(run: Run, out: Path, seed: int = 0, n: int = 100, quick: bool
                           nrow=6 if quick else 10)
 
 
-def completions_figure(run: Run, out: Path, split: str = "test", seed: int = 0,
+def completions_figure(run: PixelCNNRun, out: Path, split: str = "test", seed: int = 0,
                        quick: bool = False, **_: Any) -> Path:
     """What a user can steer: the top half of ten test images given (its bottom half shown grey),
     the bottom half drawn pixel by pixel (three draws; after training, ``quick``, two), then the
@@ -318,6 +322,7 @@ RECIPE = Recipe(
     # static: the pixel model of the default preset; a 'bernoulli' run's bits per dimension are
     # filed under it too (its metrics carry 'pixel_model' to tell them apart)
     likelihood_model="categorical-256",
+    likelihood_scale="8-bit",
     nfe_options=None,
     latent_map=None,
 )

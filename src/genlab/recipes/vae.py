@@ -67,6 +67,9 @@ class VAEConfig(BaseConfig):
             raise ConfigError(f"hidden must be positive widths, got {self.hidden}")
 
 
+VAERun = Run[VAEConfig]  # a run of this family, typed by its config
+
+
 PRESETS = {
     # The reference notebook: 784-256-z MLP, BCE + 0.1 * KL, Adam 1e-3, batch 128, 20 epochs.
     "reference": dict(arch="mlp", hidden=(256,), latent_dim=2, beta=0.1, lr=1e-3,
@@ -107,7 +110,7 @@ def preview(s: TrainState, n: int, gen: torch.Generator) -> torch.Tensor:
     return sample_vae(s.inference_model(), n, gen)
 
 
-def sample(run: Run, n: int, gen: torch.Generator, opts: NoOptions) -> torch.Tensor:
+def sample(run: VAERun, n: int, gen: torch.Generator, opts: NoOptions) -> torch.Tensor:
     """Decoded Bernoulli means of z ~ N(0, I)."""
     return sample_vae(run.model, n, gen)
 
@@ -124,10 +127,10 @@ class VAEEvaluateOptions:
     """images per batch at k = 100 (scaled by 100 / k)"""
 
 
-def evaluate(run: Run, split_data: data.ImageData, seed: int,
+def evaluate(run: VAERun, split_data: data.ImageData, seed: int,
              opts: VAEEvaluateOptions) -> dict[str, Any]:
     """Test loss as trained (its beta), the true ELBO (beta = 1) and the k-sample IWAE bound."""
-    cfg: VAEConfig = run.config  # type: ignore[assignment]
+    cfg: VAEConfig = run.config
     x01 = data.bernoulli_targets(split_data.images, cfg.binarize, seed)
     if opts.num_images:
         x01 = x01[:opts.num_images]
@@ -168,22 +171,22 @@ def reconstruct(net: nn.Module, x01: torch.Tensor) -> torch.Tensor:
     return data.to_uint8(data.from_unit(torch.sigmoid(logits.float()).cpu()))
 
 
-def _targets(run: Run, split_data: data.ImageData) -> torch.Tensor:
-    return data.bernoulli_targets(split_data.images, run.config.binarize)  # type: ignore[attr-defined]
+def _targets(run: VAERun, split_data: data.ImageData) -> torch.Tensor:
+    return data.bernoulli_targets(split_data.images, run.config.binarize)
 
 
-def reconstructions_figure(run: Run, out: Path, split: str = "test", **_: Any) -> Path:
+def reconstructions_figure(run: VAERun, out: Path, split: str = "test", **_: Any) -> Path:
     split_data = load_split(run, split)
     x01 = _targets(run, split_data)[display_examples(split_data)]
     rows = [("original", data.to_uint8(data.from_unit(x01))),
-            (f"z = {run.config.latent_dim}", reconstruct(run.model, x01))]  # type: ignore[attr-defined]
+            (f"z = {run.config.latent_dim}", reconstruct(run.model, x01))]
     return plots.save_rows(rows, out, title=f"originals vs reconstructions ({split} split)")
 
 
-def latent_figure(run: Run, out: Path, split: str = "test", **_: Any) -> Path:
-    if run.config.latent_dim != 2:  # type: ignore[attr-defined]
+def latent_figure(run: VAERun, out: Path, split: str = "test", **_: Any) -> Path:
+    if run.config.latent_dim != 2:
         raise ConfigError(f"the latent scatter needs latent_dim 2, this run has "
-                          f"{run.config.latent_dim}; use the 'tsne' figure")  # type: ignore[attr-defined]
+                          f"{run.config.latent_dim}; use the 'tsne' figure")
     split_data = load_split(run, split)
     mu = encode_means(run.model, _targets(run, split_data))
     return plots.save_scatter(mu, split_data.labels.numpy(), out,
@@ -208,7 +211,7 @@ def tsne_embed(points: np.ndarray, seed: int = 0, n_jobs: int = 2) -> np.ndarray
                            ints_in_interval=2, verbose=False).fit(points.astype(np.float32)))
 
 
-def tsne_figure(run: Run, out: Path, split: str = "test", num_images: int | None = None,
+def tsne_figure(run: VAERun, out: Path, split: str = "test", num_images: int | None = None,
                 **_: Any) -> Path:
     split_data = load_split(run, split)
     x01 = _targets(run, split_data)
@@ -219,21 +222,21 @@ def tsne_figure(run: Run, out: Path, split: str = "test", num_images: int | None
     start = time.perf_counter()
     emb = tsne_embed(mu)
     seconds = time.perf_counter() - start
-    z = run.config.latent_dim  # type: ignore[attr-defined]
+    z = run.config.latent_dim
     return plots.save_scatter(emb, labels, out,
                               f"t-SNE of {z}-d latent means, {split} split ({len(mu)} images, "
                               f"{seconds:.0f} s)", "t-SNE 1", "t-SNE 2", split_data.classes)
 
 
-def samples_figure(run: Run, out: Path, seed: int = 0, **_: Any) -> Path:
+def samples_figure(run: VAERun, out: Path, seed: int = 0, **_: Any) -> Path:
     gen = torch.Generator(device=run.device).manual_seed(seed)
     return gallery_figure(sample_vae(run.model, 64, gen), out, nrow=8)
 
 
-def manifold_figure(run: Run, out: Path, size: int = 15, **_: Any) -> Path:
+def manifold_figure(run: VAERun, out: Path, size: int = 15, **_: Any) -> Path:
     """Decoded means over a grid of z at evenly spaced quantiles of N(0, 1) (Kingma & Welling,
     fig. 4), so that the grid covers the prior's mass rather than a fixed box."""
-    if run.config.latent_dim != 2:  # type: ignore[attr-defined]
+    if run.config.latent_dim != 2:
         raise ConfigError("the manifold figure needs latent_dim 2")
     q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, size))
     # Row r shows z[1] = q[size-1-r] (top is high), column c shows z[0] = q[c].
@@ -241,7 +244,7 @@ def manifold_figure(run: Run, out: Path, size: int = 15, **_: Any) -> Path:
     return gallery_figure(sample_vae(run.model, z.shape[0], z=z), out, nrow=size)
 
 
-def interpolation_figure(run: Run, out: Path, split: str = "test", rows: int = 5,
+def interpolation_figure(run: VAERun, out: Path, split: str = "test", rows: int = 5,
                          steps: int = 10, **_: Any) -> Path:
     """What a user can steer: decoded straight lines between the posterior means of pairs of test
     images (top rows), then traversals of each latent dimension from -3 to 3 with the others at
@@ -252,7 +255,7 @@ def interpolation_figure(run: Run, out: Path, split: str = "test", rows: int = 5
     mu = torch.from_numpy(encode_means(run.model, x01)).reshape(2 * rows, -1)  # (2 rows, z)
     w = torch.linspace(0, 1, steps)[None, :, None]
     z_pairs = (1 - w) * mu[:rows, None] + w * mu[rows:2 * rows, None]   # (rows, steps, z)
-    dims = min(run.config.latent_dim, 8)  # type: ignore[attr-defined]
+    dims = min(run.config.latent_dim, 8)
     z_trav = torch.zeros(dims, steps, mu.shape[1])
     for d in range(dims):
         z_trav[d, :, d] = torch.linspace(-3, 3, steps)
@@ -260,7 +263,7 @@ def interpolation_figure(run: Run, out: Path, split: str = "test", rows: int = 5
     return gallery_figure(sample_vae(run.model, len(z), z=z), out, nrow=steps)
 
 
-def likelihood(run: Run, split_data: data.ImageData, seed: int) -> dict[str, Any]:
+def likelihood(run: VAERun, split_data: data.ImageData, seed: int) -> dict[str, Any]:
     """The IWAE bound (k = 100) on the first 1000 test images, in nats and bits per dimension."""
     m = evaluate(run, split_data, seed, VAEEvaluateOptions(num_images=1000))
     dims = math.prod(run.image_shape)
@@ -269,13 +272,13 @@ def likelihood(run: Run, split_data: data.ImageData, seed: int) -> dict[str, Any
             "bound": "IWAE, k = 100", "likelihood": m["likelihood"], "num_images": m["num_images"]}
 
 
-def latent_map(run: Run) -> LatentMap:
+def latent_map(run: VAERun) -> LatentMap:
     """z ~ N(0, I) -> the decoder's mean image."""
-    return (run.config.latent_dim,), lambda z: sample_vae(run.model, len(z), z=z)  # type: ignore[attr-defined]
+    return (run.config.latent_dim,), lambda z: sample_vae(run.model, len(z), z=z)
 
 
-def default_figures(run: Run) -> list[str]:
-    two = run.config.latent_dim == 2  # type: ignore[attr-defined]
+def default_figures(run: VAERun) -> list[str]:
+    two = run.config.latent_dim == 2
     return ["reconstructions", "samples", "interpolation", "curves",
             *(["latent", "manifold"] if two else ["tsne"])]
 
@@ -290,7 +293,7 @@ def reconstructions_by_run(run_dirs: list[Path], out: Path, split: str = "test")
     x01 = _targets(runs[0], split_data)[display_examples(split_data)]
     rows = [("original", data.to_uint8(data.from_unit(x01)))]
     for run in runs:
-        rows.append((f"z = {run.config.latent_dim}", reconstruct(run.model, x01)))  # type: ignore[attr-defined]
+        rows.append((f"z = {run.config.latent_dim}", reconstruct(run.model, x01)))
     return plots.save_rows(rows, Path(out), title=f"reconstructions by latent size "
                                                   f"({runs[0].config.dataset}, {split})")
 
