@@ -23,8 +23,7 @@ FAMILIES = sorted(RECIPES)
 def test_every_recipe_fills_every_slot(family):
     recipe = RECIPES[family]
     optional = {"sample", "sweep", "likelihood", "likelihood_model", "likelihood_scale",
-                "nfe_options",
-                "latent_map"}  # not every family has these
+                "nfe_options", "latent_map", "image_to_image"}  # not every family has these
     for f in fields(Recipe):
         value = getattr(recipe, f.name)
         assert f.name in optional or value is not None, f"{family}.{f.name} is empty"
@@ -32,15 +31,17 @@ def test_every_recipe_fills_every_slot(family):
     assert {"default", "reference"} <= set(recipe.presets)
     assert recipe.figures and recipe.demo and recipe.key_config and recipe.headline
     # every generator can be steered: through a latent, or (autoregressive) by the pixels given
-    assert recipe.denoises or recipe.latent_map is not None or recipe.kind == "autoregressive"
-    assert (recipe.sample is None) == recipe.denoises  # only the image-to-image family draws none
+    maps_images = recipe.image_to_image is not None
+    assert maps_images or recipe.latent_map is not None or recipe.kind == "autoregressive"
+    assert (recipe.sample is None) == maps_images  # only an image-to-image family draws none
     assert recipe.kind in ("autoencoder", "adversarial", "diffusion", "flow-matching",
                            "autoregressive")
     assert (recipe.likelihood is None) == (recipe.likelihood_model is None)  # bound and its model
     assert recipe.likelihood_scale in (None, "8-bit") and (recipe.likelihood_scale is None
                                                            or recipe.likelihood is not None)
     assert set(recipe.key_config) <= {f.name for f in fields(recipe.config)}
-    for cls in (recipe.config, recipe.sample_options, recipe.evaluate_options):
+    noise = () if recipe.image_to_image is None else (recipe.image_to_image.noise_options,)
+    for cls in (recipe.config, recipe.sample_options, recipe.evaluate_options, *noise):
         docs = config.field_docs(cls)
         assert [f.name for f in fields(cls) if not docs.get(f.name)] == [], cls.__name__
 

@@ -69,21 +69,49 @@ def test_drivers_name_no_family():
     """No `family == ...`, mode switches, isinstance checks on configs, or family names in code
     outside recipes/ (strings in messages are fine; dispatch is not)."""
     pattern = re.compile(r"family *(==|!=) |(cfg|config)\.mode\b|isinstance\([a-z_]+, *\w+Config"
-                         r"|\b(VAE|GAN|DCGAN|DDPM|Flow)Config\b|recipes\.(vae|gan|dcgan|ddpm|flow)\b")
+                         r"|\b(VAE|GAN|DCGAN|DDPM|Flow|PixelCNN)Config\b"
+                         r"|recipes\.(vae|gan|dcgan|ddpm|flow|pixelcnn)\b")
     bad = [f"{p.name}:{i}: {line.strip()}" for p in sources() if p.stem in DRIVERS
            for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert bad == []
 
 
-def test_the_comparison_names_no_family():
-    """The claims of `genlab compare` choose families by their recipes' traits (kind,
-    likelihood model): no family name appears in comparison.py as a value."""
+def test_drivers_name_no_family_as_a_value():
+    """The drivers choose families by their recipes' traits: the claims of `genlab compare` by
+    kind and likelihood model, the denoise verb and export by `image_to_image`, the demo's
+    mini-comparison by `demo_compare_overrides`. No family name appears in a driver as a
+    value (a string constant equal to it)."""
     from genlab.recipes import RECIPES
 
-    tree = ast.parse((SRC / "comparison.py").read_text())
-    named = sorted({node.value for node in ast.walk(tree)
-                    if isinstance(node, ast.Constant) and node.value in RECIPES})
+    named = []
+    for stem in DRIVERS:
+        tree = ast.parse((SRC / f"{stem}.py").read_text())
+        named += sorted(f"{stem}.py:{node.lineno}: {node.value!r}" for node in ast.walk(tree)
+                        if isinstance(node, ast.Constant) and node.value in RECIPES)
     assert named == []
+
+
+def test_the_image_to_image_drivers_read_no_family_config_field():
+    """The denoise verb, export and the demo read a run's config only through fields every
+    family has (BaseConfig's): a family's own fields (the denoiser's noise, peak, sigma) are
+    its recipe's to read."""
+    from dataclasses import fields
+
+    from genlab.config import BaseConfig
+    from genlab.recipes import RECIPES
+
+    shared = {f.name for f in fields(BaseConfig)} | {"family"}  # every config names its own
+    own = {f.name for r in RECIPES.values() for f in fields(r.config)} - shared
+    bad = []
+    for stem in ("inference", "exporting", "experiments"):
+        for node in ast.walk(ast.parse((SRC / f"{stem}.py").read_text())):
+            if not (isinstance(node, ast.Attribute) and node.attr in own):
+                continue
+            owner = node.value
+            if ((isinstance(owner, ast.Name) and owner.id in ("cfg", "config", "base"))
+                    or (isinstance(owner, ast.Attribute) and owner.attr == "config")):
+                bad.append(f"{stem}.py:{node.lineno}: .{node.attr}")
+    assert bad == []
 
 
 def test_no_api_function_shadows_its_module():

@@ -1,9 +1,12 @@
 """The ``genlab`` command: each subcommand parses flags and calls one API function.
 
-Every family flag is generated from a dataclass field, with the field's docstring, default and
-allowed values as help: training flags from the recipe's config (``latent_dim`` ->
-``--latent-dim``), ``sample`` and ``evaluate`` flags from the recipe's option dataclasses. A flag
-the run's family does not take is refused in one line. Errors in the input print one line and exit
+Every flag with a default is generated from a dataclass field, with the field's docstring,
+default and allowed values as help: training flags from the recipe's config (``latent_dim`` ->
+``--latent-dim``), ``sample`` and ``evaluate`` flags from the recipe's option dataclasses (and
+the noise flags of ``denoise`` from its ``image_to_image.noise_options``), and the flags of
+``compare``, ``export``, ``demo``, ``denoise`` and ``prepare`` from CompareOptions,
+ExportOptions, DemoOptions, DenoiseOptions and PrepareOptions. A flag the run's family does not
+take is refused in one line. Errors in the input print one line and exit
 with code 2 (a failed write: 74); see EXIT_CODES.
 """
 
@@ -21,9 +24,12 @@ from typing import Any
 
 from genlab import checkpoint
 from genlab.comparison import DEFAULT_FAMILIES, CompareOptions
-from genlab.config import choices, field_docs, type_hints
+from genlab.config import PrepareOptions, choices, field_docs, type_hints
 from genlab.errors import ConfigError, FallbackWarning
-from genlab.recipes import RECIPES
+from genlab.experiments import DemoOptions
+from genlab.exporting import ExportOptions
+from genlab.inference import DenoiseOptions
+from genlab.recipes import RECIPES, image_to_image_families, options_class
 from genlab.training import RESUMABLE_CHANGES
 
 EXIT_CODES = ("exit codes: 0 done; 2 an error in the input, a run folder or the training (one line "
@@ -80,6 +86,8 @@ def _field_kwargs(cls: type, f: Field) -> dict[str, Any]:
     args = typing.get_args(hint)
     if allowed is not None:
         kwargs["choices"] = allowed
+        if not any(isinstance(v, str) for v in allowed):  # Literal[0, 1, 3]: parse the number
+            kwargs["type"] = type(allowed[0])
     elif hint is bool:
         kwargs["action"] = argparse.BooleanOptionalAction
     elif typing.get_origin(hint) is tuple:
@@ -93,17 +101,19 @@ def _field_kwargs(cls: type, f: Field) -> dict[str, Any]:
 
 
 def add_options_of(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
-                   shown: dict[str, str] | None = None) -> None:
+                   shown: dict[str, str] | None = None,
+                   parse: dict[str, dict[str, Any]] | None = None) -> None:
     """One flag per field of a verb's options dataclass, its help the field's docstring and its
-    default (``shown`` says how a default is written where the value itself would not tell);
-    absent flags stay absent, so the dataclass's defaults are the only ones."""
-    docs, shown = field_docs(cls), shown or {}
+    default (``shown`` says how a default is written where the value itself would not tell;
+    ``parse`` gives a field argparse keywords of its own, such as nargs or metavar); absent
+    flags stay absent, so the dataclass's defaults are the only ones."""
+    docs, shown, parse = field_docs(cls), shown or {}, parse or {}
     for f in fields(cls):
         if f.name in skip:
             continue
         default = shown.get(f.name, _shown(f.default))
         parser.add_argument(_flag(f.name), help=f"{docs.get(f.name, '')} (default: {default})",
-                            **_field_kwargs(cls, f))
+                            **{**_field_kwargs(cls, f), **parse.get(f.name, {})})
 
 
 def _given(ns: argparse.Namespace, cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -132,12 +142,14 @@ def add_config_flags(parser: argparse.ArgumentParser, family: str) -> None:
         group.add_argument(_flag(f.name), help=help_text + ")", **_field_kwargs(cls, f))
 
 
-def add_option_flags(parser: argparse.ArgumentParser, verb: str) -> list[str]:
-    """One flag per field of any family's ``verb`` options; the help says which families take
-    it. Returns the option names."""
+def add_option_flags(parser: argparse.ArgumentParser, verb: str,
+                     none_shown: str = "None") -> list[str]:
+    """One flag per field of any family's ``verb`` options ('sample', 'evaluate', 'denoise');
+    the help says which families take it, and writes a default of None as ``none_shown``.
+    Returns the option names."""
     by_name: dict[str, list[tuple[str, type, Field]]] = {}
-    for name, recipe in RECIPES.items():
-        cls = recipe.sample_options if verb == "sample" else recipe.evaluate_options
+    for name in RECIPES:
+        cls = options_class(name, verb)
         for f in fields(cls):
             by_name.setdefault(f.name, []).append((name, cls, f))
     group = parser.add_argument_group(
@@ -145,7 +157,8 @@ def add_option_flags(parser: argparse.ArgumentParser, verb: str) -> list[str]:
     for option, owners in by_name.items():
         texts: dict[str, list[str]] = {}
         for family, cls, f in owners:
-            text = f"{field_docs(cls).get(option, '')} (default: {_shown(f.default)})"
+            default = none_shown if f.default is None else _shown(f.default)
+            text = f"{field_docs(cls).get(option, '')} (default: {default})"
             texts.setdefault(text, []).append(family)
         help_text = "; ".join(f"{', '.join(fams)}: {text}" for text, fams in texts.items())
         _, cls, f = owners[0]
@@ -250,14 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "README.md. OUT loads, samples, evaluates and plots like RUN.")
     p.add_argument("run_dir", type=Path)
     p.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
-    p.add_argument("--step", type=int, default=None,
-                   help="export the checkpoint of this step (default: the latest; "
-                        "--keep-checkpoints sets how many a run keeps)")
-    p.add_argument("--push-to-hub", metavar="REPO_ID", default=None,
-                   help="also upload OUT to this Hugging Face Hub model repository (USER/NAME, "
-                        "created if missing; needs pip install 'genlab[hub]' and a token)")
-    p.add_argument("--private", action="store_true",
-                   help="create the Hub repository private (with --push-to-hub)")
+    add_options_of(p, ExportOptions, shown={"step": "the latest", "push_to_hub": "none"},
+                   parse={"push_to_hub": {"metavar": "REPO_ID"}})
 
     p = sub.add_parser("report", help="one HTML page comparing run folders")
     p.add_argument("run_dirs", type=Path, nargs="+")
@@ -280,10 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(repeatable)")
 
     p = sub.add_parser("demo", help="the short experiments on the embedded digits, with a report")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: runs/demo, or runs/demo-<time> if taken)")
-    p.add_argument("--families", type=_tuple_of(str), default=None, metavar="F,F,...",
-                   help=f"families to run (default: all: {','.join(RECIPES)})")
+    add_options_of(p, DemoOptions,
+                   shown={"out": "none",
+                          "families": f"all: {','.join(RECIPES)}"},
+                   parse={"families": {"metavar": "F,F,..."}})
     add_denoise_parser(sub)
     add_prepare_parser(sub)
     return parser
@@ -366,11 +373,11 @@ def run(ns: argparse.Namespace) -> int:
     elif ns.verb == "report":
         print(f"report: {genlab.report(ns.run_dirs, ns.out)}")
     elif ns.verb == "export":
-        out = genlab.export(ns.run_dir, ns.out, step=ns.step, push_to_hub=ns.push_to_hub,
-                            private=ns.private)
+        given = _given(ns, ExportOptions)
+        out = genlab.export(ns.run_dir, ns.out, **given)
         print(f"exported: {out} (model card: {out / 'README.md'})")
-        if ns.push_to_hub:
-            print(f"pushed to https://huggingface.co/{ns.push_to_hub}")
+        if given.get("push_to_hub"):
+            print(f"pushed to https://huggingface.co/{given['push_to_hub']}")
     elif ns.verb == "compare":
         page = genlab.compare(**_given(ns, CompareOptions, skip=("overrides",)),
                               overrides=_preset_changes(ns.overrides))
@@ -381,7 +388,7 @@ def run(ns: argparse.Namespace) -> int:
         else:
             print(f"comparison: {page.parent / 'compare.json'}\nreport: {page}")
     elif ns.verb == "demo":
-        page = genlab.demo(ns.out, families=ns.families)
+        page = genlab.demo(**_given(ns, DemoOptions))
         if is_main_process():
             print(f"figures and metrics: {page.parent}\nreport: {page}")
     elif ns.verb == "denoise":
@@ -391,11 +398,11 @@ def run(ns: argparse.Namespace) -> int:
     return 0
 
 
-# --- the denoise verb (families whose recipe denoises) ------------------------------------------
+# --- the denoise verb (families whose recipe maps images to images) -----------------------------
 
 
 def add_denoise_parser(sub: Any) -> None:
-    denoisers = ", ".join(name for name, r in RECIPES.items() if r.denoises)
+    denoisers = ", ".join(image_to_image_families())
     p = sub.add_parser(
         "denoise", help=f"denoise image files with a trained denoiser ({denoisers})",
         description="Denoise PNG/JPEG files of any size, grey or RGB (per channel), 8- or "
@@ -403,33 +410,16 @@ def add_denoise_parser(sub: Any) -> None:
     p.add_argument("run_dir", type=Path, help="the denoiser's run folder")
     p.add_argument("inputs", type=Path, nargs="+", metavar="IMAGE", help="noisy image file(s)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--clean", type=Path, nargs="+", metavar="REF", default=None,
-                   help="clean reference(s), one per input in the same order: prints PSNR/SSIM")
-    p.add_argument("--add-noise", action="store_true",
-                   help="corrupt each input with the run's noise model first and score against "
-                        "the original (also writes <name>_noisy.png)")
-    p.add_argument("--peak", type=float, default=None,
-                   help="with --add-noise: Poisson photons at white (default: the run's)")
-    p.add_argument("--sigma", type=float, default=None,
-                   help="with --add-noise: Gaussian sigma in 8-bit grey levels (x 257 on 16-bit "
-                        "images) (default: the run's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --add-noise (default: 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
-    p.add_argument("--step", type=int, default=None,
-                   help="use the checkpoint of this step (default: the latest; "
-                        "--keep-checkpoints sets how many a run keeps)")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="fp32, or bf16 autocast (faster on CPUs with AVX512-BF16/AMX and recent "
-                        "GPUs) (default: fp32)")
+    add_options_of(p, DenoiseOptions, shown={"clean": "none", "step": "the latest"},
+                   parse={"clean": {"type": Path, "nargs": "+", "metavar": "REF"}})
+    p.set_defaults(option_names=add_option_flags(p, "denoise", none_shown="the run's"))
 
 
 def run_denoise(ns: argparse.Namespace) -> None:
     import genlab
 
-    records = genlab.denoise_files(ns.run_dir, ns.inputs, ns.out, clean=ns.clean,
-                                   add_noise=ns.add_noise, peak=ns.peak, sigma=ns.sigma,
-                                   seed=ns.seed, device=ns.device, precision=ns.precision,
-                                   step=ns.step)
+    records = genlab.denoise_files(ns.run_dir, ns.inputs, ns.out, **_given(ns, DenoiseOptions),
+                                   **_options(ns))
     for r in records:
         line = f"{r['input']} ({r['size']}, {r['bits']}-bit) -> {r['output']}"
         if "psnr_denoised" in r:
@@ -442,9 +432,6 @@ def run_denoise(ns: argparse.Namespace) -> None:
 
 
 def add_prepare_parser(sub: Any) -> None:
-    from genlab.config import BaseConfig
-
-    docs, base = field_docs(BaseConfig), BaseConfig()
     p = sub.add_parser(
         "prepare", help="convert a dataset once into files that training reads from disk "
                         "(--dataset prepared:DIR)",
@@ -457,20 +444,16 @@ def add_prepare_parser(sub: Any) -> None:
                                   "fer2013, stacked-mnist) or folder:PATH")
     p.add_argument("--out", type=Path, required=True,
                    help="output folder (created; must not hold a prepared dataset already)")
-    p.add_argument("--data-dir", default=None, help=docs["data_dir"])
-    p.add_argument("--download", action=argparse.BooleanOptionalAction, default=base.download,
-                   help=f"{docs['download']} (default: {base.download})")
-    p.add_argument("--resolution", type=int, default=base.resolution,
-                   help=f"{docs['resolution']} (default: {base.resolution})")
-    p.add_argument("--image-channels", type=int, choices=(0, 1, 3), default=base.image_channels,
-                   help=f"{docs['image_channels']} (default: {base.image_channels})")
+    add_options_of(p, PrepareOptions,
+                   shown={"data_dir": "$GENLAB_DATA or ~/.cache/genlab/data"})
 
 
 def run_prepare(ns: argparse.Namespace) -> None:
     from genlab import data
 
-    meta = data.prepare(ns.source, ns.out, ns.data_dir, ns.download, resolution=ns.resolution,
-                        channels=ns.image_channels, progress=sys.stderr.isatty())
+    o = PrepareOptions(**_given(ns, PrepareOptions))
+    meta = data.prepare(ns.source, ns.out, o.data_dir, o.download, resolution=o.resolution,
+                        channels=o.image_channels, progress=sys.stderr.isatty())
     for split, entry in meta["splits"].items():
         print(f"{split}: {entry['count']} images of {'x'.join(map(str, meta['image_shape']))} "
               f"{meta['dtype']} -> {ns.out / entry['images']}")

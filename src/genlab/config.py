@@ -19,7 +19,7 @@ import textwrap
 import typing
 from dataclasses import dataclass, fields
 from functools import cache
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 from genlab.errors import ConfigError
 
@@ -122,6 +122,23 @@ class BaseConfig:
 
     def check(self) -> None:
         """Range checks of a family's own fields (recipes override it); ConfigError if off."""
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """The options of ``genlab prepare``: how a dataset is read, as a run would read it (the
+    defaults are BaseConfig's; the CLI's flags are made from these fields and docstrings)."""
+
+    data_dir: str | None = BaseConfig.data_dir
+    """folder holding dataset files; torchvision downloads there"""
+    download: bool = BaseConfig.download
+    """download torchvision datasets that are missing from data_dir"""
+    resolution: int = BaseConfig.resolution
+    """resize the shorter side to N and centre-crop to N x N; 0 keeps the images' size, which
+    must then all agree"""
+    image_channels: Literal[0, 1, 3] = cast(Literal[0, 1, 3], BaseConfig.image_channels)
+    """1 or 3: convert every image to grey or RGB; 0 keeps them, and mixed grey/RGB is an error
+    naming a file"""
 
 
 def to_dict(cfg: BaseConfig) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +36,21 @@ def sweep(values: Sequence[Any] | None = None, config: BaseConfig | None = None,
           **overrides: Any) -> tuple[list[Path], Path]:
     """One run per value of the family's sweep field (the VAE: latent_dim 2, 4, 16) under
     ``out``/<field><value>, each evaluated and plotted, plus the recipe's comparison figure
-    (the VAE: ``out``/reconstructions_by_latent_dim.png)."""
-    base = config or recipes.make_config("vae")
-    spec = recipes.get(base.family).sweep  # type: ignore[attr-defined]
+    (the VAE: ``out``/reconstructions_by_latent_dim.png). Without ``config``: the default preset
+    of the first family that has a sweep."""
+    swept = [name for name, r in recipes.RECIPES.items() if r.sweep]
+    base = config or recipes.make_config(swept[0])
+    spec = recipes.get(base.family).sweep
     if spec is None:
-        swept = sorted(name for name, r in recipes.RECIPES.items() if r.sweep)
-        raise ConfigError(f"the {base.family} family has no sweep; these do: {swept}")  # type: ignore[attr-defined]
+        raise ConfigError(f"the {base.family} family has no sweep; these do: "
+                          f"{sorted(swept)}")
     values = tuple(values) if values is not None else spec.values
     if not values:
         raise ConfigError(f"no {spec.field} values to sweep")
     if not (out or base.run_dir):
         _one_name_per_job("sweep", "--run-dir")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    out = Path(out or base.run_dir or f"runs/sweep-{base.family}-{base.dataset}-{stamp}")  # type: ignore[attr-defined]
+    out = Path(out or base.run_dir or f"runs/sweep-{base.family}-{base.dataset}-{stamp}")
     short = "z" if spec.field == "latent_dim" else spec.field
     run_dirs = []
     for value in values:
@@ -61,13 +64,29 @@ def sweep(values: Sequence[Any] | None = None, config: BaseConfig | None = None,
     return run_dirs, spec.figure(run_dirs, out / spec.figure_name)
 
 
-def demo(out: str | Path | None = None, families: Sequence[str] | None = None,
-         compare_minutes: float = 0.1) -> Path:
+@dataclass(frozen=True)
+class DemoOptions:
+    """The options of ``genlab demo`` (the CLI's flags are made from these fields and their
+    docstrings: every default is written here once)."""
+
+    out: str | None = None
+    """output folder (None: runs/demo, or runs/demo-<time> where that is taken)"""
+    families: tuple[str, ...] = ()
+    """families to run (empty: all)"""
+    compare_minutes: float = 0.1
+    """training minutes per generator of the mini-comparison (one seed; 0 skips it)"""
+
+
+def demo(*args: Any, **kwargs: Any) -> Path:
     """Run every family's short experiment on the embedded digits (no files, no network) and
     write out/report.html linking every figure and metric, then a mini-comparison of the
-    generators (``compare_minutes`` each, one seed; 0 skips it) in out/compare/report.html,
-    which describes the numbers and gives no verdicts (that takes 3 seeds or more).
-    Without ``out``: runs/demo, or runs/demo-<time> when an earlier demo is there."""
+    generators (``compare_minutes`` each, one seed, each recipe's preset shrunk by its
+    ``demo_compare_overrides``; 0 skips it) in out/compare/report.html, which describes the
+    numbers and gives no verdicts (that takes 3 seeds or more). The arguments are the fields of
+    DemoOptions, in its order. Without ``out``: runs/demo, or runs/demo-<time> when an earlier
+    demo is there."""
+    o = DemoOptions(*args, **kwargs)
+    out, families, compare_minutes = o.out, o.families, o.compare_minutes
     if out is None:
         _one_name_per_job("demo", "--out")
         out = Path("runs/demo")
@@ -98,12 +117,11 @@ def demo(out: str | Path | None = None, families: Sequence[str] | None = None,
         return out / "report.html"
     if compare_minutes > 0:
         start = time.perf_counter()
-        small = dict(channels=(16, 32), num_threads=1)  # the demo's UNets: 8x8 digits
-        compare_page = compare("digits", minutes=compare_minutes, seeds=1, out=out / "compare",
-                               num_samples=150, leg_samples=100,
-                               nfe_sweep=(5, 10, 20),
-                               overrides={"ddpm": {**small, "num_steps": 200}, "flow": small,
-                                          "dcgan": {"width": 16, "num_threads": 1}})
+        overrides = {name: dict(r.demo_compare_overrides)
+                     for name, r in recipes.RECIPES.items() if r.demo_compare_overrides}
+        compare_page = compare("digits", minutes=compare_minutes, seeds=1, out=str(out / "compare"),
+                               num_samples=150, leg_samples=100, nfe_sweep=(5, 10, 20),
+                               overrides=overrides)
         print(f"demo: comparison done in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         # one seed a family: its report describes the numbers and gives no verdicts (genlab
         # compare decides only from 3 seeds on), and the demo's report says so by its figures

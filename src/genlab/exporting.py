@@ -12,6 +12,7 @@ trained, its metrics, the grid and the commands that reload it).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,34 +33,50 @@ CARD_CONFIG = ("batch_size", "grad_accum", "lr", "lr_schedule", "warmup_steps", 
 """config fields every model card lists, after the family's own key_config"""
 
 
+@dataclass(frozen=True)
+class ExportOptions:
+    """The options of ``genlab export`` (the CLI's flags are made from these fields and their
+    docstrings: every default is written here once)."""
+
+    step: int | None = None
+    """export the checkpoint of this step (--keep-checkpoints sets how many a run keeps)"""
+    push_to_hub: str | None = None
+    """also upload OUT to this Hugging Face Hub model repository (USER/NAME, created if missing;
+    needs pip install 'genlab[hub]' and a token)"""
+    private: bool = False
+    """create the Hub repository private (with --push-to-hub)"""
+
+
 @shares_cores
-def export(run_dir: str | Path, out: str | Path, step: int | None = None,
-           push_to_hub: str | None = None, private: bool = False) -> Path:
+def export(run_dir: str | Path, out: str | Path, *args: Any, **kwargs: Any) -> Path:
     """Write the folder ``out`` from the run's latest checkpoint (or that of ``step``): weights,
     config, data info, log and metrics, a sample grid and a model card; with ``push_to_hub`` (a
     Hub repository id, 'user/name'), upload it there too (``private``: create the repository
-    private). Returns ``out``."""
+    private). The further arguments are the fields of ExportOptions, in its order. Returns
+    ``out``."""
+    o = ExportOptions(*args, **kwargs)
     run_dir, out = Path(run_dir), Path(out)
-    if private and not push_to_hub:
+    if o.private and not o.push_to_hub:
         raise ConfigError("--private applies to the repository that --push-to-hub creates; give "
                           "--push-to-hub USER/NAME too")
-    if push_to_hub:
+    if o.push_to_hub:
         hub_api()  # a missing huggingface_hub is reported before any file is written
-    checkpoint.export_run(run_dir, out, step)
+    checkpoint.export_run(run_dir, out, o.step)
     run = recipes.load_run(out, "cpu")  # read back as any run folder is
     draw_grid(run, out / GRID_NAME)
-    write_atomic(out / "README.md", model_card(run, out, run_dir, push_to_hub).encode())
-    if push_to_hub:
-        upload(out, push_to_hub, private, f"genlab export of {run_dir.name} at step {run.step}")
+    write_atomic(out / "README.md", model_card(run, out, run_dir, o.push_to_hub).encode())
+    if o.push_to_hub:
+        upload(out, o.push_to_hub, o.private, f"genlab export of {run_dir.name} at step {run.step}")
     return out
 
 
 def draw_grid(run: Run, path: Path) -> Path:
     """GRID_IMAGES images from the run's default sampler at seed 0 (what ``genlab sample OUT -n
-    16`` draws), or, for a denoiser, its control figure (clean / noisy / denoised test images)."""
-    recipe = recipes.get(run.family)
-    if recipe.denoises:
-        return recipe.figures[recipe.control_figure](run, path, split="test", seed=0)
+    16`` draws), or, for a family that maps images to images, its recipe's grid (the denoiser:
+    clean / noisy / denoised test images)."""
+    capability = recipes.get(run.family).image_to_image
+    if capability is not None:
+        return capability.grid(run, path)
     images = sample(run, GRID_IMAGES, seed=0)
     return plots.save_grid(data.to_uint8(images), path, nrow=8)
 
@@ -85,7 +102,8 @@ def model_card(run: Run, out: Path, source: Path, repo_id: str | None = None) ->
     values = to_dict(cfg)
     dataset = cfg.dataset
     named = not dataset.startswith(("folder:", "prepared:"))
-    task = "image-to-image" if recipe.denoises else "unconditional-image-generation"
+    capability = recipe.image_to_image
+    task = "unconditional-image-generation" if capability is None else capability.task
     tags = ["genlab", run.family, "pytorch", "safetensors", task]
     front = ["---", "library_name: genlab", *_yaml_list("tags", tags)]
     if named:
@@ -121,16 +139,13 @@ def model_card(run: Run, out: Path, source: Path, repo_id: str | None = None) ->
                   ""]
     lines += ["```python", "import genlab", "",
               f'run = genlab.load_run("{folder}")  # run.config, run.model (eval mode)']
-    if recipe.denoises:
-        lines += [f'records = genlab.denoise_files("{folder}", ["noisy.png"], "denoised/")']
-    else:
+    if capability is None:
         lines += [f'images = genlab.sample("{folder}", n=16, seed=0)  # float in [-1, 1], '
-                  f"(16, {c}, {h}, {w})"]
-    lines += ["```", "", "```bash"]
-    if recipe.denoises:
-        lines += [f"genlab denoise {folder} noisy.png --out denoised/"]
-    else:
-        lines += [f"genlab sample {folder} -n 16 --seed 0 --out samples/   # this card's grid"]
+                  f"(16, {c}, {h}, {w})", "```", "", "```bash",
+                  f"genlab sample {folder} -n 16 --seed 0 --out samples/   # this card's grid"]
+    else:  # the verb of every family that maps images to images
+        lines += [f'records = genlab.denoise_files("{folder}", ["noisy.png"], "denoised/")',
+                  "```", "", "```bash", f"genlab denoise {folder} noisy.png --out denoised/"]
     lines += [f"genlab evaluate {folder}", f"genlab plot {folder} {recipe.control_figure}",
               "```", ""]
 

@@ -1,12 +1,14 @@
 """``sample(run_dir, n)``: new images from a trained run with its recipe's sampler (options from
 the recipe's ``sample_options``), ``save_samples`` for galleries, and ``denoise_files`` for the
-denoising families."""
+families that map images to images (through their recipe's ``image_to_image``)."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -15,19 +17,53 @@ from genlab import data, images, plots, recipes
 from genlab.checkpoint import Run, pick_device
 from genlab.errors import ConfigError, DataError, RunError
 from genlab.hardware import shares_cores
-from genlab.samplers import denoise
+from genlab.recipes.base import ImageToImage
+
+
+@dataclass(frozen=True)
+class DenoiseOptions:
+    """The options of ``genlab denoise`` that every image-to-image family takes (the CLI's flags
+    are made from these fields and their docstrings: every default is written here once); the
+    noise of ``add_noise`` has the family's own options (``ImageToImage.noise_options``)."""
+
+    clean: tuple[str, ...] | None = None
+    """clean reference(s), one per input in the same order: prints PSNR/SSIM"""
+    add_noise: bool = False
+    """corrupt each input with the run's noise model first and score against the original (also
+    writes <name>_noisy.png)"""
+    seed: int = 0
+    """seed of --add-noise"""
+    device: str = "auto"
+    """auto, cpu or cuda"""
+    step: int | None = None
+    """use the checkpoint of this step (--keep-checkpoints sets how many a run keeps)"""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """fp32, or bf16 autocast (faster on CPUs with AVX512-BF16/AMX and recent GPUs)"""
 
 
 def load_denoiser(run_dir: str | Path | Run, device: str = "auto",
                   step: int | None = None) -> Run:
-    """A run whose model is a denoiser, else a one-line RunError."""
+    """A run whose model maps images to images (its recipe has ``image_to_image``), else a
+    one-line RunError naming the families that do."""
     run = (run_dir if isinstance(run_dir, Run)
            else recipes.load_run(run_dir, pick_device(device), step))
-    if not recipes.get(run.family).denoises:
-        denoisers = sorted(name for name, r in recipes.RECIPES.items() if r.denoises)
-        raise RunError(f"{run.run_dir} is a {run.family} run, not a denoiser; train one with "
-                       f"`genlab train {denoisers[0]}`")
+    _image_to_image(run)
     return run
+
+
+def _image_to_image(run: Run) -> ImageToImage:
+    """The run's image-to-image capability, or a one-line RunError naming the families that have
+    one."""
+    capability = recipes.get(run.family).image_to_image
+    if capability is not None:
+        return capability
+    denoisers = recipes.image_to_image_families()
+    if not denoisers:
+        raise RunError(f"{run.run_dir} is a {run.family} run, not a denoiser; no family of this "
+                       f"genlab maps images to images")
+    raise RunError(f"{run.run_dir} is a {run.family} run, not a denoiser (the families that map "
+                   f"images to images: {', '.join(denoisers)}); train one with `genlab train "
+                   f"{denoisers[0]}`")
 
 
 def _write_png(arr: np.ndarray, path: Path) -> Path:
@@ -45,38 +81,40 @@ def _write_png(arr: np.ndarray, path: Path) -> Path:
 
 
 @shares_cores
-def denoise_files(run_dir: str | Path | Run, inputs: list[str | Path], out_dir: str | Path,
-                  clean: list[str | Path] | None = None, add_noise: bool = False,
-                  peak: float | None = None, sigma: float | None = None, seed: int = 0,
-                  device: str = "auto", precision: str = "fp32",
-                  step: int | None = None) -> list[dict[str, Any]]:
+def denoise_files(run_dir: str | Path | Run, inputs: Sequence[str | Path], out_dir: str | Path,
+                  **options: Any) -> list[dict[str, Any]]:
     """Denoise image files of any size, grey or RGB (per channel), 8- or 16-bit, into
-    ``out_dir``/<name>.png; returns one record per image (paths, size, and PSNR/SSIM in dB
-    against ``clean`` references, given in the same order as ``inputs``).
+    ``out_dir``/<name>.png with the run's recipe (``image_to_image``); returns one record per
+    image (paths, size, and PSNR/SSIM in dB against ``clean`` references, given in the same
+    order as ``inputs``). ``options`` are the fields of DenoiseOptions and of the family's noise
+    options (a name neither takes is refused).
 
-    ``add_noise`` first corrupts each input with the run's noise model (``peak``/``sigma``
+    ``add_noise`` first corrupts each input with the run's noise model (the noise options
     override its level) and scores against the original: a quick way to try the denoiser on
     clean pictures. ``precision='bf16'`` denoises under bf16 autocast (faster on CPUs with
     AVX512-BF16/AMX and on recent GPUs).
     """
-    from genlab.corruption import corrupt
     from genlab.metrics import psnr, ssim, ssim_window
 
-    run = load_denoiser(run_dir, device, step)
-    cfg = run.config
+    names = {f.name for f in fields(DenoiseOptions)}
+    opts = DenoiseOptions(**{k: v for k, v in options.items() if k in names})
+    run = load_denoiser(run_dir, opts.device, opts.step)
+    capability = _image_to_image(run)
+    noise_given = {k: v for k, v in options.items() if k not in names and v is not None}
+    noise = recipes.verb_options(run.family, "denoise", noise_given)
+    clean = opts.clean
     if clean is not None and len(clean) != len(inputs):
         raise ConfigError(f"{len(clean)} --clean reference(s) for {len(inputs)} input(s); give "
                           "one per input, in the same order")
-    if add_noise and clean is not None:
+    if opts.add_noise and clean is not None:
         raise ConfigError("--add-noise scores against the input itself; drop --clean")
-    if not add_noise and (peak is not None or sigma is not None):
-        raise ConfigError("--peak and --sigma set the noise that --add-noise adds; the inputs are "
-                          "denoised as they are without it")
-    peak = cfg.peak if peak is None else peak  # type: ignore[attr-defined]
-    sigma = cfg.sigma if sigma is None else sigma  # type: ignore[attr-defined]
+    if not opts.add_noise and noise_given:
+        flags = " and ".join("--" + k.replace("_", "-") for k in noise_given)
+        raise ConfigError(f"{flags} set{'s' if len(noise_given) == 1 else ''} the noise that "
+                          "--add-noise adds; the inputs are denoised as they are without it")
     out_dir = Path(out_dir)
-    gen = torch.Generator().manual_seed(seed)
-    min_side = run.model.receptive_field
+    gen = torch.Generator().manual_seed(opts.seed)
+    min_side = capability.min_size(run)
     records = []
     for i, path in enumerate(inputs):
         path = Path(path)
@@ -85,8 +123,7 @@ def denoise_files(run_dir: str | Path | Run, inputs: list[str | Path], out_dir: 
         if min(h, w) < min_side:
             raise DataError(f"{path}: image is {w}x{h}; this denoiser needs at least "
                             f"{min_side}x{min_side} pixels (its receptive field)")
-        x, depth = images.from_array(arr)
-        white = images.white_level(depth)
+        x, depth = images.from_array(arr)                             # (C, H, W) in [-1, 1]
         reference = None
         if clean is not None:
             ref_arr = data.read_image(clean[i])
@@ -96,14 +133,12 @@ def denoise_files(run_dir: str | Path | Run, inputs: list[str | Path], out_dir: 
             reference = images.from_array(ref_arr)[0]
         record: dict[str, Any] = {"input": str(path), "size": f"{w}x{h}x{arr.shape[2]}",
                                   "bits": images.bits(depth)}
-        if add_noise:  # at the file's depth, rounded to its levels: what <name>_noisy.png holds
+        if opts.add_noise:  # at the file's depth, rounded to its levels, as <name>_noisy.png
             reference = x
-            levels = images.to_depth(x, depth)                       # grey levels 0..white
-            noisy = corrupt(levels, cfg.noise, peak, sigma, gen, white)  # type: ignore[attr-defined]
-            x = images.to_float(noisy.round_().to(depth))
+            x = capability.corrupt(run, x, gen, depth, noise)
             noisy_path = _write_png(images.to_array(x, depth), out_dir / f"{path.stem}_noisy.png")
             record["noisy"] = str(noisy_path)
-        x0_hat = denoise(run.model, x[None], precision=precision)[0].cpu()
+        x0_hat = capability.apply(run, x[None], opts.precision)[0].cpu()
         stored = images.to_array(x0_hat, depth)                  # what <name>.png holds
         record["output"] = str(_write_png(stored, out_dir / f"{path.stem}.png"))
         x0_hat = images.from_array(stored)[0]  # scored as written: rounded to the file's depth

@@ -17,7 +17,7 @@ from genlab.checkpoint import Run
 from genlab.config import BaseConfig, from_values
 from genlab.errors import ConfigError, GenlabError, RunError
 from genlab.recipes import dcgan, ddpm, flow, gan, pixelcnn, vae
-from genlab.recipes.base import Recipe
+from genlab.recipes.base import NoOptions, Recipe
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     vae.RECIPE,
@@ -83,12 +83,26 @@ def run_config(run_dir: str | Path) -> BaseConfig:
         raise RunError(str(err) if str(path) in str(err) else f"{path}: {err}") from None
 
 
-def verb_options(family: str, verb: str, options: dict[str, Any]) -> Any:
-    """The ``verb`` ('sample' or 'evaluate') options of a family from keyword values (None means
-    'not given'); a name the family does not take is refused in one line that lists those it
-    does take."""
+def options_class(family: str, verb: str) -> type:
+    """The dataclass of a family's options of ``verb``: 'sample', 'evaluate', or 'denoise' (the
+    noise of ``--add-noise``, for a family that maps images to images; NoOptions for others)."""
     recipe = get(family)
-    cls = recipe.sample_options if verb == "sample" else recipe.evaluate_options
+    if verb == "denoise":
+        capability = recipe.image_to_image
+        return NoOptions if capability is None else capability.noise_options
+    return recipe.sample_options if verb == "sample" else recipe.evaluate_options
+
+
+def image_to_image_families() -> list[str]:
+    """The families whose model maps images to images (``genlab denoise`` takes their runs)."""
+    return [name for name, r in RECIPES.items() if r.image_to_image is not None]
+
+
+def verb_options(family: str, verb: str, options: dict[str, Any]) -> Any:
+    """The ``verb`` ('sample', 'evaluate' or 'denoise') options of a family from keyword values
+    (None means 'not given'); a name the family does not take is refused in one line that lists
+    those it does take."""
+    cls = options_class(family, verb)
     given = {k: v for k, v in options.items() if v is not None}
     known = [f.name for f in fields(cls)]
     unknown = sorted(set(given) - set(known))
@@ -128,5 +142,6 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     return run
 
 
-__all__ = ["RECIPES", "Recipe", "build_modules", "config_from_values", "get", "load_run",
-           "make_config", "run_config", "verb_options"]
+__all__ = ["RECIPES", "Recipe", "build_modules", "config_from_values", "get",
+           "image_to_image_families", "load_run", "make_config", "options_class", "run_config",
+           "verb_options"]

@@ -162,10 +162,36 @@ LatentMap = tuple[tuple[int, ...], Callable[[torch.Tensor], torch.Tensor]]
 
 
 @dataclass(frozen=True)
+class ImageToImage:
+    """What a family whose model maps images to images (the denoiser) hands to ``genlab
+    denoise`` and to ``genlab export``. The verb owns the files, depths and scores; this owns the
+    family's noise model and network call. A family that draws images instead leaves
+    ``Recipe.image_to_image`` None."""
+
+    corrupt: Callable[[Run, torch.Tensor, torch.Generator, torch.dtype, Any], torch.Tensor]
+    """(run, clean images in [-1, 1], generator, stored dtype (uint8 or uint16), noise options)
+    -> the run's corruption of them, rounded to that depth's levels as a file would store it,
+    in [-1, 1] (``--add-noise``)"""
+    noise_options: type
+    """the options of the noise ``corrupt`` adds, as a dataclass (a field left None: the run's
+    own level); the CLI's ``genlab denoise`` flags come from its fields"""
+    apply: Callable[[Run, torch.Tensor, str], torch.Tensor]
+    """(run, inputs (B, C, H, W) in [-1, 1] of any size and channel count, precision 'fp32' or
+    'bf16') -> the outputs, same shape, in [-1, 1]"""
+    min_size: Callable[[Run], int]
+    """run -> the smallest height and width an input may have (the network's receptive field)"""
+    grid: Callable[[Run, Path], Path]
+    """(run, PNG path) -> the figure an exported folder shows as its grid (inputs and outputs
+    on test images)"""
+    task: str = "image-to-image"
+    """the Hugging Face pipeline tag of an exported model card"""
+
+
+@dataclass(frozen=True)
 class Recipe:
     """One model family, as the drivers see it. Every slot is filled but the ones a family may
-    lack (sample, sweep, likelihood and its model, nfe_options, latent_map): tests/test_config.py
-    checks."""
+    lack (sample, sweep, likelihood and its model, nfe_options, latent_map, image_to_image):
+    tests/test_config.py checks."""
 
     name: str
     """the family's name: the CLI word, config.json's 'family', the run folder's prefix"""
@@ -203,14 +229,17 @@ class Recipe:
     joins the claims its kind is named in"""
     sample: Callable[[Run, int, torch.Generator, Any], torch.Tensor] | None = None
     """(run, n, generator, sample options) -> n images in [-1, 1]; None: the family draws no
-    images of its own (the denoiser maps images to images)"""
+    images of its own (it maps images to images: ``image_to_image``)"""
     demo_figures: Callable[[list[Path], Path], list[tuple[str, Path]]] = lambda runs, out: []
     """cross-run figures of the demo: (run folders, demo folder) -> [(caption, PNG)]"""
+    demo_compare_overrides: dict[str, Any] = field(default_factory=dict)
+    """config values that shrink the default preset for the demo's mini-comparison on the 8x8
+    digits (smaller networks, one thread); empty: the preset as it is"""
     sweep: Sweep | None = None
     upgrade: Callable[[dict[str, Any]], dict[str, Any]] = lambda values: values
     """config.json values written by an older genlab -> current ones (may change the family)"""
-    denoises: bool = False
-    """the run's model maps noisy images to clean ones (``genlab denoise``)"""
+    image_to_image: ImageToImage | None = None
+    """the run's model maps images to images (``genlab denoise``); None: it does not"""
     channels_last: bool = False
     """load the inference network in channels-last memory (the denoiser: 1.7x faster
     convolutions on CPU, identical outputs)"""

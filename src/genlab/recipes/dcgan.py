@@ -187,6 +187,7 @@ RECIPE = Recipe(
                   dict(dataset="digits", width=16, steps=400, batch_size=64, log_every=20,
                        checkpoint_every=10_000, num_threads=1),
                   dict(num_samples=300)),),
+    demo_compare_overrides=dict(width=16, num_threads=1),  # the demo's mini-comparison
     control_figure="interpolation",
     latent_map=latent_map,
 )

@@ -455,6 +455,8 @@ RECIPE = Recipe(
                        num_threads=1,  # tiny 8x8 tensors: one thread beats two that wait
                        log_every=20, checkpoint_every=10_000),
                   dict(num_samples=200, ddpm_samples=30)),),
+    # the demo's mini-comparison on the 8x8 digits: the demo's small UNet, one thread
+    demo_compare_overrides=dict(channels=(16, 32), num_steps=200, num_threads=1),
     start_message=start_message,
     control_figure="interpolation",
     nfe_options=lambda nfe: {"sampler": "ddim", "steps": nfe},

@@ -282,6 +282,8 @@ RECIPE = Recipe(
                        num_threads=1, log_every=20,
                        checkpoint_every=10_000),
                   dict(num_samples=200, solvers=("euler", "heun"), nfe=(10, 20))),),
+    # the demo's mini-comparison on the 8x8 digits: the demo's small UNet, one thread
+    demo_compare_overrides=dict(channels=(16, 32), num_threads=1),
     control_figure="interpolation",
     nfe_options=lambda nfe: {"solver": "heun", "nfe": nfe},
     latent_map=latent_map,

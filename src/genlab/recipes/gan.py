@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ from genlab.models.gan import (
 from genlab.objectives import gan_d_loss, gan_g_loss
 from genlab.recipes.base import (
     DemoRun,
+    ImageToImage,
     NoOptions,
     Recipe,
     TrainState,
@@ -211,12 +212,16 @@ def adversarial_step(s: TrainState, x0: torch.Tensor | None, x_real: torch.Tenso
 
 
 def noisy_copy(cfg: GANConfig, x: torch.Tensor, gen: torch.Generator,
-               dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+               dtype: torch.dtype = torch.uint8, peak: float | None = None,
+               sigma: float | None = None) -> torch.Tensor:
     """A fresh noisy version of a clean batch, drawn with the run's generator at the depth the
     training images were stored at (``dtype``: uint8, or uint16 for 16-bit files) and rounded to
-    whole grey levels as a stored image of that depth would be, in [-1, 1]."""
+    whole grey levels as a stored image of that depth would be, in [-1, 1]. ``peak`` and
+    ``sigma`` override the config's noise level."""
+    peak = cfg.peak if peak is None else peak
+    sigma = cfg.sigma if sigma is None else sigma
     clean = data.to_depth(x, dtype)                          # grey levels 0..white
-    noisy = corrupt(clean, cfg.noise, cfg.peak, cfg.sigma, gen, data.white_level(dtype))
+    noisy = corrupt(clean, cfg.noise, peak, sigma, gen, data.white_level(dtype))
     return data.to_float(noisy.round_().to(dtype))
 
 
@@ -372,6 +377,37 @@ def adversarial_curves_figure(run: Run, out: Path, **_: Any) -> Path:
 
 FIGURES = {"noisy": noisy_figure, "denoised": denoised_figure, "curves": adversarial_curves_figure}
 
+
+# --- image to image: genlab denoise and export ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GANNoiseOptions:
+    """The noise ``genlab denoise --add-noise`` adds to a denoiser's inputs (the run's own
+    noise model, at its own level unless given)."""
+
+    peak: float | None = None
+    """with --add-noise: Poisson photons at white"""
+    sigma: float | None = None
+    """with --add-noise: Gaussian sigma in 8-bit grey levels (x 257 on 16-bit images)"""
+
+
+def add_noise(run: Run, x: torch.Tensor, gen: torch.Generator, dtype: torch.dtype,
+              opts: GANNoiseOptions) -> torch.Tensor:
+    """The run's noise model on clean images in [-1, 1] at a file's depth (``opts`` override its
+    level), rounded to that depth's levels: what ``<name>_noisy.png`` holds."""
+    return noisy_copy(cast(GANConfig, run.config), x, gen, dtype, opts.peak, opts.sigma)
+
+
+IMAGE_TO_IMAGE = ImageToImage(
+    corrupt=add_noise,
+    noise_options=GANNoiseOptions,
+    # padded to the generator's stride, a grey network one channel at a time (samplers.denoise)
+    apply=lambda run, x, precision: denoise(run.model, x, precision=precision),
+    min_size=lambda run: run.model.receptive_field,
+    grid=lambda run, out: denoised_figure(run, out, split="test", seed=0),
+)
+
 RECIPE = Recipe(
     name="gan",
     summary="conditional denoising GAN (pix2pix): noisy -> clean, PSNR/SSIM vs NLM and BM3D",
@@ -397,7 +433,7 @@ RECIPE = Recipe(
                   dict(dataset="digits", peak=10.0, width=8, disc="reference", steps=200,
                        batch_size=64, log_every=20, checkpoint_every=10_000)),),
     upgrade=upgrade,
-    denoises=True,
+    image_to_image=IMAGE_TO_IMAGE,
     channels_last=True,
     control_figure="denoised",
 )

@@ -317,6 +317,8 @@ RECIPE = Recipe(
                   dict(dataset="digits", width=16, layers=4, first_kernel=5, steps=300,
                        batch_size=64, log_every=20, checkpoint_every=10_000, num_threads=1),
                   dict(num_samples=200)),),
+    # the demo's mini-comparison on the 8x8 digits: the demo's small stacks, one thread
+    demo_compare_overrides=dict(width=16, layers=4, first_kernel=5, num_threads=1),
     control_figure="completions",
     likelihood=likelihood,
     # static: the pixel model of the default preset; a 'bernoulli' run's bits per dimension are
