@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from genlab import checkpoint, data, recipes, schedules
+from genlab.batching import epoch_batches, random_crop, steps_per_epoch
 from genlab.config import BaseConfig, diff, replace, to_dict
 from genlab.errors import (
     ConfigError,
@@ -48,6 +49,7 @@ from genlab.errors import (
     one_line,
 )
 from genlab.hardware import cpu_threads, poll_threads, resolve_precision, threads_note
+from genlab.images import to_float, to_uint8
 from genlab.plots import save_grid
 from genlab.recipes.base import TrainState
 from genlab.trackers import log_images, make_accelerator, start_trackers, tracker
@@ -246,7 +248,7 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
     state = TrainState(cfg, accelerator, modules, optimizers, gen, info)
 
     n = len(train_data)
-    per_epoch = data.steps_per_epoch(n, cfg.batch_size, world)
+    per_epoch = steps_per_epoch(n, cfg.batch_size, world)
     # None: no step bound, the time budget ends the run
     total = cfg.steps if cfg.steps > 0 else (cfg.epochs * per_epoch or None)
     start, trained_seconds = 0, 0.0
@@ -315,18 +317,18 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
             poll_threads()
             epoch, i = divmod(step, per_epoch)
             if batches is None or i == 0:
-                batches = data.epoch_batches(n, cfg.batch_size, cfg.seed, epoch, rank, world)
+                batches = epoch_batches(n, cfg.batch_size, cfg.seed, epoch, rank, world)
             idx = batches[i].to(device)
             batch = images[idx.to(images.device)].to(device) if one is None else one.expand(
                 len(idx), -1, -1, -1)
-            x, y = data.to_float(batch), labels[idx]           # (B, C, H, W) in [-1, 1]
+            x, y = to_float(batch), labels[idx]                # (B, C, H, W) in [-1, 1]
             if step == nan_at:
                 x = x * float("nan")
             if cfg.hflip:
                 flip = torch.rand(x.shape[0], generator=gen, device=device) < 0.5
                 x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             if cfg.random_crop:
-                x = data.random_crop(x, cfg.random_crop, gen)
+                x = random_crop(x, cfg.random_crop, gen)
             x = x.contiguous(memory_format=memory_format)
             # progress by time is the processes' agreed clock (the last step's), so every
             # process sets the same rate
@@ -636,11 +638,11 @@ def _save(state: TrainState, run_dir: Path, step: int, world: int, seconds: floa
         m.train(was_training[n])
     path = checkpoint.preview_path(run_dir, step)
     try:
-        save_grid(data.to_uint8(images), path, nrow=8)
+        save_grid(to_uint8(images), path, nrow=8)
     except OSError as err:
         raise WriteFailed(f"could not write {path}: {err.strerror or err}") from None
     if state.cfg.log_with != "none":
-        log_images(acc, "preview", data.to_uint8(images).cpu(), step)
+        log_images(acc, "preview", to_uint8(images).cpu(), step)
 
 
 def wait_for_other_processes() -> None:

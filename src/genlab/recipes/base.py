@@ -27,6 +27,7 @@ from genlab.config import BaseConfig
 from genlab.errors import ConfigError, TrainingDiverged, on_every_rank
 from genlab.featurenet import feature_network
 from genlab.hardware import native_bf16
+from genlab.images import to_float, to_uint8
 from genlab.metrics import fid_kid, inception_fid
 from genlab.samplers import slerp
 
@@ -291,7 +292,7 @@ def curves_figure(run: Run, out: Path, **_: Any) -> Path:
 
 def gallery_figure(images: torch.Tensor, out: Path, nrow: int = 10) -> Path:
     """A row-major grid of images in [-1, 1]."""
-    return plots.save_grid(data.to_uint8(images), out, nrow=nrow)
+    return plots.save_grid(to_uint8(images), out, nrow=nrow)
 
 
 GUIDANCE_ROWS = (0.0, 1.0, 2.0, 4.0)  # classifier-free guidance scales of the control figure
@@ -441,7 +442,7 @@ class SampleScorer:
                                                    resolution=cfg.resolution,
                                                    channels=cfg.image_channels)
         images = split_data.images[:opts.num_images] if opts.num_images else split_data.images
-        self.real = data.to_float(images)
+        self.real = to_float(images)
 
     def time(self, draw: Callable[[int], torch.Tensor], n: int) -> tuple[torch.Tensor, float]:
         """n samples from ``draw(n)`` and the seconds per sample they took."""
