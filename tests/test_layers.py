@@ -12,7 +12,7 @@ LAYERS = {
     -2: {"errors"},  # exceptions: importable from anywhere
     -1: {"cores", "images"},  # leaves: the cores (no torch); the image convention
     0: {"config", "diffusion", "corruption", "metrics", "plots", "files", "hardware", "stats",
-        "schedules", "prepared"},
+        "schedules", "prepared", "distributed"},
     1: {"data", "batching", "models", "trackers"},
     2: {"objectives", "samplers", "checkpoint", "featurenet"},
     3: {"recipes"},
