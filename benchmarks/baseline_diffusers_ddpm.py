@@ -50,8 +50,9 @@ def main() -> None:
     from diffusers.training_utils import EMAModel
     from safetensors.torch import save_file
 
-    from genlab import data
+    from genlab import batching, data
     from genlab.featurenet import feature_network
+    from genlab.images import to_float, to_uint8
     from genlab.metrics import fid_kid
     from genlab.plots import save_grid
 
@@ -80,15 +81,15 @@ def main() -> None:
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     bf16 = args.precision == "bf16"
     n, step, seconds = len(train_data), 0, 0.0
-    per_epoch = data.steps_per_epoch(n, args.batch)
+    per_epoch = batching.steps_per_epoch(n, args.batch)
     gen = torch.Generator().manual_seed(args.seed)
     log = []
     while seconds < 60 * args.minutes:
         epoch, i = divmod(step, per_epoch)
         if i == 0:
-            batches = data.epoch_batches(n, args.batch, args.seed, epoch)
+            batches = batching.epoch_batches(n, args.batch, args.seed, epoch)
         tick = time.perf_counter()
-        x = data.to_float(train_data.images[batches[i]]).contiguous(memory_format=fmt)
+        x = to_float(train_data.images[batches[i]]).contiguous(memory_format=fmt)
         noise = torch.randn(x.shape, generator=gen)
         t = torch.randint(0, 1000, (len(x),), generator=gen)
         for group in opt.param_groups:
@@ -124,15 +125,15 @@ def main() -> None:
             samples.append(x.clamp(-1, 1))
     sample_seconds = (time.perf_counter() - start) / args.num_samples
     fake = torch.cat(samples)
-    save_grid(data.to_uint8(fake[:100]), out / "samples-ddim50.png", nrow=10)
+    save_grid(to_uint8(fake[:100]), out / "samples-ddim50.png", nrow=10)
     # the EMA weights and the samples (8-bit), so that the baseline can be re-scored later
     # (say, after the feature network's recipe changes) without training it again
     save_file({k: v.float().contiguous() for k, v in net.state_dict().items()},
               str(out / "unet-ema.safetensors"))
-    save_file({"samples": data.to_uint8(fake).contiguous()},
+    save_file({"samples": to_uint8(fake).contiguous()},
               str(out / "samples-ddim50.safetensors"))
     features, finfo = feature_network(args.dataset, args.data_dir, False)
-    real = data.to_float(data.load(args.dataset, "test", args.data_dir, download=False).images)
+    real = to_float(data.load(args.dataset, "test", args.data_dir, download=False).images)
     scores = fid_kid(features, real, fake, seed=args.seed)
     result = {"library": "diffusers", "dataset": args.dataset, "steps": step,
               "train_seconds": round(seconds, 1),

@@ -15,8 +15,8 @@ from contextlib import nullcontext
 
 import torch
 
-from genlab import data
 from genlab.corruption import corrupt, fixed_noisy
+from genlab.images import to_float
 from genlab.objectives import gan_d_loss, gan_g_loss
 from genlab.recipes import build_modules, make_config
 from genlab.samplers import bm3d_available, denoise, denoise_classical
@@ -42,8 +42,8 @@ def train_speed(preset: str, precision: str, channels_last: bool, steps: int,
                 else nullcontext())
 
     def step() -> None:
-        x0 = data.to_float(clean).contiguous(memory_format=fmt)
-        noisy = data.to_float(corrupt(clean, "poisson", cfg.peak, gen=gen).round_())
+        x0 = to_float(clean).contiguous(memory_format=fmt)
+        noisy = to_float(corrupt(clean, "poisson", cfg.peak, gen=gen).round_())
         noisy = noisy.contiguous(memory_format=fmt)
         with autocast:
             x_fake = net(noisy)

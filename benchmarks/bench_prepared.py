@@ -118,7 +118,7 @@ def write_big(out: Path, gib: float) -> tuple[int, float]:
     """A prepared set of ``gib`` GiB of 28x28 grey noise, 65,536 images at a time."""
     import numpy as np
 
-    from genlab import data
+    from genlab import prepared
 
     per_chunk, side = 65536, 28
     count = int(gib * 2**30) // (side * side) // per_chunk * per_chunk
@@ -130,7 +130,7 @@ def write_big(out: Path, gib: float) -> tuple[int, float]:
                 per_chunk, 1, side, side)
 
     start = time.perf_counter()
-    data.write_prepared(out, {
+    prepared.write_prepared(out, {
         "train": (chunks(count), rng.integers(0, 10, count), count),
         "test": (chunks(per_chunk), rng.integers(0, 10, per_chunk), per_chunk),
     }, tuple(str(i) for i in range(10)), "synthetic noise")

@@ -19,6 +19,7 @@ import torch
 from genlab import data, recipes
 from genlab.checkpoint import pick_device
 from genlab.featurenet import feature_network
+from genlab.images import to_float
 from genlab.metrics import fid_kid
 from genlab.recipes.base import class_labels
 from genlab.recipes.ddpm import generate
@@ -41,7 +42,7 @@ def main() -> None:
     run = recipes.load_run(args.run_dir, pick_device(args.device))
     cfg, net = run.config, run.model
     features, finfo = feature_network(cfg.dataset, cfg.data_dir, cfg.download, device=run.device)
-    real = data.to_float(data.load(cfg.dataset, "test", cfg.data_dir, cfg.download).images)
+    real = to_float(data.load(cfg.dataset, "test", cfg.data_dir, cfg.download).images)
     settings = [("ddim", int(s), float(e)) for s, e in (x.split(":") for x in args.ddim)]
     if not args.no_ddpm:
         settings.append(("ddpm", cfg.num_steps, 1.0))

@@ -31,6 +31,7 @@ import torch  # noqa: E402
 import genlab  # noqa: E402  (before torch: genlab's OpenMP policy, as its command does)
 from genlab import checkpoint, data, recipes  # noqa: E402
 from genlab.hardware import cpu_name  # noqa: E402
+from genlab.images import to_float  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "mnist"
 
@@ -61,7 +62,7 @@ def diffusers_side(steps: int, samples: int, split, bf16: bool) -> dict:
 
     def train_step(i: int) -> None:
         idx = torch.randint(0, len(split), (64,), generator=gen)
-        x0 = data.to_float(split.images[idx])
+        x0 = to_float(split.images[idx])
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, 1000, (64,), generator=gen)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

@@ -36,6 +36,7 @@ from genlab import data, recipes  # noqa: E402
 from genlab.checkpoint import Run  # noqa: E402
 from genlab.config import replace  # noqa: E402
 from genlab.hardware import cpu_name, resolve_precision  # noqa: E402
+from genlab.images import to_float  # noqa: E402
 from genlab.recipes.base import TrainState  # noqa: E402
 from genlab.samplers import denoise  # noqa: E402
 from genlab.trackers import make_accelerator  # noqa: E402
@@ -123,7 +124,7 @@ def family_row(family: str, seconds: float, compile_model: bool = False) -> dict
     gen = torch.Generator().manual_seed(0)
     info = {"image_shape": list(shape), "classes": list(split.classes), "num_train": len(split)}
     state = TrainState(cfg, accelerator, modules, optimizers, gen, info)
-    x = data.to_float(split.images[:cfg.batch_size])
+    x = to_float(split.images[:cfg.batch_size])
     y = split.labels[:cfg.batch_size]
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -146,7 +147,7 @@ def family_row(family: str, seconds: float, compile_model: bool = False) -> dict
     n = SAMPLE_N.get(family, 64)
     opts = recipe.sample_options()
     if recipe.denoises:  # the denoiser's sampler maps noisy images to clean ones
-        noisy = data.to_float(split.images[:n])
+        noisy = to_float(split.images[:n])
 
         def draw():
             return denoise(run.model, noisy, precision="bf16" if precision == "bf16"

@@ -39,6 +39,7 @@ from genlab.featurenet import (
     train_contrastive_net,
     train_rotation_net,
 )
+from genlab.images import to_float
 from genlab.metrics import fid_kid
 from genlab.models.classifier import Classifier, Features
 
@@ -78,7 +79,7 @@ def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 @torch.no_grad()
 def features_of(net: Features, images: torch.Tensor) -> torch.Tensor:
-    return torch.cat([net(data.to_float(b)) for b in images.split(1000)])
+    return torch.cat([net(to_float(b)) for b in images.split(1000)])
 
 
 def probe_accuracies(net: Features, train: data.ImageData, test: data.ImageData
@@ -138,8 +139,8 @@ def measure(dataset: str, data_dir: str | None, steps: int, supervised_steps: in
     random = Features(Classifier(train.image_shape[0], 10)).eval()
     nets = {"supervised": supervised, "rotation": rotation, "contrastive": contrastive,
             "random": random}
-    reference = data.to_float(train.images[:10_000])
-    real_test = data.to_float(test.images[:2_000])
+    reference = to_float(train.images[:10_000])
+    real_test = to_float(test.images[:2_000])
     test_labels = test.labels[:2_000]
     result: dict[str, object] = {
         "dataset": dataset, "rotation_steps": steps, "supervised_steps": info["steps"],

@@ -5,8 +5,9 @@ import pytest
 import torch
 from conftest import shared_data, write_fer_csv
 
-from genlab import data
+from genlab import batching, data
 from genlab.errors import DataError
+from genlab.images import to_float, to_uint8
 
 
 def test_digits_is_embedded_and_scaled_to_uint8():
@@ -24,23 +25,25 @@ def test_digits_is_embedded_and_scaled_to_uint8():
 
 def test_float_range_round_trip():
     x = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
-    f = data.to_float(x)
+    f = to_float(x)
     assert f.min() == -1 and f.max() == 1 and f.dtype == torch.float32
-    assert torch.equal(data.to_uint8(f), x)
-    assert data.to_uint8(torch.tensor([2.0, -3.0])).tolist() == [255, 0]
+    assert torch.equal(to_uint8(f), x)
+    assert to_uint8(torch.tensor([2.0, -3.0])).tolist() == [255, 0]
 
 
 def test_epoch_batches_are_a_seeded_permutation():
-    a = data.epoch_batches(10, 4, seed=3, epoch=1)
-    b = data.epoch_batches(10, 4, seed=3, epoch=1)
-    c = data.epoch_batches(10, 4, seed=3, epoch=2)
+    a = batching.epoch_batches(10, 4, seed=3, epoch=1)
+    b = batching.epoch_batches(10, 4, seed=3, epoch=1)
+    c = batching.epoch_batches(10, 4, seed=3, epoch=2)
     assert [t.tolist() for t in a] == [t.tolist() for t in b]
     assert sorted(torch.cat(a).tolist()) == list(range(10)) and [len(t) for t in a] == [4, 4, 2]
     assert torch.cat(a).tolist() != torch.cat(c).tolist()
-    shards = [torch.cat(data.epoch_batches(10, 4, 3, 1, rank=r, world_size=3)) for r in range(3)]
+    shards = [torch.cat(batching.epoch_batches(10, 4, 3, 1, rank=r, world_size=3))
+              for r in range(3)]
     assert sorted(torch.cat(shards).tolist()) == sorted(set(torch.cat(shards).tolist()))
     assert {len(s) for s in shards} == {3}
-    assert data.steps_per_epoch(10, 4) == 3 and data.steps_per_epoch(10, 4, world_size=3) == 1
+    assert batching.steps_per_epoch(10, 4) == 3
+    assert batching.steps_per_epoch(10, 4, world_size=3) == 1
 
 
 def test_mnist_idx_files(tiny_mnist):

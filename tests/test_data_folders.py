@@ -12,6 +12,7 @@ from conftest import shared_data
 
 from genlab import data
 from genlab.errors import ConfigError, DataError
+from genlab.images import to_float, to_uint8
 
 
 def save(path: Path, array: np.ndarray) -> Path:
@@ -124,11 +125,11 @@ def test_16_bit_folder_keeps_its_depth(tmp_path):
         save(tmp_path / f"{i}.png", deep)
     split = data.load(f"folder:{tmp_path}", "train")
     assert split.images.dtype == torch.uint16 and int(split.images.int().max()) == 65535
-    x = data.to_float(split.images)
+    x = to_float(split.images)
     assert x.min() == -1 and x.max() == 1 and x.dtype == torch.float32
     assert torch.allclose(x[0, 0].flatten(), torch.linspace(-1, 1, 16), atol=1e-6)
-    assert data.to_uint8(x).dtype == torch.uint8
-    assert data.to_float(torch.tensor([0.0, 255.0])).tolist() == [-1, 1]  # float grey levels
+    assert to_uint8(x).dtype == torch.uint8
+    assert to_float(torch.tensor([0.0, 255.0])).tolist() == [-1, 1]  # float grey levels
     bad = save(tmp_path / "3.png", grey(5))
     with pytest.raises(DataError, match=rf"{bad}: 8-bit grey image; expected 16-bit grey .*"
                                         r"convert the files to one bit depth"):

@@ -12,6 +12,7 @@ from torch import nn
 import genlab
 from genlab import data, recipes
 from genlab.diffusion import NoiseSchedule
+from genlab.images import to_float
 from genlab.metrics import discretized_gaussian_log_likelihood, normal_kl
 from genlab.recipes import ddpm as ddpm_recipe
 
@@ -53,7 +54,7 @@ class Oracle(nn.Module):
 
 def test_an_oracle_network_has_zero_diffusion_terms_and_a_hand_computed_bound() -> None:
     schedule = NoiseSchedule("linear", 50)  # alpha_bar_T = 0.6: a prior term worth checking
-    x_star = data.to_float(torch.randint(0, 256, (1, 1, 4, 4), generator=torch.Generator()
+    x_star = to_float(torch.randint(0, 256, (1, 1, 4, 4), generator=torch.Generator()
                                          .manual_seed(1), dtype=torch.uint8))
     terms = ddpm_recipe.vlb_terms(Oracle(schedule, x_star), schedule, x_star, 49,
                                   torch.Generator().manual_seed(0))

@@ -23,6 +23,7 @@ import torch
 from genlab import checkpoint, recipes
 from genlab import training as train_mod
 from genlab.cli import main
+from genlab.distributed import launch_warning
 from genlab.errors import ConfigError, RunError
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -424,7 +425,7 @@ def test_accelerate_launch_cpu_running_one_process_is_detected():
     """`accelerate launch --cpu --num_processes 2` sets MASTER_ADDR and ACCELERATE_USE_CPU but
     starts one process, with no WORLD_SIZE."""
     launched = {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
-    assert "use `torchrun --nproc_per_node N" in train_mod.launch_warning(launched, 1)
-    assert train_mod.launch_warning({**launched, "WORLD_SIZE": "2"}, 2) is None  # torchrun
-    assert train_mod.launch_warning({"ACCELERATE_USE_CPU": "True"}, 1) is None  # --num_processes 1
-    assert train_mod.launch_warning({}, 1) is None
+    assert "use `torchrun --nproc_per_node N" in launch_warning(launched, 1)
+    assert launch_warning({**launched, "WORLD_SIZE": "2"}, 2) is None  # torchrun
+    assert launch_warning({"ACCELERATE_USE_CPU": "True"}, 1) is None  # --num_processes 1
+    assert launch_warning({}, 1) is None

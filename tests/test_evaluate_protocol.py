@@ -15,6 +15,7 @@ from PIL import Image
 import genlab
 from genlab import data, recipes
 from genlab.figures import plot, plot_all
+from genlab.images import to_float
 from genlab.models.unet import ReferenceUNet, ResUNet
 from genlab.recipes import ddpm
 from genlab.recipes.base import QUICK_FIGURE_IMAGES, QUICK_FIGURE_NFE, QUICK_INTERPOLATION
@@ -163,7 +164,7 @@ def test_an_unlabelled_folder_is_scored_in_label_free_features(tmp_path):
     scorer = Scorer(f"folder:{folder}", None, False, 30)  # the comparison's, same cached net
     assert scorer.info["path"] == m["feature_net"]
     assert m["feature_net_sha1"] == scorer.info["weights_sha1"]  # the feature space, by hash
-    scores = scorer.full(data.to_float(data.load(f"folder:{folder}", "test").images))
+    scores = scorer.full(to_float(data.load(f"folder:{folder}", "test").images))
     assert "class_kl" not in scores and "coverage" in scores
     assert abs(scores["fid"]) < 1e-3  # the split against itself
     assert recipes.get("dcgan").evaluate_options().full is False

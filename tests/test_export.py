@@ -16,9 +16,10 @@ from PIL import Image
 from safetensors.torch import load_file
 
 import genlab
-from genlab import checkpoint, data, plots, recipes
+from genlab import checkpoint, plots, recipes
 from genlab import training as train_mod
 from genlab.errors import ConfigError, RunError
+from genlab.images import to_uint8
 
 
 def tiny_vae(tmp_path: Path, name: str = "vae", **kw) -> Path:
@@ -69,7 +70,7 @@ def test_exported_weights_sample_bit_identically_and_step_picks_the_checkpoint(t
     assert json.loads((out / "config.json").read_text()) == json.loads(
         (run / "config.json").read_text())
     # the grid is what `genlab sample OUT -n 16 --seed 0` draws, 8 per row
-    drawn = plots.save_grid(data.to_uint8(genlab.sample(out, n=16, seed=0)),
+    drawn = plots.save_grid(to_uint8(genlab.sample(out, n=16, seed=0)),
                             tmp_path / "grid.png", nrow=8)
     assert np.array_equal(np.asarray(Image.open(out / "sample_grid.png")),
                           np.asarray(Image.open(drawn)))

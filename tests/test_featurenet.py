@@ -23,6 +23,7 @@ from genlab.featurenet import (
     rotate,
     shipped_info,
 )
+from genlab.images import to_float
 from genlab.metrics import fid_kid
 from genlab.models.classifier import Features
 
@@ -170,7 +171,7 @@ def linear_probe(net: Features, train: data.ImageData, test: data.ImageData) -> 
     from sklearn.linear_model import LogisticRegression
 
     with torch.no_grad():
-        f_train, f_test = net(data.to_float(train.images)), net(data.to_float(test.images))
+        f_train, f_test = net(to_float(train.images)), net(to_float(test.images))
     mean, std = f_train.mean(0), f_train.std(0) + 1e-6
     fit = LogisticRegression(max_iter=1000).fit(((f_train - mean) / std).numpy(),
                                                 train.labels.numpy())
@@ -186,7 +187,7 @@ def test_rotation_features_carry_classes_and_order_corruptions(one_thread):
     rotation = Features(info["net"]).eval()
 
     assert linear_probe(rotation, train, test) > 0.5  # 10 classes: chance is 0.1
-    reference, real = data.to_float(train.images), data.to_float(test.images)
+    reference, real = to_float(train.images), to_float(test.images)
     gen = torch.Generator().manual_seed(0)
     eps = torch.randn(real.shape, generator=gen)
     fids = [fid_kid(rotation, reference, (real + s * eps).clamp(-1, 1), kid_subsets=2)["fid"]
@@ -235,7 +236,7 @@ def test_nt_xent_matches_a_hand_computation():
 
 
 def test_random_views_stay_in_range_differ_and_are_seeded():
-    x = data.to_float(data.load("digits", "test").images[:16])
+    x = to_float(data.load("digits", "test").images[:16])
     a = featurenet.random_view(x, torch.Generator().manual_seed(3))
     b = featurenet.random_view(x, torch.Generator().manual_seed(3))
     c = featurenet.random_view(x, torch.Generator().manual_seed(4))

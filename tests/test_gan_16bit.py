@@ -12,8 +12,8 @@ import torch
 from conftest import run_cli
 from PIL import Image
 
-from genlab import data
 from genlab.corruption import NOISY_TEST_SEED, fixed_noisy, gaussian_noise, poisson_noise
+from genlab.images import to_depth, to_float
 from genlab.recipes import gan as gan_recipe
 from genlab.recipes import make_config
 from genlab.samplers import denoise_classical
@@ -63,12 +63,12 @@ def test_noise_keeps_its_meaning_at_16_bits():
 
 def test_training_noise_is_drawn_at_the_stored_depth():
     cfg = make_config("gan", peak=5000.0, width=8)
-    x = data.to_float(torch.from_numpy(smooth_16bit(2, 3)).unsqueeze(1))
+    x = to_float(torch.from_numpy(smooth_16bit(2, 3)).unsqueeze(1))
     deep = gan_recipe.noisy_copy(cfg, x, torch.Generator().manual_seed(0), torch.uint16)
-    levels = data.to_depth(deep, torch.uint16).int()
+    levels = to_depth(deep, torch.uint16).int()
     assert (levels % 257 != 0).float().mean() > 0.9
     shallow = gan_recipe.noisy_copy(cfg, x, torch.Generator().manual_seed(0))
-    assert torch.equal(data.to_depth(shallow, torch.uint8).int(),
+    assert torch.equal(to_depth(shallow, torch.uint8).int(),
                        ((shallow + 1) * 127.5).round().int())  # the 8-bit path is unchanged
 
 

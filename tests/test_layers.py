@@ -12,8 +12,8 @@ LAYERS = {
     -2: {"errors"},  # exceptions: importable from anywhere
     -1: {"cores", "images"},  # leaves: the cores (no torch); the image convention
     0: {"config", "diffusion", "corruption", "metrics", "plots", "files", "hardware", "stats",
-        "schedules"},
-    1: {"data", "models", "trackers"},
+        "schedules", "prepared", "distributed"},
+    1: {"data", "batching", "models", "trackers"},
     2: {"objectives", "samplers", "checkpoint", "featurenet"},
     3: {"recipes"},
     4: {"training", "evaluation", "figures", "inference", "reporting"},

@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_cli_vae import genlab
 
-from genlab import checkpoint, data, recipes
+from genlab import checkpoint, data, prepared, recipes
 from genlab import training as train_mod
 from genlab.errors import DataError
 
@@ -53,7 +53,7 @@ def test_prepared_digits_equal_the_in_memory_split(tmp_path):
 
 
 def test_prepared_folder_is_written_in_chunks(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "CHUNK", 4)  # 20 train images: five chunks
+    monkeypatch.setattr(prepared, "CHUNK", 4)  # 20 train images: five chunks
     source = f"folder:{image_folder(tmp_path / 'imgs')}"
     meta = data.prepare(source, tmp_path / "p", resolution=4, channels=3)
     assert meta["image_shape"] == [3, 4, 4] and meta["resolution"] == 4

@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import kill_at
 
-from genlab import checkpoint, data, recipes
+from genlab import batching, checkpoint, recipes
 from genlab import training as train_mod
 from genlab.errors import ConfigError
 
@@ -24,17 +24,17 @@ def seed_drawing(offsets: list[int], padding: int) -> int:
 def test_crop_by_hand():
     x = torch.arange(9, dtype=torch.float32).view(1, 1, 3, 3)
     # padded by 1 with its edges repeated:   0 0 1 2 2 / 0 0 1 2 2 / 3 3 4 5 5 / 6 6 7 8 8 / ...
-    down_left = data.random_crop(x, 1, torch.Generator().manual_seed(seed_drawing([0, 2], 1)))
+    down_left = batching.random_crop(x, 1, torch.Generator().manual_seed(seed_drawing([0, 2], 1)))
     assert down_left.tolist() == [[[[1, 2, 2], [1, 2, 2], [4, 5, 5]]]]  # down 1, left 1
-    centre = data.random_crop(x, 1, torch.Generator().manual_seed(seed_drawing([1, 1], 1)))
+    centre = batching.random_crop(x, 1, torch.Generator().manual_seed(seed_drawing([1, 1], 1)))
     assert torch.equal(centre, x)
-    up = data.random_crop(x, 1, torch.Generator().manual_seed(seed_drawing([2, 1], 1)))
+    up = batching.random_crop(x, 1, torch.Generator().manual_seed(seed_drawing([2, 1], 1)))
     assert up.tolist() == [[[[3, 4, 5], [6, 7, 8], [6, 7, 8]]]]
 
 
 def test_each_image_and_channel_get_their_own_window_like_numpy():
     x = torch.randn(6, 3, 5, 4, generator=torch.Generator().manual_seed(0))
-    out = data.random_crop(x, 2, torch.Generator().manual_seed(7))
+    out = batching.random_crop(x, 2, torch.Generator().manual_seed(7))
     offsets = torch.randint(0, 5, (2, 6), generator=torch.Generator().manual_seed(7))
     padded = np.pad(x.numpy(), ((0, 0), (0, 0), (2, 2), (2, 2)), mode="edge")
     for b in range(6):

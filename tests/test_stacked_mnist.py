@@ -14,6 +14,8 @@ from scipy import stats as sps
 from torch import nn
 
 from genlab import comparison, data, featurenet
+from genlab.errors import DataError
+from genlab.images import to_float
 from genlab.metrics import expected_modes_covered, mode_scores
 from genlab.models.classifier import ChannelStack
 from genlab.recipes.scoring import Scorer
@@ -33,7 +35,7 @@ def test_stacking_puts_one_drawn_image_per_channel_and_reads_the_mode_from_their
     again, _ = data.stack_channels(images, labels, 500, seed=3)
     other, _ = data.stack_channels(images, labels, 500, seed=4)
     assert torch.equal(again, stacked) and not torch.equal(other, stacked)
-    with pytest.raises(data.DataError, match=r"grey \(M, 1, H, W\).*\(30, 3, 4, 4\)"):
+    with pytest.raises(DataError, match=r"grey \(M, 1, H, W\).*\(30, 3, 4, 4\)"):
         data.stack_channels(images.expand(30, 3, 4, 4), labels, 5, seed=0)
 
 
@@ -176,7 +178,7 @@ def test_the_shipped_mnist_network_reads_the_modes_of_real_stacked_mnist(monkeyp
     mnist_sha1 = featurenet.feature_network("mnist")[1]["weights_sha1"]
     assert info["weights_sha1"] != mnist_sha1  # another feature space than MNIST's own
     test = data.load("stacked-mnist", "test", str(root), download=False)
-    x = data.to_float(test.images[:1500])
+    x = to_float(test.images[:1500])
     with torch.no_grad():
         modes = net.classify(net(x))
     accuracy = float((modes == test.labels[:1500]).float().mean())

@@ -8,7 +8,8 @@ A run folder holds everything needed to reload a model::
                 data.json          image shape and class names of the training data
                 log.jsonl          one JSON line per logged step
                 checkpoints/ckpt-<step>.safetensors   weights of every module, prefixed 'name.'
-                checkpoints/ckpt-<step>.state.pt      optimizer, scheduler, RNG and step state
+                checkpoints/ckpt-<step>.state.pt      step, optimizers, every process's RNG
+                                                      states, recipe state, training seconds
                 checkpoints/ckpt-<step>.json          manifest: the size and SHA-256 of both
                 checkpoints/latest.json               which checkpoint is complete and current
                 samples/, figures/, metrics.json
@@ -23,6 +24,11 @@ Weights are safetensors (no pickle). The state file holds only tensors and plain
 read with ``torch.load(weights_only=True)``. Every file is written to a temporary name and renamed,
 the manifest after the files it describes and ``latest.json`` last, so a kill at any moment leaves
 the previous checkpoint intact.
+
+The training loop reaches the folder through this module too: ``open_run`` takes its lock and
+creates it, or rewinds it to the checkpoint a run resumes from; ``save_training_state`` writes what
+a training checkpoint holds (the state file's keys are listed there) and ``restore_training_state``
+puts each process of a resumed run back where it stopped.
 
 A run folder also lives through copies (rsync, a Hub download, a full disk, a network file
 system), so every load checks what it reads: the bytes of each checkpoint file against the size
@@ -53,7 +59,15 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from genlab.config import BaseConfig, to_dict
-from genlab.errors import FallbackWarning, RunError, WriteFailed, one_line
+from genlab.distributed import describe_processes, resume_command
+from genlab.errors import (
+    FallbackWarning,
+    GenlabError,
+    RunError,
+    WriteFailed,
+    on_every_rank,
+    one_line,
+)
 from genlab.files import read_bytes, read_json, sha256, write_atomic, write_json
 
 KEEP_CHECKPOINTS = 2
@@ -586,7 +600,8 @@ def load_state(run_dir: Path) -> dict[str, Any]:
     read with ``weights_only=True``."""
     ckpt = load_checkpoint(run_dir, state=True)
     fallback_warning(ckpt)
-    return ckpt.state  # type: ignore[return-value]
+    assert ckpt.state is not None, "read with state=True"
+    return ckpt.state
 
 
 def rewind(run_dir: Path, ckpt: Checkpoint) -> None:
@@ -602,6 +617,107 @@ def rewind(run_dir: Path, ckpt: Checkpoint) -> None:
             _remove_step(folder, step)
     write_atomic(Path(run_dir) / "log.jsonl",
                  "".join(json.dumps(r) + "\n" for r in kept).encode())
+
+
+# --- training: opening a run, and what its state file holds ------------------------------------
+
+
+def open_run(run_dir: Path, cfg: BaseConfig, data_info: dict[str, Any], new: bool) -> int | None:
+    """Lock the run folder for the process that trains in it, then create it (a new run), or pick
+    the newest checkpoint whose weights and state are intact and rewind the folder to it (a
+    resumed one: newer, damaged checkpoint files and the log lines past it go). Returns the step
+    to resume from (None for a new run); the lock is released if this fails."""
+    lock_run(run_dir)
+    try:
+        if new:
+            create_run(run_dir, cfg, data_info)
+            return None
+        ckpt = load_checkpoint(run_dir, state=True)
+        if ckpt.damaged is not None:
+            redo = (f"steps {ckpt.step + 1}-{ckpt.newest} will be trained again"
+                    if ckpt.newest > ckpt.step else "no step is lost")
+            warnings.warn(f"{ckpt.damaged}; resuming from step {ckpt.step}: {redo}",
+                          FallbackWarning, stacklevel=2)
+        rewind(run_dir, ckpt)
+        return ckpt.step
+    except BaseException:
+        unlock_run(run_dir)
+        raise
+
+
+def save_training_state(run_dir: Path, step: int, modules: dict[str, nn.Module],
+                        optimizers: dict[str, torch.optim.Optimizer], *,
+                        gen_states: list[torch.Tensor], cpu_states: list[torch.Tensor],
+                        cuda_states: list[torch.Tensor] | None, world_size: int, num_nodes: int,
+                        extra: dict[str, Any], train_seconds: float, cfg: BaseConfig,
+                        keep: int = KEEP_CHECKPOINTS) -> None:
+    """Write the checkpoint of training step ``step`` (``save_checkpoint``): the modules' weights,
+    and a state file holding each optimizer's state ('optimizers'), every process's noise
+    generator ('gen_state'), CPU RNG ('cpu_rng'; 'torch_rng' is the main process's, as older
+    genlabs read it) and, on CUDA, GPU RNG ('cuda_rng') states, each a list indexed by rank; the
+    processes and machines of the job ('world_size', 'num_nodes'), the recipe's own state
+    ('extra') and the training seconds so far ('train_seconds'). A run resumed on as many
+    processes (``restore_training_state``) then draws what it would have drawn."""
+    state = {"optimizers": {n: o.state_dict() for n, o in optimizers.items()},
+             "gen_state": gen_states, "torch_rng": cpu_states[0], "cpu_rng": cpu_states,
+             "world_size": world_size, "num_nodes": num_nodes, "extra": extra,
+             "train_seconds": train_seconds}
+    if cuda_states is not None:
+        state["cuda_rng"] = cuda_states
+    save_checkpoint(run_dir, step, modules, state, cfg, keep=keep)
+
+
+def restore_training_state(run_dir: Path, ckpt: Checkpoint, modules: dict[str, nn.Module],
+                           optimizers: dict[str, torch.optim.Optimizer], gen: torch.Generator,
+                           rank: int, world: int, device: torch.device
+                           ) -> tuple[dict[str, Any], float]:
+    """Put process ``rank`` of a resumed run of ``world`` processes where ``ckpt`` (read with its
+    state) left it: each module's weights (the unwrapped modules), each optimizer's state, its
+    noise generator ``gen`` and its global CPU (and CUDA) RNG states. Returns the recipe's extra
+    state and the training seconds so far. A checkpoint of another number of processes, or one
+    that does not fit the modules and optimizers, is a RunError naming the file."""
+    saved = ckpt.state
+    if saved is None:
+        raise ValueError("restore_training_state needs a checkpoint read with state=True")
+    state_file = checkpoint_file(run_dir, ckpt.entry["state"])
+    weights_file = checkpoint_file(run_dir, ckpt.entry["weights"])
+    try:
+        # Resuming is exact only on the number of processes the run was trained on: each
+        # process draws its own share of every batch and its own noise stream. Making both
+        # independent of the number of processes would mean per-sample noise in every
+        # family's step; refusing a changed count, with the command that continues the run,
+        # keeps the steps as they are.
+        saved_world = int(saved.get("world_size", len(saved["gen_state"])))
+        if saved_world != world:
+            raise on_every_rank(RunError(
+                f"{run_dir} was trained on {describe_processes(saved_world)} and this job has "
+                f"{describe_processes(world)}; resume it on {saved_world} "
+                f"(`{resume_command(run_dir, saved_world, int(saved.get('num_nodes', 1)))}`"
+                f"): each process draws its own share of the batch and its own noise, so "
+                f"only that count continues the run exactly"))
+        for name, module in modules.items():
+            if name not in ckpt.weights:
+                raise RunError(f"{weights_file} has no weights for {name!r}, which "
+                               f"config.json's network has")
+            load_module(module, ckpt.weights[name], str(weights_file))
+        for name, opt in optimizers.items():
+            opt.load_state_dict(saved["optimizers"][name])
+        gen.set_state(saved["gen_state"][rank])
+        torch.set_rng_state(saved["cpu_rng"][rank] if "cpu_rng" in saved
+                            else saved["torch_rng"])
+        if device.type == "cuda" and "cuda_rng" in saved:
+            torch.cuda.set_rng_state(saved["cuda_rng"][rank], device)
+        # the training time so far (an older genlab's state has none: its log's last line)
+        trained_seconds = float(saved["train_seconds"]) if "train_seconds" in saved else next(
+            (r["train_seconds"] for r in reversed(read_log(run_dir))
+             if "train_seconds" in r), 0.0)
+    except GenlabError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+        raise on_every_rank(RunError(
+            f"{state_file} does not fit the run that config.json describes "
+            f"({one_line(err)})")) from None
+    return saved.get("extra", {}), trained_seconds
 
 
 C = TypeVar("C", bound=BaseConfig)

@@ -520,8 +520,8 @@ def _report(message: str, every_rank: bool, red: bool) -> None:
     """One line on stderr. Under several processes, a message that every process has alike is
     printed by the main one, and all of them then meet, so that the launcher tears none down
     before it is printed; another process's own error is printed with its rank."""
+    from genlab.distributed import wait_for_other_processes
     from genlab.hardware import launched_processes, process_rank
-    from genlab.training import wait_for_other_processes
 
     rank = process_rank()
     if every_rank and rank != 0:

@@ -2,7 +2,7 @@
 
 Pure, seeded functions on tensors of grey levels (float, uint8 or uint16, any shape) at a white
 level ``white`` (255 for 8-bit images, 65535 for 16-bit ones); the caller converts to and from the
-model range with ``data.to_depth`` / ``data.to_float``. The noise levels keep their meaning at
+model range with ``images.to_depth`` / ``images.to_float``. The noise levels keep their meaning at
 every depth: ``peak`` is photons at white, and ``sigma`` is in 8-bit grey levels (sigma / 255 of
 white), so a 16-bit image gets the same noise, only not rounded to 256 levels.
 

@@ -1,29 +1,23 @@
-"""Datasets as one integer tensor per split, in memory or memory-mapped; batches drawn by
-seeded index.
+"""Datasets by name: each split as one integer tensor, in memory or memory-mapped.
 
 Every loader returns an ``ImageData``: ``images`` (N, C, H, W) uint8 (uint16 for image folders of
-16-bit files) and ``labels`` (N,) int64. Batches are float in [-1, 1], converted per batch by
-``to_float``. The image ranges are ``genlab.images``'s (``to_float`` / ``to_uint8`` / ``to_depth``,
-``white_level``, ``to_unit`` / ``from_unit``; imported here for the modules that read them from
-``data``). No per-item DataLoader on the hot path: indexing one tensor is several
-times faster than decoding items one by one.
-
-Images are taken as users keep them: ``folder:PATH`` reads a flat folder (unlabelled) or one
+16-bit files) and ``labels`` (N,) int64. The named sets (DATASETS: scikit-learn's digits,
+torchvision's MNIST, Fashion-MNIST and CIFAR-10, the FER2013 CSV, Stacked MNIST) load from their
+files; ``folder:PATH`` reads images as users keep them, a flat folder (unlabelled) or one
 subfolder per class, optionally under train/ test/ split folders; ``resolution`` and ``channels``
-resize, centre-crop and convert every dataset. ``prepare`` converts any source once into raw
-(N, C, H, W) files plus dataset.json (as EDM's dataset_tool and nanoGPT's prepare.py do), and
-``prepared:DIR`` maps them from disk, so a batch reads only its own rows and a set larger than
-memory trains with the same seeded batch order.
+resize, centre-crop and convert every dataset (``conform``). ``prepare`` converts any of these
+once into the prepared format of ``genlab.prepared``, which ``prepared:DIR`` maps from disk.
+
+No per-item DataLoader on the hot path: the training loop indexes the one tensor by the seeded
+batches of ``genlab.batching``, several times faster than decoding items one by one, and
+converts each batch to [-1, 1] with ``genlab.images``.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
-import mmap
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,15 +27,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from genlab import prepared
 from genlab.config import BaseConfig
 from genlab.errors import ConfigError, DataError
-from genlab.images import WHITE, WHITE_8
-from genlab.images import from_unit as from_unit  # re-exported: the convention, read as data.*
-from genlab.images import to_depth as to_depth
-from genlab.images import to_float as to_float
-from genlab.images import to_uint8 as to_uint8
-from genlab.images import to_unit as to_unit
-from genlab.images import white_level as white_level
+from genlab.images import WHITE, WHITE_8, white_level
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 SPLITS = ("train", "test", "val")
@@ -51,9 +40,6 @@ FER_USAGE = {"Training": "train", "PublicTest": "test", "PrivateTest": "val"}
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
                  "truck")
-PREPARED_FORMAT, PREPARED_VERSION = "genlab-prepared", 1
-FILE_SUFFIX = {"uint8": ".u8", "uint16": ".u16"}  # raw image files of a prepared dataset
-CHUNK = 1024  # images converted and written at a time
 
 
 @dataclass
@@ -91,11 +77,11 @@ def load(name: str, split: str = "train", data_dir: str | Path | None = None,
         raise DataError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
     check_target(resolution, channels)
     if name.startswith("prepared:"):
-        return load_prepared(Path(name[len("prepared:"):]), split, resolution, channels)
+        return _load_prepared(Path(name[len("prepared:"):]), split, resolution, channels)
     if name.startswith("folder:"):
         root = Path(name[len("folder:"):])
         if (root / "dataset.json").is_file():
-            return load_prepared(root, split, resolution, channels)
+            return _load_prepared(root, split, resolution, channels)
         return _load_folder_dataset(root, split, resolution, channels)
     if name not in DATASETS:
         raise DataError(
@@ -106,8 +92,14 @@ def load(name: str, split: str = "train", data_dir: str | Path | None = None,
     split_data = DATASETS[name](root, split, download)
     if resolution or channels:
         split_data.images = torch.cat([conform(chunk, resolution, channels)
-                                       for chunk in split_data.images.split(CHUNK)])
+                                       for chunk in split_data.images.split(prepared.CHUNK)])
     return split_data
+
+
+def _load_prepared(root: Path, split: str, resolution: int, channels: int) -> ImageData:
+    """One split of a prepared folder (see ``prepared.read_split``), memory-mapped."""
+    images, labels, classes = prepared.read_split(root, split, resolution, channels)
+    return ImageData(images, labels, classes, f"prepared:{root}", split, memory_mapped=True)
 
 
 def check_target(resolution: int, channels: int) -> None:
@@ -129,9 +121,9 @@ def stored_dtype(info: dict[str, Any]) -> torch.dtype:
     """The depth a run's training images were stored at, from its data info (data.json):
     torch.uint16 for 16-bit image files, else torch.uint8 (also for runs that predate the key)."""
     name = info.get("dtype", "uint8")
-    if name not in FILE_SUFFIX:
+    if name not in prepared.FILE_SUFFIX:
         raise DataError(f"unknown image dtype {name!r} in the run's data info; expected one of "
-                        f"{sorted(FILE_SUFFIX)}")
+                        f"{sorted(prepared.FILE_SUFFIX)}")
     return getattr(torch, name)
 
 
@@ -167,48 +159,6 @@ def resize_crop(images: torch.Tensor, resolution: int) -> torch.Tensor:
 def conform(images: torch.Tensor, resolution: int, channels: int) -> torch.Tensor:
     """``convert_channels`` then ``resize_crop``: what ``resolution`` and ``channels`` do."""
     return resize_crop(convert_channels(images, channels), resolution)
-
-
-def random_crop(x: torch.Tensor, padding: int, gen: torch.Generator) -> torch.Tensor:
-    """Random-crop augmentation: each image (B, C, H, W) padded by ``padding`` pixels on every
-    side, its edge pixels repeated, then cropped back to H x W at an offset drawn with ``gen``
-    (uniform in 0..2 * padding per axis): a random shift of up to ``padding`` pixels each way, as
-    the standard CIFAR crop, without the black borders of zero padding."""
-    b, c, h, w = x.shape
-    offsets = torch.randint(0, 2 * padding + 1, (2, b), generator=gen, device=x.device)
-    padded = F.pad(x, (padding, padding, padding, padding), mode="replicate")
-    rows = offsets[0][:, None] + torch.arange(h, device=x.device)      # (B, H) padded row index
-    cols = offsets[1][:, None] + torch.arange(w, device=x.device)      # (B, W)
-    batch = torch.arange(b, device=x.device)[:, None, None, None]
-    channel = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
-
-
-def bernoulli_targets(images: torch.Tensor, binarize: bool, seed: int = 0) -> torch.Tensor:
-    """uint8 images -> Bernoulli targets in [0, 1] for a VAE likelihood: the grey levels, or one
-    fixed binarisation drawn with ``seed`` (every evaluation then scores the same binary set)."""
-    x01 = to_unit(to_float(images))
-    if binarize:
-        x01 = torch.bernoulli(x01, generator=torch.Generator().manual_seed(seed))
-    return x01
-
-
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
-                  world_size: int = 1) -> list[torch.Tensor]:
-    """Index batches of one epoch: a permutation seeded by (seed, epoch), sharded across ranks.
-
-    Depending only on (seed, epoch) makes a resumed run draw exactly the batches it would have
-    drawn uninterrupted, with no sampler state to save.
-    """
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    perm = torch.randperm(n, generator=gen)
-    if world_size > 1:
-        perm = perm[: n - n % world_size][rank::world_size]
-    return list(perm.split(batch_size))
-
-
-def steps_per_epoch(n: int, batch_size: int, world_size: int = 1) -> int:
-    return math.ceil((n // world_size if world_size > 1 else n) / batch_size)
 
 
 # --- loaders -----------------------------------------------------------------------------------
@@ -462,7 +412,7 @@ def _load_folder_dataset(root: Path, split: str, resolution: int = 0,
     return ImageData(torch.from_numpy(images), labels, classes, f"folder:{root}", split)
 
 
-# --- prepared datasets: raw (N, C, H, W) files read memory-mapped ------------------------------
+# --- prepared datasets: any source converted once into genlab.prepared's format --------------
 
 
 def prepare(source: str, out: str | Path, data_dir: str | Path | None = None,
@@ -470,8 +420,9 @@ def prepare(source: str, out: str | Path, data_dir: str | Path | None = None,
             progress: bool = False) -> dict[str, Any]:
     """Convert a dataset (a name or ``folder:PATH``) once into ``out``: {split}.u8, the raw
     (N, C, H, W) uint8 images in row order ({split}.u16 for 16-bit files), {split}.labels.npy
-    and dataset.json; returns what dataset.json holds. An image folder is converted CHUNK images
-    at a time, never held whole in memory. ``load("prepared:OUT")`` then maps the files."""
+    and dataset.json (``prepared.write_prepared``); returns what dataset.json holds. An image
+    folder is converted ``prepared.CHUNK`` images at a time, never held whole in memory.
+    ``load("prepared:OUT")`` then maps the files."""
     check_target(resolution, channels)
     out = Path(out)
     if (out / "dataset.json").exists():
@@ -490,13 +441,14 @@ def prepare(source: str, out: str | Path, data_dir: str | Path | None = None,
             files, classes = _folder_split(folder, split)
             images = read_folder_images((p for p, _ in files), resolution, channels)
             labels = np.array([label for _, label in files], dtype=np.int64)
-            splits[split] = (_chunks(images), labels, len(files))
+            splits[split] = (prepared.chunks(images), labels, len(files))
         else:
             split_data = load(source, split, data_dir, download, resolution, channels)
             classes = split_data.classes
-            splits[split] = ((c.numpy() for c in split_data.images.split(CHUNK)),
+            splits[split] = ((c.numpy() for c in split_data.images.split(prepared.CHUNK)),
                              split_data.labels.numpy(), len(split_data))
-    return write_prepared(out, splits, classes, source, resolution, channels, progress)
+    return prepared.write_prepared(out, splits, classes, source, resolution, channels,
+                                   progress)
 
 
 def _folder_has_split(root: Path, split: str) -> bool:
@@ -505,149 +457,6 @@ def _folder_has_split(root: Path, split: str) -> bool:
     if not any(f.is_dir() for f in folders):
         return True
     return any((root / f).is_dir() for f in SPLIT_FOLDERS[split])
-
-
-def _chunks(images: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-    """(C, H, W) arrays -> (k, C, H, W) arrays of up to CHUNK images."""
-    batch: list[np.ndarray] = []
-    for image in images:
-        batch.append(image)
-        if len(batch) == CHUNK:
-            yield np.stack(batch)
-            batch = []
-    if batch:
-        yield np.stack(batch)
-
-
-def write_prepared(out: str | Path,
-                   splits: dict[str, tuple[Iterable[np.ndarray], np.ndarray, int]],
-                   classes: tuple[str, ...], source: str, resolution: int = 0, channels: int = 0,
-                   progress: bool = False) -> dict[str, Any]:
-    """Write a prepared dataset: for each split, (k, C, H, W) image chunks appended to one raw
-    file, its labels and count; dataset.json last, so a folder without it is incomplete."""
-    from tqdm.auto import tqdm
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    entries: dict[str, Any] = {}
-    shape: tuple[int, ...] | None = None
-    dtype: np.dtype | None = None
-    for split, (chunks, labels, count) in splits.items():
-        labels = np.asarray(labels, dtype=np.int64)
-        if labels.shape != (count,):
-            raise DataError(f"{source} {split}: {labels.shape[0]} labels for {count} images")
-        bar = tqdm(total=count, desc=f"{split}", unit="img", disable=not progress,
-                   mininterval=0.5, dynamic_ncols=True)
-        written = 0
-        tmp = out / f"{split}.images.tmp"
-        try:
-            with open(tmp, "wb") as f:
-                for chunk in chunks:
-                    if shape is None:
-                        shape, dtype = tuple(chunk.shape[1:]), chunk.dtype
-                    if tuple(chunk.shape[1:]) != shape or chunk.dtype != dtype:
-                        raise DataError(f"{source} {split}: images are {tuple(chunk.shape[1:])} "
-                                        f"{chunk.dtype}; the earlier ones are {shape} {dtype} "
-                                        f"(pass --resolution and --image-channels to make them "
-                                        f"agree)")
-                    f.write(np.ascontiguousarray(chunk).tobytes())
-                    written += len(chunk)
-                    bar.update(len(chunk))
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # no half-written file is left behind
-            raise
-        finally:
-            bar.close()
-        if written != count:
-            raise DataError(f"{source} {split}: wrote {written} images; expected {count}")
-        if dtype is None:
-            raise DataError(f"{source} {split}: no images to prepare")
-        path = out / f"{split}{FILE_SUFFIX[str(dtype)]}"
-        os.replace(tmp, path)
-        np.save(out / f"{split}.labels.npy", labels)
-        entries[split] = {"count": count, "shape": [count, *shape], "images": path.name,
-                          "labels": f"{split}.labels.npy"}
-    meta = {"format": PREPARED_FORMAT, "version": PREPARED_VERSION, "source": source,
-            "resolution": resolution, "channels": channels, "image_shape": list(shape or ()),
-            "dtype": str(dtype), "classes": list(classes), "splits": entries,
-            "created_by": f"genlab {getattr(sys.modules.get('genlab'), '__version__', '?')}"}
-    (out / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return meta
-
-
-def read_prepared_info(root: Path) -> dict[str, Any]:
-    """dataset.json of a prepared folder, checked; a DataError names the file and the fault."""
-    path = root / "dataset.json"
-    if not path.is_file():
-        raise DataError(f"{path}: no such file; expected a folder written by "
-                        f"`genlab prepare SOURCE --out {root}`")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(meta, dict) or meta.get("format") != PREPARED_FORMAT:
-        raise DataError(f"{path}: not a genlab prepared dataset (expected \"format\": "
-                        f"\"{PREPARED_FORMAT}\")")
-    if meta.get("version") != PREPARED_VERSION:
-        raise DataError(f"{path}: version {meta.get('version')!r}; this genlab reads version "
-                        f"{PREPARED_VERSION}")
-    missing = [k for k in ("image_shape", "dtype", "classes", "splits") if k not in meta]
-    if missing:
-        raise DataError(f"{path}: missing key(s) {missing}")
-    if meta["dtype"] not in FILE_SUFFIX:
-        raise DataError(f"{path}: dtype {meta['dtype']!r}; expected one of {list(FILE_SUFFIX)}")
-    return meta
-
-
-def map_images(path: Path, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """A raw image file as an array mapped from disk (as np.memmap does): copy-on-write, so the
-    file is never modified, and advised for random access, since each batch reads scattered rows
-    (no readahead that a set larger than memory would only evict again)."""
-    with open(path, "rb") as f:
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-    if hasattr(mapped, "madvise"):  # POSIX only
-        mapped.madvise(mmap.MADV_RANDOM)
-    return np.frombuffer(mapped, dtype).reshape(shape)
-
-
-def load_prepared(root: Path, split: str, resolution: int = 0, channels: int = 0) -> ImageData:
-    """One split of a prepared folder; ``images`` is a memory-mapped view of the file, so
-    indexing a batch reads only its rows from disk (see ``map_images``)."""
-    meta = read_prepared_info(root)
-    splits = meta["splits"]
-    name = split if split in splits else ("test" if split == "val" and "test" in splits else None)
-    if name is None:
-        raise DataError(f"{root} has no {split} split (prepared: {', '.join(splits)})")
-    shape = tuple(meta["image_shape"])                               # (C, H, W)
-    if resolution and shape[1:] != (resolution, resolution):
-        raise DataError(f"{root} holds {shape[2]}x{shape[1]} images; prepare it again with "
-                        f"--resolution {resolution} (or leave --resolution at 0)")
-    if channels and shape[0] != channels:
-        raise DataError(f"{root} holds {shape[0]}-channel images; prepare it again with "
-                        f"--image-channels {channels} (or leave --image-channels at 0)")
-    entry = splits[name]
-    count, dtype = int(entry["count"]), np.dtype(meta["dtype"])
-    images_path, labels_path = root / entry["images"], root / entry["labels"]
-    expected = count * math.prod(shape) * dtype.itemsize
-    if not images_path.is_file():
-        raise DataError(f"{images_path}: no such file; expected {expected} bytes of {name} images")
-    size = images_path.stat().st_size
-    if size != expected:
-        raise DataError(f"{images_path}: {size} bytes; expected {expected} ({count} images of "
-                        f"{'x'.join(map(str, shape))} {dtype}), so the file is truncated or from "
-                        f"another preparation; run genlab prepare again")
-    try:
-        labels = np.load(labels_path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise DataError(f"{labels_path}: not a readable .npy file ({err})") from None
-    if labels.shape != (count,):
-        raise DataError(f"{labels_path}: {labels.shape} labels; expected ({count},)")
-    if count == 0:
-        images = torch.empty((0, *shape), dtype=torch.from_numpy(np.empty(0, dtype)).dtype)
-    else:
-        images = torch.from_numpy(map_images(images_path, dtype, (count, *shape)))
-    return ImageData(images, torch.from_numpy(labels.astype(np.int64)), tuple(meta["classes"]),
-                     f"prepared:{root}", split, memory_mapped=True)
 
 
 # --- Stacked MNIST: a dataset of 1,000 known modes, for measuring mode collapse ------------------

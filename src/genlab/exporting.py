@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genlab import checkpoint, data, plots, recipes
+from genlab import checkpoint, plots, recipes
 from genlab.checkpoint import Run
 from genlab.config import to_dict
 from genlab.errors import ConfigError, RunError
@@ -78,7 +78,7 @@ def draw_grid(run: Run, path: Path) -> Path:
     if capability is not None:
         return capability.grid(run, path)
     images = sample(run, GRID_IMAGES, seed=0)
-    return plots.save_grid(data.to_uint8(images), path, nrow=8)
+    return plots.save_grid(images.to_uint8(images), path, nrow=8)
 
 
 def _yaml_list(key: str, values: list[str]) -> list[str]:

@@ -66,9 +66,11 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
 from genlab import data
+from genlab.batching import epoch_batches, steps_per_epoch
 from genlab.errors import ConfigError, DataError, FallbackWarning, RunError, one_line
 from genlab.files import read_bytes, read_json, sha256, write_atomic, write_json
 from genlab.hardware import cpu_name, native_bf16, poll_threads
+from genlab.images import to_float
 from genlab.models.classifier import ChannelStack, Classifier, Features
 
 # The classifier's training recipe; part of the cache key, recorded beside the weights. Where bf16
@@ -406,15 +408,15 @@ def _train(train_data: data.ImageData, test_data: data.ImageData, recipe: dict[s
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, recipe["steps"])
              if recipe.get("cosine") else None)
     n, batch_size = len(train_data), recipe["batch_size"]
-    per_epoch = data.steps_per_epoch(n, batch_size)
+    per_epoch = steps_per_epoch(n, batch_size)
     batches: list[torch.Tensor] = []
     for step in range(recipe["steps"]):
         poll_threads()
         epoch, i = divmod(step, per_epoch)
         if i == 0:
-            batches = data.epoch_batches(n, batch_size, recipe["seed"], epoch)
+            batches = epoch_batches(n, batch_size, recipe["seed"], epoch)
         idx = batches[i]
-        x = data.to_float(train_data.images[idx])
+        x = to_float(train_data.images[idx])
         # small random shifts (pad 2, crop) keep the features from memorising the split
         x = torch.nn.functional.pad(x, (2, 2, 2, 2), value=-1.0)
         dy, dx = torch.randint(0, 5, (2,), generator=gen).tolist()
@@ -453,14 +455,14 @@ def held_out_accuracy(net: Classifier, test_data: data.ImageData, task: str = "c
     if task == "contrastive":
         gen = torch.Generator().manual_seed(0)
         for images in test_data.images.split(256):
-            x = data.to_float(images)
+            x = to_float(images)
             sim, twin = _twin_similarities(net(torch.cat([random_view(x, gen),
                                                           random_view(x, gen)])))
             correct += int((sim.argmax(1) == twin).sum())
             total += len(twin)
         return correct / total
     for images, labels in zip(test_data.images.split(1000), test_data.labels.split(1000)):
-        x = data.to_float(images)
+        x = to_float(images)
         turns = range(ROTATIONS) if task == "rotation" else [None]
         for k in turns:
             target = labels if k is None else torch.full((len(x),), k)

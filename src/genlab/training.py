@@ -5,14 +5,16 @@ accumulation, the learning-rate warm-up and schedule, the EMA of the inference n
 checkpoints and the time budget; the recipe's ``step`` computes its loss and calls
 ``TrainState.update`` (backward, clipping, optimizer step). Accelerate wraps the loop (device
 placement, DDP across processes, bf16 autocast); it does not replace it. Batches are drawn from
-the in-memory uint8 split by a permutation that depends only on (seed, epoch), so a run resumed
-from a checkpoint draws the same batches, noise and updates as one never interrupted.
+the uint8 split (in memory or memory-mapped) by a permutation that depends only on (seed, epoch)
+(``genlab.batching``), and a checkpoint holds every RNG state (``checkpoint.save_training_state``),
+so a run resumed from a checkpoint draws the same batches, noise and updates as one never
+interrupted.
 
 Under several processes (torchrun, ``accelerate launch``) each draws its share of every batch and
 its own noise; the main process alone writes the run folder (holding its lock), and every decision
 to stop (a signal, the time budget, a non-finite loss) is combined across the processes, so that
-all of them stop after the same step. SIGTERM and SIGINT end a run with a checkpoint and
-``Preempted``.
+all of them stop after the same step (the helpers that make them agree are
+``genlab.distributed``'s). SIGTERM and SIGINT end a run with a checkpoint and ``Preempted``.
 """
 
 from __future__ import annotations
@@ -22,10 +24,7 @@ import os
 import re
 import signal
 import sys
-import threading
 import time
-import warnings
-from collections.abc import Callable
 from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
@@ -35,19 +34,28 @@ import torch
 from torch import nn
 
 from genlab import checkpoint, data, recipes, schedules
+from genlab.batching import epoch_batches, random_crop, steps_per_epoch
 from genlab.config import BaseConfig, diff, replace, to_dict
+from genlab.distributed import (
+    StopSignals,
+    any_process,
+    global_means,
+    job_nodes,
+    launch_warning,
+    on_main,
+    per_process,
+    resume_command,
+)
 from genlab.errors import (
     ConfigError,
-    FallbackWarning,
-    GenlabError,
     Preempted,
     RunError,
     TrainingDiverged,
     WriteFailed,
     on_every_rank,
-    one_line,
 )
 from genlab.hardware import cpu_threads, poll_threads, resolve_precision, threads_note
+from genlab.images import to_float, to_uint8
 from genlab.plots import save_grid
 from genlab.recipes.base import TrainState
 from genlab.trackers import log_images, make_accelerator, start_trackers, tracker
@@ -112,7 +120,7 @@ def budget_seconds(cfg: BaseConfig) -> float:
 def default_run_dir(cfg: BaseConfig) -> Path:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", cfg.dataset.replace("folder:", ""))
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.family}-{name.strip('_')}-{stamp}"  # type: ignore[attr-defined]
+    return Path("runs") / f"{cfg.family}-{name.strip('_')}-{stamp}"
 
 
 def resolve_resume(run_dir: Path, cfg: BaseConfig | None, overrides: dict[str, Any]) -> BaseConfig:
@@ -156,7 +164,7 @@ def train(cfg: BaseConfig | None = None, resume: str | Path | None = None,
 def _train(cfg: BaseConfig, run_dir: Path | None, resuming: bool, progress: bool,
            threads: str) -> Path:
     """``train`` once the config is known, within its CPU threads."""
-    recipe = recipes.get(cfg.family)  # type: ignore[attr-defined]
+    recipe = recipes.get(cfg.family)
     use_cpu = cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device 'cuda' requested but torch sees no CUDA GPU")
@@ -186,7 +194,7 @@ def _train(cfg: BaseConfig, run_dir: Path | None, resuming: bool, progress: bool
     if accelerator.is_main_process and warning:
         print(warning, file=sys.stderr)
     if run_dir is None:  # one name for the job: each process would stamp its own time
-        run_dir = Path(_on_main(accelerator, lambda: str(cfg.run_dir or default_run_dir(cfg))))
+        run_dir = Path(on_main(accelerator, lambda: str(cfg.run_dir or default_run_dir(cfg))))
 
     info = {"dataset": cfg.dataset, "image_shape": list(train_data.image_shape),
             "classes": list(train_data.classes), "num_train": len(train_data),
@@ -196,8 +204,8 @@ def _train(cfg: BaseConfig, run_dir: Path | None, resuming: bool, progress: bool
     # One writer per run folder: the main process takes its lock and creates it (or truncates the
     # log of a resumed run to its checkpoint); every process gets the outcome, so a refusal stops
     # them all and the others read the log only once it is truncated.
-    resume_step = _on_main(accelerator, lambda: _open_run(run_dir, cfg, info,
-                                                          new=not resuming))
+    resume_step = on_main(accelerator, lambda: checkpoint.open_run(run_dir, cfg, info,
+                                                                   new=not resuming))
     if not resuming and accelerator.is_main_process:
         if use_cpu:
             reason = f"{reason}; {threads}"
@@ -209,7 +217,7 @@ def _train(cfg: BaseConfig, run_dir: Path | None, resuming: bool, progress: bool
     if cfg.log_with != "none":
         start_trackers(accelerator, run_dir, cfg)
     try:
-        with _StopSignals() as signals:
+        with StopSignals() as signals:
             return _loop(cfg, recipe, accelerator, run_dir, train_data, info, resume_step,
                          signals, progress)
     finally:
@@ -223,7 +231,7 @@ def _train(cfg: BaseConfig, run_dir: Path | None, resuming: bool, progress: bool
 
 def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
           train_data: data.ImageData, info: dict[str, Any], resume_step: int | None,
-          signals: _StopSignals, progress: bool) -> Path:
+          signals: StopSignals, progress: bool) -> Path:
     """The loop itself, on every process: build, load a checkpoint (that of ``resume_step``),
     step, log, save."""
     device, rank, world = accelerator.device, accelerator.process_index, accelerator.num_processes
@@ -246,53 +254,16 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
     state = TrainState(cfg, accelerator, modules, optimizers, gen, info)
 
     n = len(train_data)
-    per_epoch = data.steps_per_epoch(n, cfg.batch_size, world)
+    per_epoch = steps_per_epoch(n, cfg.batch_size, world)
     # None: no step bound, the time budget ends the run
     total = cfg.steps if cfg.steps > 0 else (cfg.epochs * per_epoch or None)
     start, trained_seconds = 0, 0.0
     if resume_step is not None:
         ckpt = checkpoint.load_checkpoint(run_dir, step=resume_step, state=True)
-        saved = ckpt.state
-        state_file = checkpoint.checkpoint_file(run_dir, ckpt.entry["state"])
-        weights_file = checkpoint.checkpoint_file(run_dir, ckpt.entry["weights"])
-        try:
-            # Resuming is exact only on the number of processes the run was trained on: each
-            # process draws its own share of every batch and its own noise stream. Making both
-            # independent of the number of processes would mean per-sample noise in every
-            # family's step; refusing a changed count, with the command that continues the run,
-            # keeps the steps as they are.
-            saved_world = int(saved.get("world_size", len(saved["gen_state"])))
-            if saved_world != world:
-                raise on_every_rank(RunError(
-                    f"{run_dir} was trained on {_processes(saved_world)} and this job has "
-                    f"{_processes(world)}; resume it on {saved_world} "
-                    f"(`{resume_command(run_dir, saved_world, int(saved.get('num_nodes', 1)))}`"
-                    f"): each process draws its own share of the batch and its own noise, so "
-                    f"only that count continues the run exactly"))
-            for name, module in modules.items():
-                if name not in ckpt.weights:
-                    raise RunError(f"{weights_file} has no weights for {name!r}, which "
-                                   f"config.json's network has")
-                checkpoint.load_module(accelerator.unwrap_model(module), ckpt.weights[name],
-                                       str(weights_file))
-            for name, opt in optimizers.items():
-                opt.load_state_dict(saved["optimizers"][name])
-            gen.set_state(saved["gen_state"][rank])
-            torch.set_rng_state(saved["cpu_rng"][rank] if "cpu_rng" in saved
-                                else saved["torch_rng"])
-            if device.type == "cuda" and "cuda_rng" in saved:
-                torch.cuda.set_rng_state(saved["cuda_rng"][rank], device)
-            # the training time so far (an older genlab's state has none: its log's last line)
-            trained_seconds = float(saved["train_seconds"]) if "train_seconds" in saved else next(
-                (r["train_seconds"] for r in reversed(checkpoint.read_log(run_dir))
-                 if "train_seconds" in r), 0.0)
-        except GenlabError:
-            raise
-        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
-            raise on_every_rank(RunError(
-                f"{state_file} does not fit the run that config.json describes "
-                f"({one_line(err)})")) from None
-        state.extra.update(saved.get("extra", {}))
+        unwrapped = {name: accelerator.unwrap_model(m) for name, m in modules.items()}
+        extra, trained_seconds = checkpoint.restore_training_state(
+            run_dir, ckpt, unwrapped, optimizers, gen, rank, world, device)
+        state.extra.update(extra)
         start = ckpt.step
         if (total is not None and start >= total) or _out_of_time(cfg, trained_seconds):
             return run_dir
@@ -315,18 +286,18 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
             poll_threads()
             epoch, i = divmod(step, per_epoch)
             if batches is None or i == 0:
-                batches = data.epoch_batches(n, cfg.batch_size, cfg.seed, epoch, rank, world)
+                batches = epoch_batches(n, cfg.batch_size, cfg.seed, epoch, rank, world)
             idx = batches[i].to(device)
             batch = images[idx.to(images.device)].to(device) if one is None else one.expand(
                 len(idx), -1, -1, -1)
-            x, y = data.to_float(batch), labels[idx]           # (B, C, H, W) in [-1, 1]
+            x, y = to_float(batch), labels[idx]                # (B, C, H, W) in [-1, 1]
             if step == nan_at:
                 x = x * float("nan")
             if cfg.hflip:
                 flip = torch.rand(x.shape[0], generator=gen, device=device) < 0.5
                 x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             if cfg.random_crop:
-                x = data.random_crop(x, cfg.random_crop, gen)
+                x = random_crop(x, cfg.random_crop, gen)
             x = x.contiguous(memory_format=memory_format)
             # progress by time is the processes' agreed clock (the last step's), so every
             # process sets the same rate
@@ -356,14 +327,14 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
             # A signal or the spent time budget stops the run here; under several processes the
             # flags are combined across them every step, so all stop after the same step.
             flags = [signals.received, trained_seconds + time.perf_counter() - tick]
-            stop_signal, clock = _any_process(accelerator, flags) if world > 1 else flags
+            stop_signal, clock = any_process(accelerator, flags) if world > 1 else flags
             timed_out = _out_of_time(cfg, clock)
             if done == total:
                 stop_signal = 0  # finished anyway: nothing to resume
             if done % cfg.log_every == 0 or done == total or timed_out or stop_signal:
                 elapsed = time.perf_counter() - tick
                 trained_seconds += elapsed
-                means, seen = _global_means(accelerator, sums, count, seen)
+                means, seen = global_means(accelerator, sums, count, seen)
                 record = {"step": done, "epoch": round(done / per_epoch, 4), **means,
                           "lr": cfg.lr * lr_scale,
                           "images_per_s": round(seen / elapsed, 1),
@@ -386,7 +357,7 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
                 accelerator.wait_for_everyone()  # the checkpoint is written before any exits
                 name = signal.Signals(int(stop_signal)).name
                 raise Preempted(f"preempted by {name} at step {done}; checkpoint written; resume "
-                                f"with `{resume_command(run_dir, world, _num_nodes(world))}`",
+                                f"with `{resume_command(run_dir, world, job_nodes(world))}`",
                                 int(stop_signal), done)
             if timed_out:
                 break
@@ -401,7 +372,7 @@ def _loop(cfg: BaseConfig, recipe: recipes.Recipe, accelerator, run_dir: Path,
         except RunError:
             kept = None
         where = (f"the checkpoint of step {kept.get('step')} is intact: free space, then resume "
-                 f"with `{resume_command(run_dir, world, _num_nodes(world))}`"
+                 f"with `{resume_command(run_dir, world, job_nodes(world))}`"
                  if isinstance(kept, dict) else
                  "no checkpoint was written yet: free space and start it again")
         raise WriteFailed(f"{err}; training stopped, {where}") from None
@@ -450,134 +421,10 @@ def accumulated_step(recipe: recipes.Recipe, state: TrainState, x: torch.Tensor,
     return {k: sums[k] / weights[k] for k in sums}
 
 
-def _open_run(run_dir: Path, cfg: BaseConfig, info: dict[str, Any], new: bool) -> int | None:
-    """On the main process: lock the run folder, then create it (a new run), or pick the newest
-    checkpoint whose weights and state are intact and rewind the folder to it (a resumed one:
-    newer, damaged checkpoint files and the log lines past it go). Returns the step to resume
-    from (None for a new run)."""
-    checkpoint.lock_run(run_dir)
-    try:
-        if new:
-            checkpoint.create_run(run_dir, cfg, info)
-            return None
-        ckpt = checkpoint.load_checkpoint(run_dir, state=True)
-        if ckpt.damaged is not None:
-            redo = (f"steps {ckpt.step + 1}-{ckpt.newest} will be trained again"
-                    if ckpt.newest > ckpt.step else "no step is lost")
-            warnings.warn(f"{ckpt.damaged}; resuming from step {ckpt.step}: {redo}",
-                          FallbackWarning, stacklevel=2)
-        checkpoint.rewind(run_dir, ckpt)
-        return ckpt.step
-    except BaseException:
-        checkpoint.unlock_run(run_dir)
-        raise
-
-
-def _on_main(accelerator, fn: Callable[[], Any]) -> Any:
-    """``fn()`` on the main process only; every process returns its result or raises its
-    GenlabError, so that all of them go on, or stop, together."""
-    outcome: list[Any] = [None, None]
-    if accelerator.is_main_process:
-        try:
-            outcome = [fn(), None]
-        except GenlabError as err:
-            outcome = [None, err]
-    if accelerator.num_processes > 1:
-        from accelerate.utils import broadcast_object_list
-
-        broadcast_object_list(outcome, from_process=0)
-    if outcome[1] is not None:
-        raise on_every_rank(outcome[1])
-    return outcome[0]
-
-
-def _any_process(accelerator, flags: list[float]) -> list[float]:
-    """The largest value of each flag over the processes (a flag raised by any of them)."""
-    t = torch.tensor([float(f) for f in flags], device=accelerator.device)
-    return accelerator.reduce(t, "max").tolist()
-
-
-def _global_means(accelerator, sums: dict[str, float], count: int, seen: int
-                  ) -> tuple[dict[str, float], int]:
-    """Per-step means of the logged terms over every process's batches, and the images that
-    all processes saw (partial last batches counted as they are)."""
-    if accelerator.num_processes == 1:
-        return {k: v / count for k, v in sums.items()}, seen
-    keys = sorted(sums)  # every process logs the same terms
-    t = torch.tensor([sums[k] for k in keys] + [float(seen)], dtype=torch.float64,
-                     device=accelerator.device)
-    t = accelerator.reduce(t, "sum").tolist()
-    steps = count * accelerator.num_processes
-    return {k: t[j] / steps for j, k in enumerate(keys)}, int(t[-1])
-
-
 def _out_of_time(cfg: BaseConfig, seconds: float) -> bool:
     """Whether the training time this run may have (max_minutes, else budget_minutes) is spent."""
     stop = cfg.max_minutes or cfg.budget_minutes
     return stop > 0 and seconds >= 60 * stop
-
-
-class _StopSignals:
-    """Within ``with``: SIGTERM and SIGINT (a scheduler's preemption, Ctrl-C) only set
-    ``received``; the loop reads it after each step, writes a checkpoint and stops. Signals that
-    follow are absorbed too (torchrun forwards the one it gets to workers that may have had it
-    already), except a second Ctrl-C outside torchrun, which stops at once (KeyboardInterrupt);
-    SIGKILL always does. The previous checkpoint is kept either way."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self) -> None:
-        self.received = 0
-        self.previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():  # only there can they be set
-            for sig in self.SIGNALS:
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if (self.received and signum == signal.SIGINT
-                and "TORCHELASTIC_RUN_ID" not in os.environ):
-            raise KeyboardInterrupt
-        self.received = self.received or signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-
-
-def _processes(n: int) -> str:
-    return f"{n} process" + ("es" if n > 1 else "")
-
-
-def _num_nodes(world: int) -> int:
-    """Machines of this job, from torchrun's LOCAL_WORLD_SIZE (processes per machine)."""
-    return max(1, world // int(os.environ.get("LOCAL_WORLD_SIZE", world)))
-
-
-def resume_command(run_dir: Path, world: int, num_nodes: int = 1) -> str:
-    """The command that continues ``run_dir`` on ``world`` processes over ``num_nodes``
-    machines."""
-    if world == 1:
-        return f"genlab train --resume {run_dir}"
-    if num_nodes == 1:
-        return f"torchrun --nproc_per_node {world} -m genlab.cli train --resume {run_dir}"
-    return (f"torchrun --nnodes {num_nodes} --nproc_per_node {world // num_nodes} "
-            f"--rdzv_backend c10d --rdzv_endpoint HOST:PORT -m genlab.cli train --resume "
-            f"{run_dir}, on each machine")
-
-
-def launch_warning(env: dict[str, str], world: int) -> str | None:
-    """A warning when ``accelerate launch --cpu --num_processes N`` (N > 1) started this as one
-    process: without mpirun its --cpu launcher runs a single process, saying nothing. It leaves
-    MASTER_ADDR set and ACCELERATE_USE_CPU true, but no WORLD_SIZE."""
-    if (world == 1 and env.get("ACCELERATE_USE_CPU", "").lower() in ("true", "1")
-            and "MASTER_ADDR" in env and "WORLD_SIZE" not in env):
-        return ("warning: `accelerate launch --cpu` started one process, not the several asked "
-                "for (it runs several on CPUs only through mpirun); use `torchrun "
-                "--nproc_per_node N -m genlab.cli train ...` instead")
-    return None
 
 
 def _test_hook(name: str, rank: int) -> int | None:
@@ -591,42 +438,31 @@ def _test_hook(name: str, rank: int) -> int | None:
     return int(hook_step) if int(hook_rank) == rank else None
 
 
-def _per_process(acc, t: torch.Tensor) -> list[torch.Tensor]:
-    """Every process's copy of a small CPU tensor (an RNG state), indexed by rank."""
-    if acc.num_processes == 1:
-        return [t]
-    gathered = acc.gather(t.to(acc.device)[None])
-    return [g.cpu().clone() for g in gathered]  # rows, not views of one
-
-
 def _save(state: TrainState, run_dir: Path, step: int, world: int, seconds: float) -> None:
     """Checkpoint and a preview grid; refuses to overwrite good weights with non-finite ones.
-    Saves every process's noise generator and global CPU (and CUDA) RNG states, so that a run
-    resumed on as many processes draws what it would have drawn."""
+    Gathers every process's noise generator and global CPU (and CUDA) RNG states for
+    ``checkpoint.save_training_state``, so that a run resumed on as many processes draws what it
+    would have drawn."""
     acc = state.accelerator
     unwrapped = {name: acc.unwrap_model(m) for name, m in state.modules.items()}
     bad = next((f"{name}.{pname}" for name, module in unwrapped.items()
                 for pname, p in module.state_dict().items()
                 if p.is_floating_point() and not torch.isfinite(p).all()), None)
     if world > 1:  # BatchNorm statistics differ between processes: agree on the verdict
-        if _any_process(acc, [bad is not None])[0] and bad is None:
+        if any_process(acc, [bad is not None])[0] and bad is None:
             bad = "another process's weights"
     if bad is not None:
         raise on_every_rank(TrainingDiverged(f"non-finite weights in {bad} at step {step}"))
-    gen_states = _per_process(acc, state.gen.get_state())
-    cpu_states = _per_process(acc, torch.get_rng_state())
-    cuda_states = (_per_process(acc, torch.cuda.get_rng_state(acc.device))
+    gen_states = per_process(acc, state.gen.get_state())
+    cpu_states = per_process(acc, torch.get_rng_state())
+    cuda_states = (per_process(acc, torch.cuda.get_rng_state(acc.device))
                    if acc.device.type == "cuda" else None)
     if not acc.is_main_process:
         return
-    payload = {"optimizers": {n: o.state_dict() for n, o in state.optimizers.items()},
-               "gen_state": gen_states, "torch_rng": cpu_states[0], "cpu_rng": cpu_states,
-               "world_size": world, "num_nodes": _num_nodes(world), "extra": state.extra,
-               "train_seconds": seconds}
-    if cuda_states is not None:
-        payload["cuda_rng"] = cuda_states
-    checkpoint.save_checkpoint(run_dir, step, unwrapped, payload, state.cfg,
-                               keep=state.cfg.keep_checkpoints)
+    checkpoint.save_training_state(
+        run_dir, step, unwrapped, state.optimizers, gen_states=gen_states, cpu_states=cpu_states,
+        cuda_states=cuda_states, world_size=world, num_nodes=job_nodes(world), extra=state.extra,
+        train_seconds=seconds, cfg=state.cfg, keep=state.cfg.keep_checkpoints)
     preview_gen = torch.Generator(device=acc.device).manual_seed(12345)
     was_training = {n: m.training for n, m in unwrapped.items()}
     for m in unwrapped.values():
@@ -636,21 +472,11 @@ def _save(state: TrainState, run_dir: Path, step: int, world: int, seconds: floa
         m.train(was_training[n])
     path = checkpoint.preview_path(run_dir, step)
     try:
-        save_grid(data.to_uint8(images), path, nrow=8)
+        save_grid(to_uint8(images), path, nrow=8)
     except OSError as err:
         raise WriteFailed(f"could not write {path}: {err.strerror or err}") from None
     if state.cfg.log_with != "none":
-        log_images(acc, "preview", data.to_uint8(images).cpu(), step)
-
-
-def wait_for_other_processes() -> None:
-    """Under torch.distributed, meet every other process of the job here (the CLI, after an error
-    that all of them raised, so that the launcher tears none down before the main process has
-    reported it); otherwise nothing."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
+        log_images(acc, "preview", to_uint8(images).cpu(), step)
 
 
 def _progress(enabled: bool, total: int, start: int, run_dir: Path):

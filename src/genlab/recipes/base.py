@@ -26,6 +26,7 @@ from genlab.checkpoint import Run
 from genlab.config import BaseConfig
 from genlab.errors import ConfigError, TrainingDiverged, on_every_rank
 from genlab.hardware import native_bf16
+from genlab.images import to_uint8
 from genlab.samplers import slerp
 
 
@@ -324,7 +325,7 @@ def curves_figure(run: Run, out: Path, **_: Any) -> Path:
 
 def gallery_figure(images: torch.Tensor, out: Path, nrow: int = 10) -> Path:
     """A row-major grid of images in [-1, 1]."""
-    return plots.save_grid(data.to_uint8(images), out, nrow=nrow)
+    return plots.save_grid(to_uint8(images), out, nrow=nrow)
 
 
 GUIDANCE_ROWS = (0.0, 1.0, 2.0, 4.0)  # classifier-free guidance scales of the control figure

@@ -16,6 +16,7 @@ from torch import nn
 from genlab import data, plots
 from genlab.checkpoint import Run
 from genlab.errors import ConfigError
+from genlab.images import to_uint8
 from genlab.models.gan import DCGANDiscriminator, DCGANGenerator
 from genlab.recipes.base import (
     DemoRun,
@@ -153,7 +154,7 @@ def interpolation_figure(run: DCGANRun, out: Path, seed: int = 0, rows: int = 6,
     classes = getattr(run.model, "num_classes", 0)
     labels = (torch.arange(rows).repeat_interleave(steps) % classes) if classes else None
     images = sample_gan(run.model, len(z), z=z, labels=labels)
-    return plots.save_grid(data.to_uint8(images), out, nrow=steps)
+    return plots.save_grid(to_uint8(images), out, nrow=steps)
 
 
 def latent_map(run: DCGANRun) -> LatentMap:

@@ -19,7 +19,7 @@ from genlab.checkpoint import Run
 from genlab.config import BaseConfig
 from genlab.diffusion import SCHEDULES, NoiseSchedule
 from genlab.errors import ConfigError
-from genlab.images import WHITE_8
+from genlab.images import WHITE_8, to_float, to_uint8, white_level
 from genlab.models.unet import ReferenceUNet, ResUNet
 from genlab.objectives import ddpm_loss, ddpm_prior_term, ddpm_vlb_term
 from genlab.recipes.base import (
@@ -309,8 +309,8 @@ def likelihood(run: DDPMRun, split_data: data.ImageData, seed: int, num_images: 
     the T diffusion terms estimated by Monte Carlo over t (``per_image`` stratified timesteps per
     image, see vlb_terms), with its standard error across images. Unconditional (null label) for
     class-conditional runs. Costs num_images * (per_image + 1) network calls."""
-    x0 = data.to_float(split_data.images[:num_images])
-    half_bin = 1 / data.white_level(split_data.images.dtype)
+    x0 = to_float(split_data.images[:num_images])
+    half_bin = 1 / white_level(split_data.images.dtype)
     gen = torch.Generator(device=run.device).manual_seed(seed)
     schedule = schedule_of(run.config, run.device)
     terms = vlb_terms(run.model, schedule, x0, per_image, gen, half_bin)
@@ -334,7 +334,7 @@ def forward_timesteps(num_steps: int, count: int = 6) -> list[int]:
 def display_images(run: Run, split: str, count: int = 8) -> torch.Tensor:
     """The first image of each class of the split (then the next ones), float in [-1, 1]."""
     split_data = load_split(run, split)
-    return data.to_float(split_data.images[display_examples(split_data, count)])
+    return to_float(split_data.images[display_examples(split_data, count)])
 
 
 def forward_figure(run: DDPMRun, out: Path, split: str = "test", seed: int = 0, **_: Any) -> Path:
@@ -347,10 +347,10 @@ def forward_figure(run: DDPMRun, out: Path, split: str = "test", seed: int = 0, 
     rows = []
     for t in forward_timesteps(schedule.num_steps):
         x_t = schedule.q_sample(x0, t, eps)
-        rows.append((f"t = {t + 1}\nabar = {schedule.alpha_bar[t].item():.3g}", data.to_uint8(x_t)))
+        rows.append((f"t = {t + 1}\nabar = {schedule.alpha_bar[t].item():.3g}", to_uint8(x_t)))
     title = (f"forward process q(x_t | x_0), {schedule.name} schedule, T = {schedule.num_steps}: "
              f"alpha_bar_T = {schedule.alpha_bar[-1].item():.2e}")
-    return plots.save_rows([("x_0", data.to_uint8(x0)), *rows[1:]], out, title=title)
+    return plots.save_rows([("x_0", to_uint8(x0)), *rows[1:]], out, title=title)
 
 
 def snr_figure(run: DDPMRun, out: Path, **_: Any) -> Path:
@@ -381,7 +381,7 @@ def progression_figure(run: DDPMRun, out: Path, seed: int = 0, count: int = 8, r
     with bf16_autocast(run):
         ancestral(run.model, schedule, (count, *run.image_shape), class_labels(run.model, count),
                   gen=gen, snapshots=snapshots, snapshot_every=every)
-    rows_ = [(f"t = {t}", data.to_uint8(snapshots[t].float()))
+    rows_ = [(f"t = {t}", to_uint8(snapshots[t].float()))
              for t in sorted(snapshots, reverse=True)]
     return plots.save_rows(rows_, out, title=f"DDPM sampling, T = {schedule.num_steps}: x_T "
                                              f"(noise, top) to x_0 (bottom)")

@@ -16,6 +16,7 @@ from genlab import data, plots
 from genlab.checkpoint import Run
 from genlab.config import BaseConfig
 from genlab.errors import ConfigError
+from genlab.images import to_uint8
 from genlab.objectives import flow_loss
 from genlab.recipes.base import (
     QUICK_FIGURE_IMAGES,
@@ -204,7 +205,7 @@ def path_figure(run: FlowRun, out: Path, split: str = "test", seed: int = 0, **_
     with one noise draw so that rows differ only in t."""
     x0 = display_images(run, split)
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
-    rows = [(f"t = {t:.1f}", data.to_uint8((1 - t) * x0 + t * eps)) for t in PATH_TIMES]
+    rows = [(f"t = {t:.1f}", to_uint8((1 - t) * x0 + t * eps)) for t in PATH_TIMES]
     return plots.save_rows(rows, out, title="straight probability path x_t = (1 - t) x_0 + t eps "
                                             "(data at t = 0, noise at t = 1)")
 
@@ -220,7 +221,7 @@ def trajectories_figure(run: FlowRun, out: Path, seed: int = 0, count: int = 8, 
                  class_labels(run.model, count), gen=gen, time_scale=TIME_SCALE,
                  snapshots=snapshots)
     times = torch.linspace(1.0, 0.0, nfe + 1).tolist()
-    rows = [(f"t = {t:.1f}", data.to_uint8(x)) for t, x in zip(times, snapshots)]
+    rows = [(f"t = {t:.1f}", to_uint8(x)) for t, x in zip(times, snapshots)]
     return plots.save_rows(rows, out, title=f"flow sampling, Euler, {nfe} steps: noise (top) to "
                                             f"data (bottom)")
 

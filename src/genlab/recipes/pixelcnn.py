@@ -16,9 +16,11 @@ import torch
 from torch import nn
 
 from genlab import data, plots
+from genlab.batching import bernoulli_targets
 from genlab.checkpoint import Run
 from genlab.config import BaseConfig
 from genlab.errors import ConfigError
+from genlab.images import from_unit, to_float, to_uint8, to_unit
 from genlab.models.pixelcnn import GatedPixelCNN
 from genlab.objectives import pixelcnn_loss, pixelcnn_nll
 from genlab.recipes.base import (
@@ -119,7 +121,7 @@ def step(s: TrainState, x: torch.Tensor, y: torch.Tensor, step: int) -> dict[str
     """One step on the exact NLL (its mean per dimension)."""
     cfg: PixelCNNConfig = s.cfg
     if cfg.binarize:  # dynamic binarisation: a fresh binary image every time x is drawn
-        x = data.from_unit(torch.bernoulli(data.to_unit(x), generator=s.gen))
+        x = from_unit(torch.bernoulli(to_unit(x), generator=s.gen))
     labels = y.to(x.device).long() if cfg.class_conditional else None
     with s.autocast():
         loss, logs = pixelcnn_loss(s.modules["model"], x, labels)
@@ -166,8 +168,8 @@ def nll_inputs(run: PixelCNNRun, split_data: data.ImageData, seed: int) -> torch
     targets (the grey levels, or one fixed binarisation drawn with ``seed``) mapped to [-1, 1]."""
     cfg: PixelCNNConfig = run.config
     if cfg.pixel_model == "bernoulli":
-        return data.from_unit(data.bernoulli_targets(split_data.images, cfg.binarize, seed))
-    return data.to_float(split_data.images)
+        return from_unit(bernoulli_targets(split_data.images, cfg.binarize, seed))
+    return to_float(split_data.images)
 
 
 @torch.no_grad()
@@ -282,13 +284,13 @@ def completions_figure(run: PixelCNNRun, out: Path, split: str = "test", seed: i
     given = x.clone()
     given[:, :, height // 2:] = 0.0
     gen = torch.Generator(device=run.device).manual_seed(seed)
-    rows = [("top half given", data.to_uint8(given))]
+    rows = [("top half given", to_uint8(given))]
     for k in range(2 if quick else 3):
         with torch.autocast(run.device.type, dtype=torch.bfloat16,
                             enabled=inference_precision(run) == "bf16"):
             drawn = sample_pixelcnn(run.model, x.shape, y, gen, x=x, start=start)
-        rows.append((f"completion {k + 1}", data.to_uint8(drawn.float().cpu())))
-    rows.append(("original", data.to_uint8(x)))
+        rows.append((f"completion {k + 1}", to_uint8(drawn.float().cpu())))
+    rows.append(("original", to_uint8(x)))
     return plots.save_rows(rows, out, title=f"completions of the bottom half ({split} split)")
 
 

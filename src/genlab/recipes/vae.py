@@ -15,9 +15,11 @@ import torch
 from torch import nn
 
 from genlab import checkpoint, data, plots
+from genlab.batching import bernoulli_targets
 from genlab.checkpoint import Run
 from genlab.config import BaseConfig
 from genlab.errors import ConfigError
+from genlab.images import from_unit, to_uint8, to_unit
 from genlab.metrics import vae_bounds
 from genlab.models.vae import MLPVAE, ConvVAE
 from genlab.objectives import vae_loss
@@ -96,7 +98,7 @@ def setup(cfg: VAEConfig, modules: dict[str, nn.Module]) -> dict[str, torch.opti
 def step(s: TrainState, x: torch.Tensor, y: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
     """One step on the negative beta-ELBO (beta ramped over kl_warmup_steps)."""
     cfg: VAEConfig = s.cfg
-    x01 = data.to_unit(x)  # Bernoulli means in [0, 1]
+    x01 = to_unit(x)  # Bernoulli means in [0, 1]
     if cfg.binarize:  # dynamic binarisation: a fresh binary image every time x is drawn
         x01 = torch.bernoulli(x01, generator=s.gen)
     beta = (cfg.beta * min(1.0, (step + 1) / cfg.kl_warmup_steps) if cfg.kl_warmup_steps
@@ -131,7 +133,7 @@ def evaluate(run: VAERun, split_data: data.ImageData, seed: int,
              opts: VAEEvaluateOptions) -> dict[str, Any]:
     """Test loss as trained (its beta), the true ELBO (beta = 1) and the k-sample IWAE bound."""
     cfg: VAEConfig = run.config
-    x01 = data.bernoulli_targets(split_data.images, cfg.binarize, seed)
+    x01 = bernoulli_targets(split_data.images, cfg.binarize, seed)
     if opts.num_images:
         x01 = x01[:opts.num_images]
     gen = torch.Generator(device=run.device).manual_seed(seed)
@@ -168,17 +170,17 @@ def reconstruct(net: nn.Module, x01: torch.Tensor) -> torch.Tensor:
     """Bernoulli means decoded from the posterior means, as uint8 images."""
     device = next(net.parameters()).device
     logits, _, _ = net(x01.to(device))
-    return data.to_uint8(data.from_unit(torch.sigmoid(logits.float()).cpu()))
+    return to_uint8(from_unit(torch.sigmoid(logits.float()).cpu()))
 
 
 def _targets(run: VAERun, split_data: data.ImageData) -> torch.Tensor:
-    return data.bernoulli_targets(split_data.images, run.config.binarize)
+    return bernoulli_targets(split_data.images, run.config.binarize)
 
 
 def reconstructions_figure(run: VAERun, out: Path, split: str = "test", **_: Any) -> Path:
     split_data = load_split(run, split)
     x01 = _targets(run, split_data)[display_examples(split_data)]
-    rows = [("original", data.to_uint8(data.from_unit(x01))),
+    rows = [("original", to_uint8(from_unit(x01))),
             (f"z = {run.config.latent_dim}", reconstruct(run.model, x01))]
     return plots.save_rows(rows, out, title=f"originals vs reconstructions ({split} split)")
 
@@ -291,7 +293,7 @@ def reconstructions_by_run(run_dirs: list[Path], out: Path, split: str = "test")
     runs = [load_run(d, checkpoint.pick_device()) for d in run_dirs]
     split_data = load_split(runs[0], split)
     x01 = _targets(runs[0], split_data)[display_examples(split_data)]
-    rows = [("original", data.to_uint8(data.from_unit(x01)))]
+    rows = [("original", to_uint8(from_unit(x01)))]
     for run in runs:
         rows.append((f"z = {run.config.latent_dim}", reconstruct(run.model, x01)))
     return plots.save_rows(rows, Path(out), title=f"reconstructions by latent size "
