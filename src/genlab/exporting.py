@@ -22,6 +22,7 @@ from genlab.config import to_dict
 from genlab.errors import ConfigError, RunError
 from genlab.files import write_atomic
 from genlab.hardware import shares_cores
+from genlab.images import to_uint8
 from genlab.inference import sample
 
 GRID_IMAGES = 16
@@ -78,7 +79,7 @@ def draw_grid(run: Run, path: Path) -> Path:
     if capability is not None:
         return capability.grid(run, path)
     images = sample(run, GRID_IMAGES, seed=0)
-    return plots.save_grid(images.to_uint8(images), path, nrow=8)
+    return plots.save_grid(to_uint8(images), path, nrow=8)
 
 
 def _yaml_list(key: str, values: list[str]) -> list[str]:

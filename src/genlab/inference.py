@@ -17,6 +17,7 @@ from genlab import data, images, plots, recipes
 from genlab.checkpoint import Run, pick_device
 from genlab.errors import ConfigError, DataError, RunError
 from genlab.hardware import shares_cores
+from genlab.images import to_uint8
 from genlab.recipes.base import ImageToImage
 
 
@@ -175,7 +176,7 @@ def save_samples(images: torch.Tensor, out_dir: str | Path, nrow: int | None = N
     """Write gallery.png (row-major grid) and one PNG per image (0000.png, ...) into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    as_uint8 = images.to_uint8(images)
+    as_uint8 = to_uint8(images)
     for i, img in enumerate(as_uint8):
         plots.save_image(img.permute(1, 2, 0).numpy(), out_dir / f"{i:04d}.png")
     nrow = nrow or math.ceil(math.sqrt(len(as_uint8)))

@@ -137,7 +137,8 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     modules = build_modules(cfg, tuple(info["image_shape"]), len(info["classes"]))
     step = checkpoint.load_into(run_dir, modules, device, step)
     run = Run(run_dir, cfg, info, modules, step)
-    if get(cfg.family).channels_last:
+    image_to_image = get(cfg.family).image_to_image
+    if image_to_image is not None and image_to_image.channels_last:
         run.model.to(memory_format=torch.channels_last)
     return run
 

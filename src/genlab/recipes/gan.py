@@ -26,6 +26,7 @@ from genlab.corruption import (
     noise_label,
 )
 from genlab.errors import ConfigError, RunError, TrainingDiverged, on_every_rank
+from genlab.images import to_depth, to_float, to_uint8, white_level
 from genlab.metrics import psnr, sharpness, ssim, ssim_window
 from genlab.models.gan import (
     PatchDiscriminator,
@@ -220,9 +221,9 @@ def noisy_copy(cfg: GANConfig, x: torch.Tensor, gen: torch.Generator,
     ``sigma`` override the config's noise level."""
     peak = cfg.peak if peak is None else peak
     sigma = cfg.sigma if sigma is None else sigma
-    clean = images.to_depth(x, dtype)                          # grey levels 0..white
-    noisy = corrupt(clean, cfg.noise, peak, sigma, gen, images.white_level(dtype))
-    return images.to_float(noisy.round_().to(dtype))
+    clean = to_depth(x, dtype)                          # grey levels 0..white
+    noisy = corrupt(clean, cfg.noise, peak, sigma, gen, white_level(dtype))
+    return to_float(noisy.round_().to(dtype))
 
 
 def step(s: TrainState, x: torch.Tensor, y: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
@@ -258,7 +259,7 @@ class GANEvaluateOptions:
 def _scores(images: torch.Tensor, clean: torch.Tensor, win: int) -> dict[str, float]:
     """PSNR, SSIM and sharpness of stored images against the clean ones, at their depth (data
     range 255 for uint8, 65535 for uint16)."""
-    ref, white = clean.float(), float(images.white_level(clean.dtype))
+    ref, white = clean.float(), float(white_level(clean.dtype))
     return {"psnr": float(psnr(images.float(), ref, white).mean()),
             "ssim": float(ssim(images.float(), ref, white, win_size=win).mean()),
             "sharpness": float(sharpness(images, ref).mean())}
@@ -272,14 +273,14 @@ def evaluate(run: GANRun, split_data: data.ImageData, seed: int,
     16 for 16-bit images, scored at range 65535)."""
     cfg: GANConfig = run.config
     clean = split_data.images[: opts.num_images]                # (N, C, H, W) uint8 or uint16
-    white = images.white_level(clean.dtype)
+    white = white_level(clean.dtype)
     noisy = fixed_noisy(clean, cfg.noise, cfg.peak, cfg.sigma, NOISY_TEST_SEED + seed, white)
     win = ssim_window(clean.shape)
     table: dict[str, dict[str, Any]] = {"noisy": _scores(noisy, clean, win)}
     start = time.perf_counter()
-    x0_hat = denoise(run.model, images.to_float(noisy), batch_size=opts.batch_size)
+    x0_hat = denoise(run.model, to_float(noisy), batch_size=opts.batch_size)
     seconds = time.perf_counter() - start
-    table["gan"] = {**_scores(images.to_depth(x0_hat.cpu(), clean.dtype), clean, win),
+    table["gan"] = {**_scores(to_depth(x0_hat.cpu(), clean.dtype), clean, win),
                     "seconds_per_image": seconds / len(clean)}
     skipped = {}
     for method in opts.baselines:
@@ -325,14 +326,14 @@ def _fixed_noisy(run: GANRun, split: str, count: int,
     at the data's depth."""
     cfg: GANConfig = run.config
     clean = load_split(run, split).images[:count]
-    white = images.white_level(clean.dtype)
+    white = white_level(clean.dtype)
     return clean, fixed_noisy(clean, cfg.noise, cfg.peak, cfg.sigma, NOISY_TEST_SEED + seed,
                               white)
 
 
 def _shown(images: torch.Tensor) -> torch.Tensor:
     """Stored images (uint8 or uint16) as the 8-bit grey levels a figure shows."""
-    return images if images.dtype == torch.uint8 else images.to_uint8(images.to_float(images))
+    return images if images.dtype == torch.uint8 else to_uint8(to_float(images))
 
 
 def noisy_figure(run: GANRun, out: Path, split: str = "test", seed: int = 0, **_: Any) -> Path:
@@ -348,8 +349,8 @@ def denoised_figure(run: GANRun, out: Path, split: str = "test", seed: int = 0, 
     """Rows clean / noisy / this GAN / NLM / BM3D (when installed) on the same test images."""
     cfg: GANConfig = run.config
     clean, noisy = _fixed_noisy(run, split, count, seed)
-    white = images.white_level(clean.dtype)
-    x0_hat = images.to_uint8(denoise(run.model, images.to_float(noisy)).cpu())
+    white = white_level(clean.dtype)
+    x0_hat = to_uint8(denoise(run.model, to_float(noisy)).cpu())
     rows = [("clean", _shown(clean)), ("noisy", _shown(noisy)), (f"GAN ({cfg.arch})", x0_hat)]
     for method in ("nlm", "bm3d"):
         if method == "bm3d" and not bm3d_available(clean.shape):
@@ -406,6 +407,7 @@ IMAGE_TO_IMAGE = ImageToImage(
     apply=lambda run, x, precision: denoise(run.model, x, precision=precision),
     min_size=lambda run: run.model.receptive_field,
     grid=lambda run, out: denoised_figure(run, out, split="test", seed=0),
+    channels_last=True,
 )
 
 RECIPE = Recipe(
@@ -434,6 +436,5 @@ RECIPE = Recipe(
                        batch_size=64, log_every=20, checkpoint_every=10_000)),),
     upgrade=upgrade,
     image_to_image=IMAGE_TO_IMAGE,
-    channels_last=True,
     control_figure="denoised",
 )

@@ -21,6 +21,7 @@ import torch
 from genlab import data, stats
 from genlab.checkpoint import Run
 from genlab.featurenet import channel_stack, feature_network
+from genlab.images import to_float
 from genlab.metrics import (
     expected_modes_covered,
     fd_infinity,
@@ -83,7 +84,7 @@ class Scorer:
         self.inception_weights, self.seed = inception_weights, seed
         split = real if real is not None else data.load(dataset, "test", data_dir, download)
         images = split.images[:num_images] if num_images else split.images
-        self.real = images.to_float(images)
+        self.real = to_float(images)
         self.labelled = self.info["task"] == "classes"
         self.classes = list(self.info["classes"]) if self.labelled else []
         labels = getattr(split, "labels", None)
@@ -96,7 +97,7 @@ class Scorer:
         # precision/recall/density/coverage compare equal numbers of real and fake points (as
         # both papers do): the first len(fake) real images of one fixed shuffle
         self.real_order = torch.randperm(len(self.real), generator=torch.Generator().manual_seed(0))
-        self.train_ref = (images.to_float(data.load(dataset, "train", data_dir, download)
+        self.train_ref = (to_float(data.load(dataset, "train", data_dir, download)
                                         .images[:train_reference]) if train_reference else None)
         self.mode_net, self.num_modes = None, 0
         if dataset in data.CHANNEL_STACKS:  # the FID features may be another network's
