@@ -872,12 +872,10 @@ def _values(state: dict[str, Any], family: str, key: str, leg: int = -1) -> list
         scores = _leg_scores(record, leg)
         if scores is None:
             continue
-        if key == ONE_SCALE:
-            if recipes.get(family).likelihood_scale != "8-bit":
-                continue
-            value = scores.get("likelihood", {}).get(NLL)
-        elif key.startswith(NLL + ":"):
-            if recipes.get(family).likelihood_model != key.split(":", 1)[1]:
+        if key == ONE_SCALE or key.startswith(NLL + ":"):  # the column of the family's scale
+            recipe = recipes.get(family)
+            if not (recipe.likelihood_scale == "8-bit" if key == ONE_SCALE
+                    else recipe.likelihood_model == key.split(":", 1)[1]):
                 continue
             value = scores.get("likelihood", {}).get(NLL)
         else:
