@@ -874,8 +874,9 @@ def _values(state: dict[str, Any], family: str, key: str, leg: int = -1) -> list
             continue
         if key == ONE_SCALE or key.startswith(NLL + ":"):  # the column of the family's scale
             recipe = recipes.get(family)
-            if not (recipe.likelihood_scale == "8-bit" if key == ONE_SCALE
-                    else recipe.likelihood_model == key.split(":", 1)[1]):
+            scale, wanted = ((recipe.likelihood_scale, "8-bit") if key == ONE_SCALE
+                             else (recipe.likelihood_model, key.split(":", 1)[1]))
+            if scale != wanted:
                 continue
             value = scores.get("likelihood", {}).get(NLL)
         else:

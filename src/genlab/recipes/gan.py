@@ -15,7 +15,7 @@ from typing import Any, Literal, cast
 import torch
 from torch import nn
 
-from genlab import data, images, plots
+from genlab import data, plots
 from genlab.checkpoint import Run
 from genlab.config import BaseConfig
 from genlab.corruption import (
@@ -26,7 +26,7 @@ from genlab.corruption import (
     noise_label,
 )
 from genlab.errors import ConfigError, RunError, TrainingDiverged, on_every_rank
-from genlab.images import to_depth, to_float, to_uint8, white_level
+from genlab.images import bits, to_depth, to_float, to_uint8, white_level
 from genlab.metrics import psnr, sharpness, ssim, ssim_window
 from genlab.models.gan import (
     PatchDiscriminator,
@@ -304,7 +304,7 @@ def evaluate(run: GANRun, split_data: data.ImageData, seed: int,
                key=lambda k: table[k]["psnr"])
     results: dict[str, Any] = {
         "noise": noise_label(cfg.noise, cfg.peak, cfg.sigma), "noise_seed": NOISY_TEST_SEED + seed,
-        "num_images": int(len(clean)), "bits": images.bits(clean.dtype),
+        "num_images": int(len(clean)), "bits": bits(clean.dtype),
         "ssim_window": win, "methods": table,
         "psnr_gan": table["gan"]["psnr"], "psnr_noisy": table["noisy"]["psnr"],
         "ssim_gan": table["gan"]["ssim"],
