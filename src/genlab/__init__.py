@@ -1,4 +1,5 @@
-"""genlab: train, sample, evaluate and explain VAEs, GANs, diffusion and flow-matching models.
+"""genlab: train, sample, evaluate and explain VAEs, GANs, diffusion, flow-matching and
+autoregressive (PixelCNN) models.
 
 The public API (the CLI's verbs, as functions)::
 
@@ -12,8 +13,8 @@ The public API (the CLI's verbs, as functions)::
     genlab.export(run_dir, "my-vae")             # weights, config, sample grid, model card
     genlab.load_run("my-vae")                    # an exported folder loads like its run
 
-The families are the recipes in ``genlab.recipes.RECIPES``: vae, gan (the denoiser), dcgan, ddpm
-and flow.
+The families are the recipes in ``genlab.recipes.RECIPES`` (vae, gan: the denoiser, dcgan, ddpm,
+flow, pixelcnn); ``genlab.RECIPES`` lists them.
 """
 
 import os as _os
