@@ -20,7 +20,7 @@ Runs go to --out/FAMILY-Mmin (an interrupted run resumes; a finished one is only
 Rows, with the evaluate options that scored them, are appended to --out/quality.jsonl. Training
 runs alone: run nothing else meanwhile, as a budget in minutes buys fewer steps on shared cores;
 --train-only trains a queue of runs and scores none, so that scoring runs in a batch afterwards.
-A checkpoint's writing counts as training time (about 2.4 s each for the MNIST UNets on 2 cores),
+A checkpoint's writing counts as training time (2.4-6 s each for the MNIST UNets on 2 cores),
 so a run asked for --set checkpoint_every=100 to score snapshots takes fewer steps in its minutes.
 """
 
@@ -81,7 +81,7 @@ def row(family: str, run: Path, minutes: float, step: int, options: dict[str, An
             "precision": cfg.precision, "steps": step,
             "images_seen": step * cfg.batch_size, "train_seconds": log[-1]["train_seconds"],
             "measure": key, "weights": weights, "quality": quality,
-            "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
+            "options": options,
             "score_seconds": time.perf_counter() - start,
             "run": str(run), "config": {k: getattr(cfg, k) for k in (
                 "lr_schedule", "warmup_steps", "warmup_fraction", "ema_decay", "ema_sigma_rel",
@@ -110,6 +110,8 @@ def main() -> None:
                              "the same command, so that training runs alone and scoring "
                              "runs in a batch afterwards")
     args = parser.parse_args()
+    if args.train_only and args.score_run is not None:
+        parser.error("--train-only trains runs and --score-run scores one: pick one")
     if args.weights == "model":
         checkpoint.Run.model = property(lambda run: run.modules["model"])  # type: ignore
     options, key = QUALITY[args.family]

@@ -13,8 +13,7 @@ The public API (the CLI's verbs, as functions)::
     genlab.export(run_dir, "my-vae")             # weights, config, sample grid, model card
     genlab.load_run("my-vae")                    # an exported folder loads like its run
 
-The families are the recipes in ``genlab.recipes.RECIPES`` (vae, gan: the denoiser, dcgan, ddpm,
-flow, pixelcnn); ``genlab.RECIPES`` lists them.
+The families are the recipes in ``genlab.RECIPES`` (the same dict as ``genlab.recipes.RECIPES``).
 """
 
 import os as _os
